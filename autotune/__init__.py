@@ -1,0 +1,14 @@
+"""autotune: find the fastest transformers inference configuration whose outputs still match the
+unoptimized model, by measurement, and export it as a preset any code can load."""
+
+__version__ = "0.1.0"
+
+
+def load_preset(path, device=None):
+    """Load a preset's model and GenerationConfig with its runtime hints applied: see autotune.preset."""
+    from autotune.preset import load_preset as _load_preset
+
+    return _load_preset(path, device=device)
+
+
+__all__ = ["__version__", "load_preset"]

@@ -1,0 +1,171 @@
+"""Candidate: one point of the search space, split into what transformers and torch need to build it.
+
+A Candidate holds knob values (the fields named in `KNOBS`). From them it derives its three parts:
+
+- `load_kwargs()`: keyword arguments of `AutoModelForCausalLM.from_pretrained`;
+- `generation_kwargs()`: fields of `transformers.GenerationConfig`;
+- `runtime()`: what neither holds (torch.compile settings, padding, the assistant model).
+
+The defaults are the baseline: the model as a user loads it with no optimization.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from autotune.errors import CandidateError
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+# knob -> allowed values (a tuple), or a type for integer knobs. Search spaces may use any subset.
+KNOBS: dict[str, tuple | type] = {
+    "dtype": ("auto", "float32", "float16", "bfloat16"),
+    "attn_implementation": ("auto", "eager", "sdpa", "flash_attention_2", "flex_attention"),
+    "cache_implementation": ("dynamic", "static"),
+    "compile": ("off",) + COMPILE_MODES,
+    "compile_fullgraph": (False, True),
+    # "generate": transformers' own automatic compile (CUDA only); "explicit": torch.compile(model.forward)
+    # with the automatic compile switched off, so the two never stack.
+    "compile_api": ("generate", "explicit"),
+    "decoding": ("standard", "prompt_lookup", "assisted"),
+    "prompt_lookup_num_tokens": int,
+    "max_matching_ngram_size": int,
+    "num_assistant_tokens": int,
+    "num_assistant_tokens_schedule": ("constant", "heuristic", "heuristic_transient"),
+    "pad_to_multiple_of": int,
+}
+
+# YAML reads a bare `off` as False and `none` / `null` as None: accept those spellings.
+_ALIASES = {("compile", False): "off", ("compile", "none"): "off", ("pad_to_multiple_of", "none"): None}
+
+
+def normalize_knob_value(knob: str, value: Any) -> Any:
+    """Return `value` in the canonical form of `knob`, or raise CandidateError naming the allowed values."""
+    if knob not in KNOBS:
+        raise CandidateError(f"unknown knob {knob!r}; known knobs: {', '.join(KNOBS)}")
+    try:
+        value = _ALIASES.get((knob, value), value)
+    except TypeError:  # unhashable value (a list, a dict)
+        pass
+    domain = KNOBS[knob]
+    if domain is int:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            return value
+        raise CandidateError(f"knob {knob!r} takes a positive integer (or none), got {value!r}")
+    if value in domain and type(value) is type(domain[domain.index(value)]):
+        return value
+    raise CandidateError(f"knob {knob!r} has no value {value!r}; allowed: {', '.join(map(str, domain))}")
+
+
+# Short names for summaries (tables, progress lines).
+_SHORT = {"attn_implementation": "attn", "cache_implementation": "cache", "compile_fullgraph": "fullgraph",
+          "compile_api": "compile_api", "prompt_lookup_num_tokens": "lookup_tokens",
+          "max_matching_ngram_size": "ngram", "num_assistant_tokens": "assistant_tokens",
+          "num_assistant_tokens_schedule": "schedule", "pad_to_multiple_of": "pad"}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    dtype: str = "auto"
+    attn_implementation: str = "auto"
+    cache_implementation: str = "dynamic"
+    compile: str = "off"
+    compile_fullgraph: bool = False
+    compile_api: str = "explicit"
+    decoding: str = "standard"
+    prompt_lookup_num_tokens: int | None = None
+    max_matching_ngram_size: int | None = None
+    num_assistant_tokens: int | None = None
+    num_assistant_tokens_schedule: str = "constant"
+    pad_to_multiple_of: int | None = None
+    # Not a knob: the assistant model for assisted decoding (a path or hub id), set by --assistant.
+    assistant: str | None = None
+
+    def __post_init__(self):
+        for knob in KNOBS:
+            object.__setattr__(self, knob, normalize_knob_value(knob, getattr(self, knob)))
+        if self.assistant is not None and not isinstance(self.assistant, str):
+            raise CandidateError(f"assistant must be a model path or id, got {self.assistant!r}")
+
+    # ---- the three parts -------------------------------------------------------------------------
+
+    def load_kwargs(self) -> dict:
+        """`from_pretrained` keyword arguments, JSON-plain (dtype as a string transformers accepts)."""
+        kwargs: dict[str, Any] = {}
+        if self.dtype != "auto":
+            kwargs["dtype"] = self.dtype
+        if self.attn_implementation != "auto":
+            kwargs["attn_implementation"] = self.attn_implementation
+        return kwargs
+
+    def generation_kwargs(self) -> dict:
+        """`GenerationConfig` fields this candidate sets (on top of the model's own generation config)."""
+        kwargs: dict[str, Any] = {}
+        if self.cache_implementation != "dynamic":
+            kwargs["cache_implementation"] = self.cache_implementation
+        if self.compile != "off" and self.compile_api == "explicit":
+            kwargs["disable_compile"] = True  # the forward is compiled explicitly: never compile twice
+        if self.decoding == "prompt_lookup":
+            kwargs["prompt_lookup_num_tokens"] = self.prompt_lookup_num_tokens or 10
+            if self.max_matching_ngram_size is not None:
+                kwargs["max_matching_ngram_size"] = self.max_matching_ngram_size
+        if self.decoding == "assisted":
+            kwargs["num_assistant_tokens"] = self.num_assistant_tokens or 20
+            kwargs["num_assistant_tokens_schedule"] = self.num_assistant_tokens_schedule
+        return kwargs
+
+    def runtime(self) -> dict:
+        """What neither the load kwargs nor the GenerationConfig hold."""
+        hints: dict[str, Any] = {"padding_side": "left"}
+        if self.pad_to_multiple_of is not None:
+            hints["pad_to_multiple_of"] = self.pad_to_multiple_of
+        if self.compile != "off":
+            hints["compile"] = {"api": self.compile_api, "mode": self.compile, "fullgraph": self.compile_fullgraph}
+        if self.decoding == "assisted":
+            hints["assistant_model"] = self.assistant
+        return hints
+
+    # ---- identity and JSON -----------------------------------------------------------------------
+
+    def effective(self) -> "Candidate":
+        """The same configuration with knobs that have no effect reset to their defaults, so that two
+        candidates that build the same thing compare equal (used to avoid measuring twice)."""
+        changes: dict[str, Any] = {}
+        if self.compile == "off":
+            changes.update(compile_fullgraph=False, compile_api="explicit")
+        if self.decoding != "prompt_lookup":
+            changes.update(prompt_lookup_num_tokens=None, max_matching_ngram_size=None)
+        if self.decoding != "assisted":
+            changes.update(num_assistant_tokens=None, num_assistant_tokens_schedule="constant", assistant=None)
+        return Candidate(**{**asdict(self), **changes})
+
+    def key(self) -> str:
+        """A short stable hash of the effective configuration."""
+        return hashlib.sha256(self.effective().to_json().encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        """A compact human-readable summary: only what differs from the baseline."""
+        baseline, effective = Candidate(), self.effective()
+        parts = [f"{_SHORT.get(f.name, f.name)}={getattr(effective, f.name)}" for f in fields(self)
+                 if getattr(effective, f.name) != getattr(baseline, f.name)]
+        return " ".join(parts) or "baseline"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Candidate":
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise CandidateError(f"unknown candidate field(s) {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Candidate":
+        return cls.from_dict(json.loads(text))

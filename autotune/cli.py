@@ -1,0 +1,205 @@
+"""The `autotune` command: a thin click layer over autotune.study and autotune.preset."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from autotune.errors import AutotuneError
+
+# Wide enough for the trial table when the output is a file or a pipe (a terminal keeps its own width).
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+class CliError(click.ClickException):
+    """An AutotuneError at the edge: one line on stderr and the error's own exit code, no traceback."""
+
+    def __init__(self, error: AutotuneError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+def run_guarded(action):
+    try:
+        return action()
+    except AutotuneError as exc:
+        raise CliError(exc) from None
+
+
+def terminate_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C does (the running worker is killed on the way out), exit code 143."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@click.group(help=__doc__.split(":")[0] + ": tune Hugging Face transformers inference by measurement.")
+@click.version_option(package_name="autotune")
+def main():
+    pass
+
+
+# ---- search --------------------------------------------------------------------------------------
+
+def _fmt(value, spec: str, scale: float = 1.0) -> str:
+    return "-" if value is None else format(value / scale, spec)
+
+
+class Progress:
+    """Prints one line when a trial starts and one when it ends."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.started: dict[int, float] = {}
+
+    def __call__(self, event: str, **info) -> None:
+        if self.quiet:
+            return
+        if event == "probe":
+            console.print(f"inspecting the machine (--device {info['device']}) ...")
+        elif event == "left_out":
+            console.print(f"  left out {info['knob']}={info['value']}: {info['why']}", style="dim")
+        elif event == "stale":
+            console.print(f"trial {info['number']} was left running by an interrupted run: marked failed")
+        elif event == "deleted":
+            console.print(f"deleted the earlier study {info['study']!r} (--new-study)")
+        elif event == "start":
+            self.started[info["number"]] = time.perf_counter()
+            console.print(f"[bold]trial {info['number']}[/bold] ({info['role']}) {info['candidate'].describe()} ...")
+        elif event == "end":
+            self.print_end(info)
+
+    def print_end(self, info: dict) -> None:
+        m = info["measurement"]
+        seconds = time.perf_counter() - self.started.get(info["number"], time.perf_counter())
+        if info["duplicate_of"] is not None:
+            note = f"same configuration as trial {info['duplicate_of']}: result reused"
+        elif m.ok:
+            note = (f"{m.decode_tokens_per_s:.1f} decode tok/s, top-1 agreement {m.top1_agreement:.3f}, "
+                    f"peak {m.peak_memory_bytes / 2**20:.0f} MiB")
+        else:
+            note = f"{m.status} ({m.failure_kind}): {(m.message or '').splitlines()[0][:160]}"
+        best = "-" if info["best"] is None else f"{info['best']:.1f}"
+        console.print(f"  -> {note}  [{seconds:.1f} s, best so far {best} tok/s]")
+
+
+def trials_table(study) -> Table:
+    from optuna.trial import TrialState
+
+    table = Table(title=f"study {study.study_name}")
+    for column in ("#", "role", "config", "decode tok/s", "peak MiB", "top-1 agr.", "prefix", "status"):
+        table.add_column(column, justify="right" if column not in ("role", "config", "status") else "left")
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        feasible = t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
+        status = a.get("status") or t.state.name.lower()
+        if a.get("failure_kind"):
+            status += f" ({a['failure_kind']})"
+        elif t.state == TrialState.COMPLETE and not feasible:
+            status += " (below --min-agreement)"
+        if a.get("duplicate_of") is not None:
+            status += f" = #{a['duplicate_of']}"
+        table.add_row(str(t.number), a.get("role", "-"), a.get("config", "-"),
+                      _fmt(a.get("decode_tokens_per_s"), ".1f"), _fmt(a.get("peak_memory_bytes"), ".0f", 2**20),
+                      _fmt(a.get("top1_agreement"), ".3f"), _fmt(a.get("prefix_match"), ".3f"), status)
+    return table
+
+
+@main.command(help="Run (or resume) a study over inference configurations of MODEL and export the best one.\n\n"
+                   "Each trial builds, warms, measures and compares one configuration in a fresh process. "
+                   "Rerunning the same command resumes the study up to --trials in total.")
+@click.option("--model", required=True, help="Model folder or hub id (e.g. examples/models/codelm-4m).")
+@click.option("--study", "study_name", help="Study name (default: the model folder's name).")
+@click.option("--trials", type=int, default=20, show_default=True, help="Total trials of the study (resume counts earlier ones).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: cuda when available, else cpu.")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db).")
+@click.option("--space", default="default", show_default=True, help="Search space: a name under search_spaces/ or a YAML file.")
+@click.option("--prompts", type=click.Path(dir_okay=False), help="JSONL file, one {\"prompt\": ...} per line (default: built-in code prompts).")
+@click.option("--batch-size", type=int, default=1, show_default=True)
+@click.option("--max-new-tokens", type=int, default=64, show_default=True)
+@click.option("--assistant", help="Assistant model for assisted decoding (folder or hub id); enables that knob.")
+@click.option("--min-agreement", type=float, default=0.99, show_default=True,
+              help="Constraint: teacher-forced top-1 agreement with the baseline.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the TPE sampler.")
+@click.option("--trial-timeout", type=float, default=900, show_default=True, help="Seconds before a trial's worker is killed.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Measured passes over the prompts (median).")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Unmeasured passes first (compilation happens here).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Preset path (default: studies/<study>.preset.json).")
+@click.option("--root", default="studies", show_default=True, help="Folder for the default storage, results and presets.")
+@click.option("--new-study", is_flag=True, help="Delete an existing study of this name and start over.")
+@click.option("--quiet", is_flag=True, help="No progress lines; the final table and preset path only.")
+def search(model, study_name, trials, device, storage, space, prompts, batch_size, max_new_tokens, assistant,
+           min_agreement, seed, trial_timeout, repeats, warmup, out, root, new_study, quiet):
+    from autotune.study import SearchSettings, Tuner, default_study_name
+    from autotune.workload import Workload
+
+    terminate_on_sigterm()
+
+    def action():
+        settings_kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens)
+        workload = Workload.from_file(prompts, **settings_kw) if prompts else Workload.default(**settings_kw)
+        settings = SearchSettings(
+            model=model, workload=workload, study_name=study_name or default_study_name(model), trials=trials,
+            space=space, device=device, storage=storage, root=root, assistant=assistant,
+            min_agreement=min_agreement, seed=seed, trial_timeout=trial_timeout, repeats=repeats, warmup=warmup,
+            new_study=new_study, command=shlex.join(["autotune", *sys.argv[1:]]), faults=_test_faults())
+        tuner = Tuner(settings, report=Progress(quiet))
+        tuner.prepare()
+        console.print(f"study {settings.study_name!r} in {settings.storage_url}: "
+                      f"{tuner.finished_count()} of {trials} trials done")
+        try:
+            tuner.run()
+        finally:
+            console.print(trials_table(tuner.study))
+        path = tuner.export(out)
+        console.print(f"preset written to {path}")
+
+    run_guarded(action)
+
+
+def _test_faults() -> dict:
+    """Test-only fault injection: AUTOTUNE_TEST_FAULTS="2:oom,3:hang" (see autotune.worker.faults)."""
+    spec = os.environ.get("AUTOTUNE_TEST_FAULTS", "")
+    return {int(n): f for n, f in (item.split(":") for item in spec.split(",") if item)}
+
+
+# ---- export --------------------------------------------------------------------------------------
+
+@main.command(help="Export a study's best feasible trial as a preset JSON file.")
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db).")
+@click.option("--root", default="studies", show_default=True, help="Folder of the default storage and results.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Preset path (default: studies/<study>.preset.json).")
+def export(study_name, storage, root, out):
+    from autotune.study import default_preset_path, export_study, load_study
+
+    def action():
+        url = storage or f"sqlite:///{Path(root) / (study_name + '.db')}"
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+            raise_input(f"no study database at {url[len('sqlite:///'):]}: run 'autotune search' first, "
+                        "or give --storage / --root")
+        study = load_study(study_name, url)
+        path = export_study(study, out or default_preset_path(root, study_name), Path(root) / study_name)
+        console.print(f"preset written to {path}")
+
+    run_guarded(action)
+
+
+def raise_input(message: str):
+    from autotune.errors import InputError
+
+    raise InputError(message)
+
+
+if __name__ == "__main__":
+    main()

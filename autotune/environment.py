@@ -1,0 +1,78 @@
+"""What machine a study runs on: device, its capabilities and the library versions.
+
+`probe()` asks a short-lived child process, so that the orchestrator never initialises CUDA itself
+(a CUDA error poisons a process; only workers touch the device). `describe()` is what that child runs,
+and what every worker records in its Measurement.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+
+from autotune.errors import InputError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def describe(device: str = "auto") -> dict:
+    """Describe this process's view of the machine (imports torch; initialises CUDA if it is there)."""
+    import torch
+    import transformers
+
+    cuda = torch.cuda.is_available()
+    if device == "auto":
+        device = "cuda" if cuda else "cpu"
+    env = {
+        "device": device,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "cuda_available": cuda,
+        "has_flash_attn": importlib.util.find_spec("flash_attn") is not None,
+        "has_flex_attention": importlib.util.find_spec("torch.nn.attention.flex_attention") is not None,
+    }
+    if device == "cuda":
+        if not cuda:
+            raise InputError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu")
+        props = torch.cuda.get_device_properties(0)
+        env.update(device_name=props.name, total_memory_bytes=props.total_memory,
+                   has_bf16=torch.cuda.is_bf16_supported(), cuda=torch.version.cuda)
+    else:
+        import psutil
+
+        env.update(device_name=platform.processor() or platform.machine(),
+                   total_memory_bytes=psutil.virtual_memory().total, has_bf16=True)
+    return env
+
+
+def fingerprint(env: dict) -> str:
+    """What must stay the same for measurements of one study to be comparable."""
+    return f"{env.get('device')}:{env.get('device_name')}"
+
+
+def probe(device: str = "auto", timeout: float = 300.0) -> dict:
+    """Run `describe(device)` in a child process and return its result."""
+    if device not in DEVICES:
+        raise InputError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    proc = subprocess.run([sys.executable, "-m", "autotune.environment", device],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InputError(f"could not inspect the machine for --device {device}: {last}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    try:
+        print(json.dumps(describe(sys.argv[1] if len(sys.argv) > 1 else "auto")))
+    except InputError as exc:
+        print(str(exc), file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,48 @@
+"""Errors autotune raises. Each message says what was wrong and how to fix the input.
+
+The CLI turns every `AutotuneError` into a one-line message and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class AutotuneError(Exception):
+    """Base class: a problem the user can fix. `exit_code` is what the CLI exits with."""
+
+    exit_code = 2
+
+
+class InputError(AutotuneError):
+    """A bad argument, file or model path."""
+
+
+class SpaceError(InputError):
+    """A search-space file that cannot be used: malformed YAML, an unknown knob or value."""
+
+
+class CandidateError(InputError):
+    """A Candidate value outside its knob's domain."""
+
+
+class WorkloadError(InputError):
+    """A prompt file or workload setting that cannot be used."""
+
+
+class PresetError(InputError):
+    """A preset file that cannot be loaded (missing, malformed, or from another format version)."""
+
+
+class StudyMismatchError(AutotuneError):
+    """Resuming a study with a different search space, workload or model than it was created with."""
+
+
+class NoFeasibleTrialError(AutotuneError):
+    """The study has no trial that satisfies its constraints, so there is nothing to export."""
+
+    exit_code = 3
+
+
+class SystemicFailureError(AutotuneError):
+    """The study cannot make progress (the baseline failed, or every trial fails the same way)."""
+
+    exit_code = 4

@@ -1,0 +1,111 @@
+"""Measurement: what one trial's worker returns, and how it is kept on disk.
+
+A worker never raises across the process boundary: it writes a Measurement whose `status` says what
+happened (`ok`, `oom`, `unsupported`, `error`, `timeout`, `crash`) and, when it failed, a `failure_kind`
+and the tail of the traceback or stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+STATUSES = ("ok", "oom", "unsupported", "error", "timeout", "crash")
+# Statuses that say the configuration cannot run within its limits: data for the sampler (COMPLETE with a
+# violated constraint), not an accident of the run (FAIL).
+INFEASIBLE_STATUSES = ("oom", "unsupported")
+
+# Measurement fields that become Optuna user attrs of the same name.
+METRIC_FIELDS = (
+    "decode_tokens_per_s", "e2e_tokens_per_s", "ttft_s", "itl_p50_s", "itl_p95_s", "peak_memory_bytes",
+    "load_s", "warmup_s", "recompiles", "prefix_match", "top1_agreement", "mean_kl", "divergence_margin",
+)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    status: str
+    failure_kind: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+    decode_tokens_per_s: float | None = None
+    e2e_tokens_per_s: float | None = None
+    ttft_s: float | None = None
+    itl_p50_s: float | None = None
+    itl_p95_s: float | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_kind: str | None = None  # "process_rss" on CPU, "cuda_max_allocated" on CUDA
+    load_s: float | None = None
+    warmup_s: float | None = None
+    recompiles: int | None = None
+    repeats: int | None = None
+    generated_tokens: int | None = None  # per repeat, all batches
+    prefix_match: float | None = None
+    top1_agreement: float | None = None
+    mean_kl: float | None = None
+    divergence_margin: float | None = None
+    equivalence_meaningful: bool = True
+    runs: tuple = ()  # per-repeat figures, for inspection
+    environment: dict = field(default_factory=dict)
+    pid: int | None = None
+    exit_code: int | None = None
+    wall_s: float | None = None
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown measurement status {self.status!r}; one of {STATUSES}")
+        object.__setattr__(self, "runs", tuple(self.runs))
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def infeasible(self) -> bool:
+        return self.status in INFEASIBLE_STATUSES
+
+    @classmethod
+    def failed(cls, status: str, failure_kind: str, message: str, **extra) -> "Measurement":
+        return cls(status=status, failure_kind=failure_kind, message=message, **extra)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["runs"] = list(self.runs)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=1)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Measurement":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Measurement":
+        return cls.from_dict(json.loads(text))
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the whole new one, never a part:
+    a temporary file in the same folder, fsync, rename over the target, fsync of the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

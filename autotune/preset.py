@@ -1,0 +1,160 @@
+"""Preset: the export of a study's best feasible configuration.
+
+A preset is one JSON file whose two halves work with plain transformers::
+
+    p = json.load(open("studies/demo.preset.json"))
+    model = AutoModelForCausalLM.from_pretrained(p["model"], **p["load_kwargs"])
+    gen = GenerationConfig(**p["generation_config"])
+
+`runtime` holds what neither half can (torch.compile settings, padding, the assistant model);
+`autotune.load_preset(path)` applies it. `measurement` is what the chosen trial measured and
+`environment` where (library versions, device).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from autotune.candidate import Candidate
+from autotune.errors import NoFeasibleTrialError, PresetError
+from autotune.measurement import write_atomic
+
+FORMAT = "autotune-preset/1"
+
+# GenerationConfig fields of the model's own generation_config.json that a preset carries over.
+_MODEL_GENERATION_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+
+
+@dataclass(frozen=True)
+class Preset:
+    model: str
+    load_kwargs: dict
+    generation_config: dict
+    runtime: dict
+    measurement: dict
+    environment: dict
+    study: dict = field(default_factory=dict)
+    format: str = FORMAT
+
+    def __post_init__(self):
+        if self.format != FORMAT:
+            raise PresetError(f"this preset has format {self.format!r}, but this autotune reads {FORMAT!r}: "
+                              "export it again with this version (autotune export --study NAME)")
+        if not isinstance(self.model, str) or not self.model:
+            raise PresetError("a preset needs the model it was tuned for ('model')")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "Preset":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PresetError(f"the preset is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise PresetError("a preset is a JSON object")
+        known = {f.name for f in fields(cls)}
+        missing = {"model", "load_kwargs", "generation_config", "runtime"} - set(data)
+        if missing:
+            raise PresetError(f"the preset lacks {sorted(missing)}; is it an autotune preset?")
+        if data.get("format", FORMAT) != FORMAT:
+            raise PresetError(f"this preset has format {data.get('format')!r}, but this autotune reads {FORMAT!r}: "
+                              "export it again with this version (autotune export --study NAME)")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Preset":
+        path = Path(path)
+        if not path.is_file():
+            raise PresetError(f"preset file {str(path)!r} does not exist (autotune search or autotune export writes it)")
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+    def write(self, path: str | Path) -> Path:
+        """Write atomically (temporary file, fsync, rename, fsync of the folder), then read it back."""
+        path = Path(path)
+        text = self.to_json()
+        write_atomic(path, text)
+        if Preset.read(path) != self:
+            raise PresetError(f"{path} did not read back as written")
+        return path
+
+
+def model_generation_defaults(model: str) -> dict:
+    """Token ids from the model's own generation config (so the preset's GenerationConfig is complete)."""
+    try:
+        from transformers import GenerationConfig
+
+        config = GenerationConfig.from_pretrained(model)
+    except Exception:  # no generation_config.json, or a hub id that cannot be reached: keep the candidate's
+        return {}
+    return {k: getattr(config, k) for k in _MODEL_GENERATION_FIELDS if getattr(config, k, None) is not None}
+
+
+def preset_from_trial(trial, study_attrs: dict, measurement: dict) -> Preset:
+    """The Preset of a finished trial, from its candidate, the study's workload and its measurement."""
+    candidate = Candidate.from_json(trial.user_attrs["candidate"])
+    workload = study_attrs["workload"]
+    generation = {**model_generation_defaults(study_attrs["model"]), **candidate.generation_kwargs(),
+                  "max_new_tokens": workload["max_new_tokens"], "do_sample": workload["sampling"]}
+    figures = {k: v for k, v in measurement.items() if k not in ("environment", "traceback", "runs")}
+    return Preset(
+        model=study_attrs["model"],
+        load_kwargs=candidate.load_kwargs(),
+        generation_config=generation,
+        runtime=candidate.runtime(),
+        measurement={**figures, "candidate": candidate.to_dict()},
+        environment=measurement.get("environment", {}),
+        study={"name": study_attrs["study_name"], "trial": trial.number, "role": trial.user_attrs.get("role"),
+               "device": study_attrs["device"], "min_agreement": study_attrs["min_agreement"],
+               "command": study_attrs.get("command")},
+    )
+
+
+def best_feasible_trial(trials):
+    """The fastest COMPLETE trial whose constraints all hold; the earliest among equals."""
+    from optuna.trial import TrialState
+
+    feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+                and all(v <= 0 for v in t.constraints.values())]
+    if not feasible:
+        raise NoFeasibleTrialError("no trial of this study is feasible (every one failed, ran out of memory, or "
+                                   "disagreed with the baseline): nothing was exported. Inspect it with "
+                                   "'autotune show' or optuna-dashboard, lower --min-agreement, or run more trials")
+    return max(feasible, key=lambda t: (t.value, -t.number))
+
+
+def load_preset(path: str | Path, device: str | None = None):
+    """Load a preset's model and GenerationConfig with its runtime hints applied.
+
+    Returns `(model, generation_config)`. The model is placed on `device` (default: CUDA when available);
+    an explicit torch.compile hint compiles `model.forward`; a compile hint through generate() sets the
+    GenerationConfig's `compile_config`; an assistant model is loaded and bound to `model.generate`.
+    `pad_to_multiple_of`, when present in `runtime`, is a tokenizer setting for the caller to pass.
+    """
+    import functools
+
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers.generation.configuration_utils import CompileConfig
+
+    preset = Preset.read(path)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    extra = {} if device == "cpu" else {"device_map": device}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(preset.model, **preset.load_kwargs, **extra).eval()
+    except OSError as exc:
+        raise PresetError(f"cannot load the preset's model {preset.model!r}: {exc}") from None
+    generation_config = GenerationConfig(**preset.generation_config)
+    compile_hint = preset.runtime.get("compile")
+    if compile_hint and compile_hint["api"] == "explicit":
+        model.forward = torch.compile(model.forward, mode=compile_hint["mode"], fullgraph=compile_hint["fullgraph"])
+    elif compile_hint:
+        generation_config.compile_config = CompileConfig(mode=compile_hint["mode"], fullgraph=compile_hint["fullgraph"])
+    if preset.runtime.get("assistant_model"):
+        assistant = AutoModelForCausalLM.from_pretrained(preset.runtime["assistant_model"], dtype=model.dtype,
+                                                         **extra).eval()
+        model.generate = functools.partial(model.generate, assistant_model=assistant)
+    return model, generation_config

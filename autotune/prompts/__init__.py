@@ -1,0 +1,1 @@
+"""Built-in prompt sets (JSONL, one {"prompt": ...} per line)."""

@@ -1,0 +1,1 @@
+"""Bundled search spaces (YAML); `search_spaces/` at the repository root links here."""

@@ -1,0 +1,92 @@
+"""Entry point of a worker process: `python -m autotune.worker JOB.json RESULT.json`.
+
+Runs build -> warm -> measure -> compare for one Job and writes a Measurement to RESULT.json. Whatever
+goes wrong becomes a Measurement with a status and a traceback; nothing is raised across the process
+boundary. The process exits on its own if its parent (the orchestrator) dies.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+from autotune.measurement import Measurement, write_atomic
+from autotune.worker.job import Job
+
+
+def exit_with_parent(interval: float = 0.5) -> None:
+    """Leave when the orchestrator is gone (killed with -9, say), so no worker outlives its study."""
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """Map an exception to a (status, failure_kind) pair."""
+    import torch
+
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text.lower():
+        return "oom", "oom"
+    if "CUDA error" in text or "device-side assert" in text or "illegal memory access" in text:
+        return "error", "cuda_error"
+    if isinstance(exc, (NotImplementedError,)) or "not supported" in text.lower() or "unsupported" in text.lower():
+        return "unsupported", "unsupported"
+    return "error", "error"
+
+
+def run(job: Job) -> Measurement:
+    """Build, warm, measure and compare. Imports torch and transformers here, in the child only."""
+    from autotune import environment
+    from autotune.worker import equivalence
+    from autotune.worker.build import build
+    from autotune.worker.faults import inject
+    from autotune.worker.measure import measure
+
+    env = environment.describe(job.device)
+    inject(job.fault)
+    built = build(job.model, job.candidate, job.workload, job.device)
+    figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup)
+    continuations = figures.pop("continuations")
+    if job.role == "baseline":
+        reference = equivalence.build_reference(built.model, built.tokenizer, job.workload.prompts[:len(continuations)],
+                                                continuations, job.device)
+        equivalence.save_reference(reference, job.reference_path)
+    else:
+        reference = equivalence.load_reference(job.reference_path)
+    scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations, job.device)
+    return Measurement(status="ok", load_s=built.load_s, environment=env, **figures, **scores)
+
+
+def main(argv: list[str]) -> int:
+    job_path, result_path = argv
+    exit_with_parent()
+    started = time.perf_counter()
+    try:
+        job = Job.from_json(Path(job_path).read_text(encoding="utf-8"))
+        measurement = run(job)
+    except BaseException as exc:  # noqa: BLE001 - everything becomes a Measurement
+        try:
+            status, kind = classify(exc)
+        except Exception:  # torch itself may be what failed to import
+            status, kind = "error", "error"
+        measurement = Measurement.failed(status, kind, f"{type(exc).__name__}: {exc}"[:2000],
+                                         traceback=traceback.format_exc()[-8000:])
+    measurement = replace(measurement, pid=os.getpid(), wall_s=time.perf_counter() - started)
+    write_atomic(result_path, measurement.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

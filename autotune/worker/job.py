@@ -1,0 +1,43 @@
+"""Job: everything a worker process needs to run one trial, as one JSON file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autotune.candidate import Candidate
+from autotune.workload import Workload
+
+
+@dataclass(frozen=True)
+class Job:
+    model: str
+    candidate: Candidate
+    workload: Workload
+    device: str
+    role: str  # "baseline" makes the reference; other roles are compared with it
+    reference_path: str
+    result_path: str
+    repeats: int = 3
+    warmup: int = 1
+    trial_number: int | None = None
+    # Test-only fault injection (see autotune.worker.faults); never set from a user's configuration.
+    fault: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["candidate"] = self.candidate.to_dict()
+        data["workload"] = self.workload.to_dict()
+        return json.dumps(data, sort_keys=True, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Job":
+        data = json.loads(text)
+        data["candidate"] = Candidate.from_dict(data["candidate"])
+        data["workload"] = Workload.from_dict(data["workload"])
+        return cls(**data)
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")

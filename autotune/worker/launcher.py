@@ -1,0 +1,83 @@
+"""Launch one trial in a freshly spawned worker process, with a timeout.
+
+The child runs `python -m autotune.worker JOB RESULT` in its own process group. The parent waits for it;
+on timeout (or when the parent itself is interrupted) the whole group is killed. What comes back is
+always a Measurement: the child's own, or one that says it timed out or crashed, with the exit code and
+the tail of its output.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from autotune.measurement import Measurement
+from autotune.worker.job import Job
+
+KILL_GRACE_S = 5.0
+
+
+def tail(path: Path, limit: int = 4000) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-limit:]
+    except FileNotFoundError:
+        return ""
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill the worker and anything it started; wait until it is gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=KILL_GRACE_S)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def worker_environment(extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra or {})
+    return env
+
+
+def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = None) -> Measurement:
+    """Run `job` in a fresh process and return its Measurement. Never raises for a worker's failure;
+    KeyboardInterrupt / SystemExit in the parent kill the worker and propagate."""
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    job_path, result_path, log_path = job_dir / "job.json", Path(job.result_path), job_dir / "worker.log"
+    result_path.unlink(missing_ok=True)
+    job.write(job_path)
+    started = time.perf_counter()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "autotune.worker", str(job_path), str(result_path)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=worker_environment(env))
+        try:
+            exit_code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            return Measurement.failed("timeout", "timeout", f"the worker did not finish within {timeout_s:g} s "
+                                      "and was killed (raise --trial-timeout if this configuration needs longer)",
+                                      traceback=tail(log_path), pid=proc.pid, exit_code=proc.returncode,
+                                      wall_s=time.perf_counter() - started)
+        except BaseException:
+            kill_group(proc)
+            raise
+    if result_path.exists():
+        measurement = Measurement.from_json(result_path.read_text(encoding="utf-8"))
+        return replace(measurement, exit_code=exit_code)
+    how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
+    return Measurement.failed("crash", "crash", f"the worker {how} without a result", traceback=tail(log_path),
+                              pid=proc.pid, exit_code=exit_code, wall_s=time.perf_counter() - started)

@@ -1,0 +1,178 @@
+"""Measure a built candidate: warm it up, then time repeated passes over the workload.
+
+Every generate call is timed with a streamer that stamps each step as its tokens reach the host
+(`streamer.put` receives them with `.cpu()`, a synchronisation point), which gives time to first
+token and inter-token latencies without changing the decoding loop.
+
+Definitions (per repeat = one pass over all batches of the workload; figures are medians of repeats):
+- decode tokens/s  = tokens generated after the first one / (end-to-end time - time to first token)
+- end-to-end tok/s = all generated tokens / end-to-end time
+- TTFT             = mean over the pass's generate calls of the time until the first new token
+- ITL p50/p95      = percentiles over every step of every measured call (a step that delivers k tokens
+                     per sequence, as assisted decoding does, counts as k steps of 1/k of its time)
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+from transformers.generation.streamers import BaseStreamer
+
+from autotune.worker.build import Built
+from autotune.workload import Workload
+
+
+class TokenClock(BaseStreamer):
+    """Records when each decoding step's tokens reach the host."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self.prompt_seen = False
+        self.stamps: list[tuple[float, int]] = []  # (time, tokens per sequence)
+
+    def put(self, value):
+        now = time.perf_counter()
+        if not self.prompt_seen:  # generate() first hands over the prompt itself
+            self.prompt_seen = True
+            return
+        self.stamps.append((now, max(1, value.numel() // self.batch_size)))
+
+    def end(self):
+        pass
+
+
+@dataclass
+class CallTiming:
+    start: float
+    end: float
+    first_token: float
+    new_tokens: int  # per sequence
+    batch_size: int
+    step_gaps: list[float] = field(default_factory=list)
+
+    @property
+    def e2e_s(self) -> float:
+        return self.end - self.start
+
+    @property
+    def ttft_s(self) -> float:
+        return self.first_token - self.start
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed_generate(built: Built, prompts, seed: int) -> tuple[torch.Tensor, CallTiming]:
+    """One generate call on one batch; returns the new tokens (batch x new) and its timing."""
+    inputs = built.tokenize(prompts)
+    clock = TokenClock(len(prompts))
+    torch.manual_seed(seed)
+    _sync(built.device)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        output = built.model.generate(**inputs, streamer=clock, **built.generate_kwargs())
+    _sync(built.device)
+    end = time.perf_counter()
+    new_tokens = output[:, inputs["input_ids"].shape[1]:].cpu()
+    stamps = clock.stamps or [(end, new_tokens.shape[1])]
+    gaps = []
+    previous = stamps[0][0]
+    for stamp, count in stamps[1:]:
+        gaps += [(stamp - previous) / count] * count
+        previous = stamp
+    timing = CallTiming(start, end, stamps[0][0], new_tokens.shape[1], len(prompts), gaps)
+    return new_tokens, timing
+
+
+def run_pass(built: Built, workload: Workload) -> tuple[list[list[int]], list[CallTiming]]:
+    """Generate for every batch of the workload once; continuations are per prompt, in order."""
+    continuations, timings = [], []
+    for index, batch in enumerate(workload.batches()):
+        tokens, timing = timed_generate(built, batch, workload.seed + index)
+        continuations += tokens.tolist()
+        timings.append(timing)
+    return continuations, timings
+
+
+def summarize_pass(timings: list[CallTiming]) -> dict:
+    e2e = sum(t.e2e_s for t in timings)
+    decode_time = sum(t.e2e_s - t.ttft_s for t in timings)
+    tokens = sum(t.new_tokens * t.batch_size for t in timings)
+    decode_tokens = sum((t.new_tokens - 1) * t.batch_size for t in timings)
+    return {
+        "e2e_s": e2e,
+        "generated_tokens": tokens,
+        "decode_tokens_per_s": decode_tokens / decode_time if decode_time > 0 else None,
+        "e2e_tokens_per_s": tokens / e2e,
+        "ttft_s": statistics.fmean(t.ttft_s for t in timings),
+    }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def peak_memory(device: str) -> tuple[int, str]:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated(), "cuda_max_allocated"
+    # ru_maxrss is in KiB on Linux: the process's peak resident memory, model load included.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_rss"
+
+
+def compiled_graphs() -> int:
+    """How many graphs torch.compile has built in this process so far (torch's own counter)."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:  # pragma: no cover - torch without dynamo
+        return 0
+    return int(counters["stats"]["unique_graphs"])
+
+
+def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1) -> dict:
+    """Warm up (compiling whatever compiles), then time `repeats` passes. Returns the figures and the
+    continuations of the first measured pass."""
+    started = time.perf_counter()
+    for _ in range(warmup):
+        run_pass(built, workload)
+    warmup_s = time.perf_counter() - started
+    graphs_after_warmup = compiled_graphs()
+
+    if built.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    passes, gaps, continuations = [], [], None
+    for _ in range(repeats):
+        conts, timings = run_pass(built, workload)
+        continuations = continuations if continuations is not None else conts
+        passes.append(summarize_pass(timings))
+        gaps += [gap for t in timings for gap in t.step_gaps]
+    peak, peak_kind = peak_memory(built.device)
+
+    def median(key):
+        values = [p[key] for p in passes if p[key] is not None]
+        return statistics.median(values) if values else None
+
+    return {
+        "decode_tokens_per_s": median("decode_tokens_per_s"),
+        "e2e_tokens_per_s": median("e2e_tokens_per_s"),
+        "ttft_s": median("ttft_s"),
+        "itl_p50_s": percentile(gaps, 50),
+        "itl_p95_s": percentile(gaps, 95),
+        "peak_memory_bytes": peak,
+        "peak_memory_kind": peak_kind,
+        "warmup_s": warmup_s,
+        "recompiles": compiled_graphs() - graphs_after_warmup,
+        "repeats": repeats,
+        "generated_tokens": passes[0]["generated_tokens"],
+        "runs": passes,
+        "continuations": continuations,
+    }
