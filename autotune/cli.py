@@ -45,7 +45,9 @@ def terminate_on_sigterm() -> None:
 @click.group(help=__doc__.split(":")[0] + ": tune Hugging Face transformers inference by measurement.")
 @click.version_option(package_name="autotune")
 def main():
-    pass
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 # ---- search --------------------------------------------------------------------------------------

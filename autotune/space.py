@@ -162,13 +162,15 @@ class SearchSpace:
                 if len(self.knob(name).values) > 1}
 
     def contains(self, candidate: Candidate) -> bool:
+        """Whether `suggest` can produce `candidate`: every applicable knob holds one of its values, and
+        every other knob field keeps the baseline's value."""
         chosen: dict[str, Any] = {}
         for knob in self.knobs:
-            if knob.applies(chosen):
+            if knob.applies(chosen) and knob.values:
                 chosen[knob.name] = getattr(candidate, knob.name)
                 if chosen[knob.name] not in knob.values:
                     return False
-        return True
+        return all(getattr(candidate, name) == getattr(_BASELINE, name) for name in KNOBS if name not in chosen)
 
     def knob(self, name: str) -> Knob:
         for knob in self.knobs:

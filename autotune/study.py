@@ -12,6 +12,7 @@ invalid combination) -> COMPLETE with value 0 and a violated constraint, so the 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -180,7 +181,9 @@ class Tuner:
         attrs = self.study_attrs()
         existing = study.user_attrs.get(CONFIG_ATTR)
         if existing is None:
-            study.set_metric_names([OBJECTIVE])
+            with warnings.catch_warnings():  # set_metric_names is marked experimental; it is what the dashboard reads
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([OBJECTIVE])
             study.set_user_attr(CONFIG_ATTR, attrs)
             for knob, value, why in self.space.left_out:
                 self.report("left_out", knob=knob, value=value, why=why)

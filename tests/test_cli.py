@@ -1,0 +1,85 @@
+"""The command line: bad input gets one clear line and a non-zero exit, never a traceback; help everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from autotune.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing a failing command might write lands in the checkout
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def assert_clear_error(result, *fragments):
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
+def test_missing_model_path(tmp_path):
+    result = invoke("search", "--model", str(tmp_path / "nowhere"), "--device", "cpu")
+    assert_clear_error(result, "does not exist")
+
+
+def test_model_folder_without_config(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = invoke("search", "--model", str(tmp_path / "empty"), "--device", "cpu")
+    assert_clear_error(result, "no config.json")
+
+
+def test_zero_trials(bundled_model):
+    assert_clear_error(invoke("search", "--model", str(bundled_model), "--trials", "0"), "--trials must be at least 1")
+
+
+def test_malformed_space_file(tmp_path, bundled_model):
+    space = tmp_path / "broken.yaml"
+    space.write_text("knobs: [dtype: {values: [float32\n")
+    result = invoke("search", "--model", str(bundled_model), "--space", str(space))
+    assert_clear_error(result, "not valid YAML")
+
+
+def test_unknown_knob_value(tmp_path, bundled_model):
+    space = tmp_path / "bad.yaml"
+    space.write_text("knobs:\n  dtype:\n    values: [float32, float8]\n")
+    result = invoke("search", "--model", str(bundled_model), "--space", str(space))
+    assert_clear_error(result, "knob 'dtype' has no value 'float8'", "allowed:")
+
+
+def test_unknown_knob(tmp_path, bundled_model):
+    space = tmp_path / "bad.yaml"
+    space.write_text("knobs:\n  turbo:\n    values: [true]\n")
+    assert_clear_error(invoke("search", "--model", str(bundled_model), "--space", str(space)), "unknown knob 'turbo'")
+
+
+def test_unknown_space_name(bundled_model):
+    assert_clear_error(invoke("search", "--model", str(bundled_model), "--space", "nonesuch"), "no search space named")
+
+
+def test_bad_prompt_file(tmp_path, bundled_model):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"text": "no prompt key"}\n')
+    assert_clear_error(invoke("search", "--model", str(bundled_model), "--prompts", str(prompts)), 'non-empty string "prompt"')
+
+
+def test_export_of_missing_study(tmp_path):
+    assert_clear_error(invoke("export", "--study", "nothing", "--root", str(tmp_path)), "no study database")
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_every_command_has_help_and_is_in_the_readme(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0 and len(main.commands[command].help or "") > 20
+    assert f"autotune {command}" in (ROOT / "README.md").read_text()

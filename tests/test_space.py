@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from autotune.candidate import Candidate
+from autotune.errors import SpaceError
+from autotune.space import SearchSpace
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def cpu_space(**kw):
+    return SearchSpace.load("default").for_environment("cpu", batch_size=kw.get("batch_size", 1),
+                                                       assistant=kw.get("assistant"))
+
+
+def test_default_space_on_cpu_searches_the_cpu_knobs():
+    space = cpu_space(assistant="draft")
+    values = {k.name: set(k.values) for k in space.knobs}
+    assert values["dtype"] == {"auto", "float32", "bfloat16"}
+    assert values["attn_implementation"] >= {"eager", "sdpa"}
+    assert values["cache_implementation"] == {"dynamic", "static"}
+    assert values["compile"] == {"off", "default"}
+    assert values["decoding"] == {"standard", "prompt_lookup", "assisted"}
+    left_out = {(k, v) for k, v, _ in space.left_out}
+    assert ("dtype", "float16") in left_out and ("compile", "reduce-overhead") in left_out
+
+
+def test_assisted_decoding_needs_an_assistant_and_batch_one():
+    assert ("decoding", "assisted") in {(k, v) for k, v, _ in cpu_space().left_out}
+    assert ("decoding", "prompt_lookup") in {(k, v) for k, v, _ in cpu_space(batch_size=2, assistant="x").left_out}
+
+
+def test_suggest_gives_valid_candidates_and_baseline_params_round_trip():
+    space = cpu_space()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    study.enqueue_trial(space.params_of(Candidate()))
+    first = space.suggest(study.ask())
+    assert first == Candidate()
+    for _ in range(40):
+        candidate = space.suggest(study.ask())
+        assert space.contains(candidate)
+        assert space.invalid_reason(candidate) is None  # the default space's conditions prevent them
+        if candidate.compile != "off":
+            assert candidate.cache_implementation == "static"
+
+
+def test_invalid_rules_from_the_file():
+    space = SearchSpace.from_yaml("""
+knobs:
+  decoding: {values: [standard, prompt_lookup]}
+  cache_implementation: {values: [dynamic, static]}
+invalid:
+  - if: {decoding: [prompt_lookup], cache_implementation: [static]}
+    reason: prompt lookup runs with a dynamic cache
+""")
+    assert space.invalid_reason(Candidate(decoding="prompt_lookup", cache_implementation="static")) == \
+        "prompt lookup runs with a dynamic cache"
+    assert space.invalid_reason(Candidate(decoding="prompt_lookup")) is None
+    assert "static cache" in space.invalid_reason(Candidate(compile="default"))
+
+
+def test_baseline_value_is_always_in_the_space():
+    space = SearchSpace.from_yaml("knobs:\n  dtype: {values: [float32]}\n")
+    assert space.knob("dtype").values == ("auto", "float32")
+
+
+def test_yaml_spellings_of_off_and_none():
+    space = SearchSpace.from_yaml("knobs:\n  cache_implementation: {values: [static]}\n"
+                                  "  compile: {values: [off, default], when: {cache_implementation: [static]}}\n"
+                                  "  pad_to_multiple_of: {values: [none, 8]}\n")
+    assert space.knob("compile").values == ("off", "default")
+    assert space.knob("pad_to_multiple_of").values == (None, 8)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("knobs: [", "not valid YAML"),
+    ("- a\n- b\n", "must be a mapping"),
+    ("knobs:\n  dtype: {values: []}\n", "non-empty list"),
+    ("knobs:\n  dtype: {values: [fp8]}\n", "has no value 'fp8'"),
+    ("knobs:\n  warp: {values: [9]}\n", "unknown knob 'warp'"),
+    ("knobs:\n  dtype: {values: [float32], colour: red}\n", "unknown key"),
+    ("knobs:\n  compile: {values: [default], when: {cache_implementation: [static]}}\n", "listed before it"),
+    ("knobs:\n  dtype: {values: [float32]}\ninvalid:\n  - {if: {dtype: [float32]}}\n", "exactly the keys"),
+    ("knobs:\n  dtype: {values: [float32]}\nextra: 1\n", "unknown top-level key"),
+])
+def test_broken_space_files_get_clear_errors(text, message):
+    with pytest.raises(SpaceError, match=message):
+        SearchSpace.from_yaml(text)
+
+
+def test_fingerprint_changes_with_the_space():
+    a = SearchSpace.from_yaml("knobs:\n  dtype: {values: [float32]}\n")
+    b = SearchSpace.from_yaml("knobs:\n  dtype: {values: [bfloat16]}\n")
+    assert a.fingerprint() != b.fingerprint()
+    assert a.fingerprint() == SearchSpace.from_yaml("knobs:\n  dtype: {values: [float32]}\n").fingerprint()

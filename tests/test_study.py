@@ -1,0 +1,68 @@
+"""The study loop: invalid combinations, duplicates, a failed baseline, and a changed study on resume."""
+
+from __future__ import annotations
+
+import pytest
+from optuna.trial import TrialState
+
+from autotune.candidate import Candidate
+from autotune.errors import StudyMismatchError, SystemicFailureError
+from autotune.study import SearchSettings, Tuner
+from autotune.workload import Workload
+
+SPACE = """
+knobs:
+  decoding: {values: [standard, prompt_lookup]}
+  cache_implementation: {values: [dynamic, static]}
+invalid:
+  - if: {decoding: [prompt_lookup], cache_implementation: [static]}
+    reason: prompt lookup runs with a dynamic cache
+"""
+
+
+@pytest.fixture
+def settings(tmp_path, bundled_model):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    return SearchSettings(model=str(bundled_model), workload=Workload(prompts=("def f(x):\n",), max_new_tokens=4),
+                          study_name="s", trials=3, space=str(space), device="cpu", root=str(tmp_path / "studies"),
+                          repeats=1, warmup=0)
+
+
+def test_invalid_combination_and_duplicate_are_recorded_without_a_worker(settings):
+    tuner = Tuner(settings)
+    tuner.prepare()
+    tuner.enqueue_seeds()
+    tuner.study.enqueue_trial({"decoding": "prompt_lookup", "cache_implementation": "static"})
+    tuner.study.enqueue_trial(tuner.space.params_of(Candidate()))
+    study = tuner.run()
+    baseline, invalid, duplicate = study.trials
+    assert baseline.user_attrs["role"] == "baseline" and baseline.state == TrialState.COMPLETE
+    assert invalid.state == TrialState.COMPLETE and invalid.value == 0.0
+    assert (invalid.user_attrs["status"], invalid.user_attrs["failure_kind"]) == ("unsupported", "invalid_combination")
+    assert invalid.user_attrs["message"] == "prompt lookup runs with a dynamic cache"
+    assert max(invalid.constraints.values()) > 0
+    assert duplicate.user_attrs["duplicate_of"] == 0 and duplicate.value == baseline.value
+    assert not (settings.study_dir / "trials" / "00001").exists()  # no process was started for them
+    assert not (settings.study_dir / "trials" / "00002").exists()
+    assert (settings.study_dir / "results" / "trial-00001.json").exists()
+
+
+def test_failed_baseline_stops_the_study(settings, monkeypatch):
+    monkeypatch.setenv("AUTOTUNE_ALLOW_FAULTS", "1")
+    tuner = Tuner(SearchSettings(**{**settings.__dict__, "faults": {0: "error"}}))
+    with pytest.raises(SystemicFailureError, match="baseline"):
+        tuner.run()
+    assert [t.state for t in tuner.study.trials] == [TrialState.FAIL]
+    assert tuner.study.trials[0].user_attrs["failure_kind"] == "error"
+
+
+def test_resuming_with_another_space_is_refused(settings, tmp_path):
+    Tuner(SearchSettings(**{**settings.__dict__, "trials": 1})).run()
+    other = tmp_path / "other.yaml"
+    other.write_text("knobs:\n  dtype: {values: [float32]}\n")
+    changed = SearchSettings(**{**settings.__dict__, "space": str(other), "trials": 1})
+    with pytest.raises(StudyMismatchError, match="search space"):
+        Tuner(changed).prepare()
+    fresh = Tuner(SearchSettings(**{**changed.__dict__, "new_study": True})).run()
+    assert len(fresh.trials) == 1

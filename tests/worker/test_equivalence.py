@@ -1,0 +1,63 @@
+"""Equivalence metrics on real models: they say "same" for the same model and tell different models apart."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autotune.candidate import Candidate
+from autotune.worker import equivalence
+from autotune.worker.build import build
+from autotune.worker.measure import run_pass
+from autotune.workload import Workload
+
+WORKLOAD = Workload.default(max_new_tokens=24)
+
+
+def reference_of(model_path) -> tuple[dict, object]:
+    built = build(str(model_path), Candidate(), WORKLOAD, "cpu")
+    continuations, _ = run_pass(built, WORKLOAD)
+    return equivalence.build_reference(built.model, built.tokenizer, WORKLOAD.prompts, continuations, "cpu"), built
+
+
+def test_baseline_against_itself_agrees_fully(bundled_model):
+    reference, built = reference_of(bundled_model)
+    again, _ = run_pass(built, WORKLOAD)
+    scores = equivalence.compare(reference, built.model, again, "cpu")
+    assert scores["top1_agreement"] == 1.0
+    assert scores["prefix_match"] == 1.0
+    assert scores["mean_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert scores["divergence_margin"] is None
+
+
+def test_another_model_agrees_clearly_less(bundled_model, fixture_models):
+    reference, _ = reference_of(fixture_models / "codelm-12m")
+    small = build(str(bundled_model), Candidate(), WORKLOAD, "cpu")
+    continuations, _ = run_pass(small, WORKLOAD)
+    scores = equivalence.compare(reference, small.model, continuations, "cpu")
+    assert scores["top1_agreement"] < 0.9
+    assert scores["prefix_match"] < 0.8
+    assert scores["mean_kl"] > 0.05
+    assert scores["divergence_margin"] is not None and scores["divergence_margin"] > 0
+
+
+def test_a_dtype_change_is_measured_not_assumed(bundled_model):
+    reference, _ = reference_of(bundled_model)  # the model's own dtype: bfloat16
+    fp32 = build(str(bundled_model), Candidate(dtype="float32"), WORKLOAD, "cpu")
+    continuations, _ = run_pass(fp32, WORKLOAD)
+    scores = equivalence.compare(reference, fp32.model, continuations, "cpu")
+    assert scores["top1_agreement"] > 0.95
+    assert 0 < scores["mean_kl"] < 0.01
+
+
+def test_coarse_kl_is_zero_for_equal_and_positive_for_different_distributions():
+    logprobs = torch.log_softmax(torch.randn(5, 100), dim=-1)
+    values, ids = logprobs.topk(8, dim=-1)
+    assert equivalence.coarse_kl(values, ids, logprobs).max() < 1e-5
+    other = torch.log_softmax(torch.randn(5, 100), dim=-1)
+    assert (equivalence.coarse_kl(values, ids, other) > 0).all()
+
+
+def test_prefix_length():
+    assert equivalence.prefix_length([1, 2, 3], [1, 2, 4]) == 2
+    assert equivalence.prefix_length([1, 2], [1, 2]) == 2

@@ -1,0 +1,58 @@
+"""The launcher: a worker's failure comes back as a Measurement; hangs are killed; nothing is left behind."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from autotune.candidate import Candidate
+from autotune.worker.job import Job
+from autotune.worker.launcher import launch
+from autotune.workload import Workload
+
+
+def job(tmp_path, bundled_model, fault=None) -> Job:
+    return Job(model=str(bundled_model), candidate=Candidate(), workload=Workload(prompts=("def f():\n",), max_new_tokens=4),
+               device="cpu", role="baseline", reference_path=str(tmp_path / "ref.pt"),
+               result_path=str(tmp_path / "result.json"), repeats=1, warmup=0, fault=fault)
+
+
+FAULT_ENV = {"AUTOTUNE_ALLOW_FAULTS": "1"}
+
+
+def children_now() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def test_a_real_trial_measures(tmp_path, bundled_model):
+    m = launch(job(tmp_path, bundled_model), tmp_path / "w", timeout_s=300)
+    assert m.ok, m.traceback
+    assert m.decode_tokens_per_s > 0 and m.top1_agreement == 1.0 and m.pid and m.exit_code == 0
+    assert (tmp_path / "ref.pt").exists()
+
+
+@pytest.mark.parametrize("fault,status,kind", [("oom", "oom", "oom"), ("cuda_error", "error", "cuda_error"),
+                                               ("error", "error", "error")])
+def test_exceptions_become_measurements(tmp_path, bundled_model, fault, status, kind):
+    m = launch(job(tmp_path, bundled_model, fault), tmp_path / "w", timeout_s=300, env=FAULT_ENV)
+    assert (m.status, m.failure_kind) == (status, kind)
+    assert "injected" in m.message and "Traceback" in m.traceback
+
+
+@pytest.mark.parametrize("fault,code", [("kill", -9), ("exit", 139)])
+def test_hard_crash(tmp_path, bundled_model, fault, code):
+    m = launch(job(tmp_path, bundled_model, fault), tmp_path / "w", timeout_s=300, env=FAULT_ENV)
+    assert (m.status, m.failure_kind, m.exit_code) == ("crash", "crash", code)
+
+
+def test_hang_is_killed_within_timeout(tmp_path, bundled_model):
+    before = children_now()
+    m = launch(job(tmp_path, bundled_model, "hang"), tmp_path / "w", timeout_s=20, env=FAULT_ENV)
+    assert (m.status, m.failure_kind) == ("timeout", "timeout")
+    assert not psutil.pid_exists(m.pid) or psutil.Process(m.pid).status() == psutil.STATUS_ZOMBIE
+    assert children_now() <= before
+
+
+def test_faults_need_the_test_switch(tmp_path, bundled_model):
+    m = launch(job(tmp_path, bundled_model, "error"), tmp_path / "w", timeout_s=300)
+    assert m.ok
