@@ -71,7 +71,24 @@ class Progress:
         elif event == "left_out":
             console.print(f"  left out {info['knob']}={info['value']}: {info['why']}", style="dim")
         elif event == "stale":
-            console.print(f"trial {info['number']} was left running by an interrupted run: marked failed")
+            console.print(f"trial {info['number']} was left running by an orchestrator that stopped "
+                          "(no heartbeat within the grace period): marked failed, retry enqueued")
+        elif event == "waiting_stale":
+            console.print(f"waiting for trial(s) {info['numbers']} of another run: failed once their heartbeat is "
+                          f"{info['grace']} s old", style="dim")
+        elif event == "lost_tell":
+            console.print(f"trial {info['number']} was finished elsewhere before its result was told "
+                          f"({info['error']}); its measurement is kept in results/")
+        elif event == "reconciled":
+            console.print(f"imported the measurement of trial {info['number']} from results/ (reconcile)")
+        elif event == "confirm":
+            console.print(f"re-measuring the best configuration (trial {info['number']}) {info['runs']} times "
+                          "in fresh processes ...")
+        elif event == "confirmed":
+            cv = "-" if info["cv"] is None else f"{100 * info['cv']:.1f} %"
+            runs = ", ".join("failed" if v is None else f"{v:.1f}" for v in info["runs"])
+            console.print(f"  -> {runs} decode tok/s; coefficient of variation {cv}: "
+                          + ("stable" if info["stable"] else "UNSTABLE (the preset is marked so)"))
         elif event == "deleted":
             console.print(f"deleted the earlier study {info['study']!r} (--new-study)")
         elif event == "start":
@@ -139,9 +156,18 @@ def trials_table(study) -> Table:
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Preset path (default: studies/<study>.preset.json).")
 @click.option("--root", default="studies", show_default=True, help="Folder for the default storage, results and presets.")
 @click.option("--new-study", is_flag=True, help="Delete an existing study of this name and start over.")
+@click.option("--confirm", type=int, default=3, show_default=True,
+              help="Re-measure the best configuration this many times in fresh processes (stability check).")
+@click.option("--max-retry", type=int, default=1, show_default=True, help="Retries of a trial that crashed, hung or errored.")
+@click.option("--max-consecutive-failures", type=int, default=3, show_default=True,
+              help="Stop the study after this many failed trials in a row.")
+@click.option("--heartbeat-interval", type=int, default=10, show_default=True, help="Seconds between heartbeats of a running trial.")
+@click.option("--grace-period", type=int, default=60, show_default=True,
+              help="Seconds without a heartbeat after which a running trial is considered dead.")
 @click.option("--quiet", is_flag=True, help="No progress lines; the final table and preset path only.")
 def search(model, study_name, trials, device, storage, space, prompts, batch_size, max_new_tokens, assistant,
-           min_agreement, seed, trial_timeout, repeats, warmup, out, root, new_study, quiet):
+           min_agreement, seed, trial_timeout, repeats, warmup, out, root, new_study, confirm, max_retry,
+           max_consecutive_failures, heartbeat_interval, grace_period, quiet):
     from autotune.study import SearchSettings, Tuner, default_study_name
     from autotune.workload import Workload
 
@@ -154,25 +180,33 @@ def search(model, study_name, trials, device, storage, space, prompts, batch_siz
             model=model, workload=workload, study_name=study_name or default_study_name(model), trials=trials,
             space=space, device=device, storage=storage, root=root, assistant=assistant,
             min_agreement=min_agreement, seed=seed, trial_timeout=trial_timeout, repeats=repeats, warmup=warmup,
-            new_study=new_study, command=shlex.join(["autotune", *sys.argv[1:]]), faults=_test_faults())
+            new_study=new_study, confirm=confirm, max_retry=max_retry,
+            max_consecutive_failures=max_consecutive_failures, heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period, command=shlex.join(["autotune", *sys.argv[1:]]), faults=_test_faults())
         tuner = Tuner(settings, report=Progress(quiet))
         tuner.prepare()
         console.print(f"study {settings.study_name!r} in {settings.storage_url}: "
                       f"{tuner.finished_count()} of {trials} trials done")
         try:
             tuner.run()
+        except KeyboardInterrupt:
+            console.print("interrupted: the running trial was stopped and marked failed; "
+                          "rerun the same command to resume")
+            raise SystemExit(130)
         finally:
             console.print(trials_table(tuner.study))
+        tuner.confirm_best()
         path = tuner.export(out)
         console.print(f"preset written to {path}")
 
     run_guarded(action)
 
 
-def _test_faults() -> dict:
-    """Test-only fault injection: AUTOTUNE_TEST_FAULTS="2:oom,3:hang" (see autotune.worker.faults)."""
-    spec = os.environ.get("AUTOTUNE_TEST_FAULTS", "")
-    return {int(n): f for n, f in (item.split(":") for item in spec.split(",") if item)}
+def _test_faults() -> tuple:
+    """Test-only fault injection: AUTOTUNE_TEST_FAULTS="2:oom,pad_to_multiple_of=8:kill" (autotune.worker.faults)."""
+    from autotune.worker.faults import parse_spec
+
+    return tuple(parse_spec(os.environ.get("AUTOTUNE_TEST_FAULTS", "")))
 
 
 # ---- export --------------------------------------------------------------------------------------
@@ -193,6 +227,24 @@ def export(study_name, storage, root, out):
         study = load_study(study_name, url)
         path = export_study(study, out or default_preset_path(root, study_name), Path(root) / study_name)
         console.print(f"preset written to {path}")
+
+    run_guarded(action)
+
+
+@main.command(help="Import measurements whose result was saved but never told to Optuna (after a crash of the "
+                   "orchestrator, a storage outage, or a trial failed from elsewhere).")
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db).")
+@click.option("--root", default="studies", show_default=True, help="Folder of the default storage and results.")
+@click.option("--grace-period", type=int, default=60, show_default=True,
+              help="A RUNNING trial's result is imported only once it is older than this (its orchestrator is gone).")
+def reconcile(study_name, storage, root, grace_period):
+    from autotune.study import reconcile_study
+
+    def action():
+        url = storage or f"sqlite:///{Path(root) / (study_name + '.db')}"
+        imported = reconcile_study(study_name, url, root, grace_period, report=Progress())
+        console.print(f"{len(imported)} measurement(s) imported" + (f": trials {imported}" if imported else ""))
 
     run_guarded(action)
 

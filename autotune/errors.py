@@ -35,6 +35,8 @@ class PresetError(InputError):
 class StudyMismatchError(AutotuneError):
     """Resuming a study with a different search space, workload or model than it was created with."""
 
+    exit_code = 5
+
 
 class NoFeasibleTrialError(AutotuneError):
     """The study has no trial that satisfies its constraints, so there is nothing to export."""

@@ -75,6 +75,8 @@ class Preset:
     def write(self, path: str | Path) -> Path:
         """Write atomically (temporary file, fsync, rename, fsync of the folder), then read it back."""
         path = Path(path)
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # from an export killed before its rename
+            leftover.unlink(missing_ok=True)
         text = self.to_json()
         write_atomic(path, text)
         if Preset.read(path) != self:

@@ -4,16 +4,25 @@
     loop: ask -> suggest a Candidate -> reject invalid / reuse duplicates / launch a worker ->
           write the Measurement under studies/<study>/results/ -> tell Optuna -> export the best.
 
-Trial states: `ok` -> COMPLETE with the decode tokens/s as value; infeasible (`oom`, `unsupported`, an
-invalid combination) -> COMPLETE with value 0 and a violated constraint, so the sampler learns from it;
-`error`, `timeout`, `crash` -> FAIL with a `failure_kind`. A failed baseline stops the study.
+Trial states (../shared/RELIABILITY.md):
+- `ok` -> COMPLETE with the decode tokens/s as value and the agreement constraint;
+- infeasible (`oom`, `unsupported`, an invalid combination) -> COMPLETE with value 0 and a violated
+  constraint, so the sampler learns to avoid it;
+- transient (`error`, `timeout`, `crash`, a CUDA error, an interrupted trial) -> FAIL with a
+  `failure_kind`, retried once with identical params (`retry_history`, Optuna's retry callback);
+- systemic (the baseline fails, or K trials in a row fail) -> the study stops (SystemicFailureError).
+
+Nothing is lost: each Measurement is written under studies/<study>/results/ before Optuna is told, and
+`reconcile` imports a measurement whose tell never happened (an orchestrator killed in between, a trial
+failed from another handle). A heartbeat thread marks the running trial alive while its worker runs.
 """
 
 from __future__ import annotations
 
-import json
+import statistics
+import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,9 +32,12 @@ from optuna.trial import TrialState
 from autotune import __version__
 from autotune.candidate import Candidate
 from autotune.errors import InputError, StudyMismatchError, SystemicFailureError
-from autotune.measurement import METRIC_FIELDS, Measurement, write_atomic
-from autotune.preset import Preset, best_feasible_trial, preset_from_trial
+from autotune.measurement import Measurement
+from autotune.preset import best_feasible_trial, preset_from_trial
+from autotune.records import Records, result_path
 from autotune.space import SearchSpace
+from autotune.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Heartbeat, storage_for
+from autotune.worker.faults import fault_for
 from autotune.worker.job import Job
 from autotune.worker.launcher import launch
 from autotune.workload import Workload
@@ -33,6 +45,9 @@ from autotune.workload import Workload
 OBJECTIVE = "decode_tokens_per_s"
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 CONFIG_ATTR = "autotune"
+STABILITY_ATTR = "stability"
+TRANSIENT = ("error", "timeout", "crash")
+STABLE_CV = 0.05  # coefficient of variation of re-measured decode tok/s under which a preset is stable
 
 
 @dataclass(frozen=True)
@@ -52,11 +67,15 @@ class SearchSettings:
     repeats: int = 3
     warmup: int = 1
     max_consecutive_failures: int = 3
+    max_retry: int = 1
+    heartbeat_interval: int = HEARTBEAT_INTERVAL_S
+    grace_period: int = GRACE_PERIOD_S
+    confirm: int = 3
     new_study: bool = False
     command: str | None = None
-    # Test-only: trial number -> fault name (autotune.worker.faults); honoured by a worker only when its
+    # Test-only: (selector, fault) pairs (autotune.worker.faults); honoured by a worker only when its
     # environment has AUTOTUNE_ALLOW_FAULTS=1.
-    faults: dict = field(default_factory=dict)
+    faults: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.trials, int) or self.trials < 1:
@@ -67,6 +86,10 @@ class SearchSettings:
             raise InputError(f"--trial-timeout must be positive, got {self.trial_timeout}")
         if self.repeats < 1 or self.warmup < 0:
             raise InputError("--repeats must be at least 1 and --warmup at least 0")
+        if self.max_retry < 0 or self.max_consecutive_failures < 1 or self.confirm < 0:
+            raise InputError("--max-retry and --confirm must be at least 0, --max-consecutive-failures at least 1")
+        if self.heartbeat_interval < 1 or self.grace_period < self.heartbeat_interval:
+            raise InputError("--heartbeat-interval must be at least 1 s and --grace-period at least as long")
         if not self.study_name or "/" in self.study_name:
             raise InputError(f"--study must be a plain name (no '/'), got {self.study_name!r}")
 
@@ -96,14 +119,6 @@ def resolve_model(model: str) -> str:
     if not (path / "config.json").is_file():
         raise InputError(f"model folder {model!r} has no config.json: is it a transformers model folder?")
     return str(path.resolve())
-
-
-def storage_for(url: str) -> optuna.storages.BaseStorage:
-    """Optuna's RDB storage; SQLite gets a long busy timeout so optuna-dashboard can read alongside."""
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(url)
 
 
 def seed_recipe(space: SearchSpace) -> Candidate | None:
@@ -168,7 +183,7 @@ class Tuner:
 
     def open_study(self) -> optuna.Study:
         s = self.settings
-        storage = storage_for(s.storage_url)
+        storage = storage_for(s.storage_url, s.heartbeat_interval, s.grace_period, s.max_retry)
         if s.new_study:
             try:
                 optuna.delete_study(study_name=s.study_name, storage=storage)
@@ -202,13 +217,21 @@ class Tuner:
                     f"({existing.get(key)!r}, now {attrs.get(key)!r}): resume it with the same settings, "
                     "choose another --study name, or pass --new-study to start it over")
 
-    def fail_stale_trials(self) -> None:
-        """A RUNNING trial left by an orchestrator that was killed is failed, so its budget is not lost
-        and it does not block the study (one orchestrator per study on this storage)."""
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            self.study._storage.set_trial_user_attr(trial._trial_id, "failure_kind", "interrupted")
-            self.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            self.report("stale", number=trial.number)
+    def fail_stale_trials(self, wait: bool = False) -> None:
+        """Fail RUNNING trials whose heartbeat stopped longer than the grace period ago (their
+        orchestrator died) and enqueue their retry. With `wait`, first wait out the grace period of
+        RUNNING trials that are not this process's, so none is left RUNNING."""
+        deadline = time.monotonic() + self.settings.grace_period + self.settings.heartbeat_interval + 1
+        while True:
+            before = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+            optuna.storages.fail_stale_trials(self.study)
+            running = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+            for number in sorted(before - running):
+                self.report("stale", number=number)
+            if not wait or not running or time.monotonic() > deadline:
+                return
+            self.report("waiting_stale", numbers=sorted(running), grace=self.settings.grace_period)
+            time.sleep(1)
 
     def enqueue_seeds(self) -> None:
         """Trial 0 is the baseline, trial 1 the seed recipe. Idempotent: enqueued only when missing."""
@@ -231,13 +254,14 @@ class Tuner:
     def run(self) -> optuna.Study:
         if self.study is None:
             self.prepare()
+        self.reconcile()
         self.fail_stale_trials()
         self.enqueue_seeds()
         consecutive_failures = 0
         while self.finished_count() < self.settings.trials:
             trial = self.study.ask()
             measurement = self.run_trial(trial)
-            if measurement.status in ("error", "timeout", "crash"):
+            if measurement.status in TRANSIENT:
                 consecutive_failures += 1
                 if trial.user_attrs.get("role") == "baseline":
                     raise SystemicFailureError(
@@ -251,13 +275,14 @@ class Tuner:
                         f"under {self.settings.study_dir / 'trials'}")
             else:
                 consecutive_failures = 0
+        self.fail_stale_trials(wait=True)
         return self.study
 
     def trial_dir(self, number: int) -> Path:
         return self.settings.study_dir / "trials" / f"{number:05d}"
 
     def result_path(self, number: int) -> Path:
-        return self.settings.study_dir / "results" / f"trial-{number:05d}.json"
+        return result_path(self.settings.study_dir, number)
 
     def reference_path(self) -> Path:
         return self.settings.study_dir / "baseline.pt"
@@ -272,65 +297,104 @@ class Tuner:
             candidate = replace(candidate, assistant=self.assistant)
         self.report("start", number=trial.number, total=s.trials, role=role, candidate=candidate)
         duplicate_of = None
-        reason = self.space.invalid_reason(candidate)
-        if reason is not None:
-            measurement = Measurement.failed("unsupported", "invalid_combination", reason)
-        else:
-            duplicate_of, measurement = self.earlier_measurement(candidate)
-            if measurement is None:
-                measurement = self.launch(trial.number, role, candidate)
-        self.record(trial, candidate, measurement, duplicate_of)
+        with Heartbeat(self.study._storage, trial._trial_id):
+            reason = self.space.invalid_reason(candidate)
+            if reason is not None:
+                measurement = Measurement.failed("unsupported", "invalid_combination", reason)
+            else:
+                duplicate_of, measurement = self.earlier_measurement(candidate)
+                if measurement is None:
+                    try:
+                        measurement = self.launch(trial.number, role, candidate)
+                    except (KeyboardInterrupt, SystemExit) as stop:
+                        # Ctrl-C / SIGTERM: the launcher killed the worker; mark the trial and stop.
+                        how = "SIGTERM" if isinstance(stop, SystemExit) else "Ctrl-C"
+                        self.record(trial, candidate, Measurement.failed(
+                            "error", "interrupted", f"the study was stopped ({how}) during this trial"), None)
+                        raise
+            self.record(trial, candidate, measurement, duplicate_of)
         self.report("end", number=trial.number, total=s.trials, role=role, candidate=candidate,
                     measurement=measurement, duplicate_of=duplicate_of, best=self.best_value())
         return measurement
 
-    def launch(self, number: int, role: str, candidate: Candidate) -> Measurement:
+    def launch(self, number: int, role: str, candidate: Candidate, job_name: str | None = None) -> Measurement:
         s = self.settings
+        job_dir = s.study_dir / "trials" / job_name if job_name else self.trial_dir(number)
         job = Job(model=self.model, candidate=candidate, workload=s.workload, device=self.environment["device"],
                   role="baseline" if role == "baseline" else "candidate",
                   reference_path=str(self.reference_path().resolve()),
-                  result_path=str(self.trial_dir(number).resolve() / "result.json"),
-                  repeats=s.repeats, warmup=s.warmup, trial_number=number, fault=s.faults.get(number))
+                  result_path=str(job_dir.resolve() / "result.json"),
+                  repeats=s.repeats, warmup=s.warmup, trial_number=number,
+                  fault=None if job_name else fault_for(s.faults, number, candidate))
         if role != "baseline" and not self.reference_path().exists():
             return Measurement.failed("error", "no_baseline", f"the baseline reference {self.reference_path()} "
                                       "is missing; start the study over with --new-study")
         env = {"TORCHINDUCTOR_CACHE_DIR": str((s.study_dir / "inductor-cache").resolve())}
-        return launch(job, self.trial_dir(number), s.trial_timeout, env=env)
+        return launch(job, job_dir, s.trial_timeout, env=env)
 
     def earlier_measurement(self, candidate: Candidate) -> tuple[int | None, Measurement | None]:
-        """A finished trial of the same effective configuration, whose result is reused (not re-measured)."""
+        """A finished trial of the same effective configuration, whose result is reused (not re-measured):
+        a COMPLETE one, or the last FAIL of a configuration that has used up its retries."""
         key = candidate.key()
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get("candidate_key") == key and t.user_attrs.get("duplicate_of") is None:
-                path = self.result_path(t.number)
-                if path.exists():
-                    return t.number, Measurement.from_json(path.read_text(encoding="utf-8"))
+        same = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+                if t.user_attrs.get("candidate_key") == key and t.user_attrs.get("duplicate_of") is None]
+        complete = [t for t in same if t.state == TrialState.COMPLETE]
+        failed = [t for t in same if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "interrupted"]
+        earlier = complete[:1] or (failed[-1:] if len(failed) > self.settings.max_retry else [])
+        for t in earlier:
+            record = self.records().load(t.number)
+            if record is not None:
+                return t.number, Measurement.from_dict(record)
         return None, None
 
     def record(self, trial: optuna.Trial, candidate: Candidate, m: Measurement, duplicate_of: int | None) -> None:
-        """Write the measurement to disk first, then tell Optuna (value, constraints, user attrs)."""
-        record = {"trial": trial.number, "candidate": candidate.to_dict(), "duplicate_of": duplicate_of,
-                  **m.to_dict()}
-        write_atomic(self.result_path(trial.number), json.dumps(record, sort_keys=True, indent=1))
-        attrs = {
-            "status": m.status, "failure_kind": m.failure_kind, "message": m.message,
-            "candidate": candidate.to_json(), "candidate_key": candidate.key(), "config": candidate.describe(),
-            "duplicate_of": duplicate_of, "equivalence_meaningful": m.equivalence_meaningful,
-            "peak_memory_kind": m.peak_memory_kind,
-            **{name: getattr(m, name) for name in METRIC_FIELDS},
-        }
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        if m.ok:
-            trial.set_constraint("top1_agreement", self.settings.min_agreement - (m.top1_agreement or 0.0))
-            trial.set_constraint("runs", 0.0)
-            self.study.tell(trial, m.decode_tokens_per_s or 0.0)
-        elif m.infeasible:
-            trial.set_constraint("top1_agreement", self.settings.min_agreement)
-            trial.set_constraint("runs", 1.0)
-            self.study.tell(trial, 0.0)
-        else:
-            self.study.tell(trial, state=TrialState.FAIL)
+        """Write the measurement to disk first, then tell Optuna. A trial failed meanwhile from elsewhere
+        cannot be told: its measurement stays on disk and is reconciled at once."""
+        records = self.records()
+        records.save(trial.number, candidate, m, duplicate_of, trial.params)
+        try:
+            records.tell(trial, candidate, m, duplicate_of)
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError) as exc:
+            if self.study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+                raise
+            self.report("lost_tell", number=trial.number, error=f"{type(exc).__name__}: {exc}")
+            records.reconcile()
+
+    def records(self) -> Records:
+        s = self.settings
+        return Records(self.study, s.study_dir, s.min_agreement, s.max_retry, s.grace_period, self.report)
+
+    def reconcile(self) -> list[int]:
+        return self.records().reconcile()
+
+    # ---- the best configuration, confirmed ---------------------------------------------------------
+
+    def confirm_best(self) -> dict | None:
+        """Re-measure the best feasible configuration `--confirm` times in fresh processes; the
+        coefficient of variation of decode tok/s says whether the measurement is stable (R23). Kept in the
+        study (reused while the best trial stays the same) and carried into the preset."""
+        n = self.settings.confirm
+        try:
+            best = best_feasible_trial(self.study.get_trials(deepcopy=False))
+        except Exception:
+            return None
+        earlier = self.study.user_attrs.get(STABILITY_ATTR)
+        if n == 0 or (earlier and earlier.get("trial") == best.number and len(earlier.get("runs", [])) >= n):
+            return earlier
+        candidate = Candidate.from_json(best.user_attrs["candidate"])
+        self.report("confirm", number=best.number, runs=n)
+        values = []
+        for i in range(n):
+            m = self.launch(best.number, "confirm", candidate, job_name=f"confirm-{best.number:05d}-{i}")
+            values.append(m.decode_tokens_per_s if m.ok else None)
+        measured = [v for v in values if v is not None]
+        cv = statistics.pstdev(measured) / statistics.fmean(measured) if len(measured) >= 2 else None
+        stability = {"trial": best.number, "runs": values, "recorded": best.value,
+                     "median": statistics.median(measured) if measured else None, "cv": cv,
+                     "stable": cv is not None and cv < STABLE_CV and len(measured) == n}
+        self.study.set_user_attr(STABILITY_ATTR, stability)
+        self.report("confirmed", **stability)
+        return stability
 
     def best_value(self) -> float | None:
         try:
@@ -345,13 +409,23 @@ class Tuner:
                             self.settings.study_dir)
 
 
+def reconcile_study(study_name: str, storage_url: str, root: str | Path, grace_period: int = 60,
+                    report: Callable[..., None] | None = None) -> list[int]:
+    """`autotune reconcile`: import results that were written but never told, without running anything."""
+    study = load_study(study_name, storage_url)
+    attrs = study.user_attrs.get(CONFIG_ATTR)
+    if attrs is None:
+        raise InputError(f"study {study_name!r} was not made by autotune")
+    return Records(study, Path(root) / study_name, attrs["min_agreement"], 0, grace_period, report).reconcile()
+
+
 def default_preset_path(root: str | Path, study_name: str) -> Path:
     return Path(root) / f"{study_name}.preset.json"
 
 
 def load_study(study_name: str, storage_url: str) -> optuna.Study:
     try:
-        return optuna.load_study(study_name=study_name, storage=storage_for(storage_url))
+        return optuna.load_study(study_name=study_name, storage=storage_for(storage_url, heartbeat_interval=None))
     except KeyError:
         raise InputError(f"no study named {study_name!r} in {storage_url}: run 'autotune search' first, "
                          "or give the right --study / --storage") from None
@@ -365,7 +439,9 @@ def export_study(study: optuna.Study, out: str | Path, study_dir: str | Path) ->
     best = best_feasible_trial(study.get_trials(deepcopy=False))
     number = best.user_attrs.get("duplicate_of")
     number = best.number if number is None else number
-    path = Path(study_dir) / "results" / f"trial-{number:05d}.json"
-    measurement = json.loads(path.read_text(encoding="utf-8")) if path.exists() else dict(best.user_attrs)
+    measurement = Records.read(study_dir, number) or dict(best.user_attrs)
+    stability = study.user_attrs.get(STABILITY_ATTR)
+    if stability and stability.get("trial") in (best.number, number):
+        measurement["stability"] = stability
     return preset_from_trial(best, attrs, measurement).write(out)
 

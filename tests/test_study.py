@@ -50,11 +50,13 @@ def test_invalid_combination_and_duplicate_are_recorded_without_a_worker(setting
 
 def test_failed_baseline_stops_the_study(settings, monkeypatch):
     monkeypatch.setenv("AUTOTUNE_ALLOW_FAULTS", "1")
-    tuner = Tuner(SearchSettings(**{**settings.__dict__, "faults": {0: "error"}}))
+    tuner = Tuner(SearchSettings(**{**settings.__dict__, "faults": (("0", "error"),)}))
     with pytest.raises(SystemicFailureError, match="baseline"):
         tuner.run()
-    assert [t.state for t in tuner.study.trials] == [TrialState.FAIL]
-    assert tuner.study.trials[0].user_attrs["failure_kind"] == "error"
+    failed, retry = tuner.study.trials  # the baseline failed once; its retry waits for the next run
+    assert (failed.state, failed.user_attrs["failure_kind"]) == (TrialState.FAIL, "error")
+    assert retry.state == TrialState.WAITING and retry.user_attrs["role"] == "baseline"
+    assert retry.system_attrs["retry_history"] == [0]
 
 
 def test_resuming_with_another_space_is_refused(settings, tmp_path):

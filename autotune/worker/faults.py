@@ -1,7 +1,10 @@
 """Fault injection for tests of the tuner's fault handling.
 
 A Job may name a fault; it takes effect only when the worker's environment has
-`AUTOTUNE_ALLOW_FAULTS=1`, which the test suite sets and no user configuration reaches.
+`AUTOTUNE_ALLOW_FAULTS=1`, which the test suite sets and no user configuration reaches. The CLI reads
+which trials get which fault from `AUTOTUNE_TEST_FAULTS`: comma-separated `SELECTOR:FAULT` items where
+SELECTOR is a trial number (`3:hang`) or a knob value (`pad_to_multiple_of=8:kill`, every trial of that
+configuration).
 """
 
 from __future__ import annotations
@@ -10,11 +13,18 @@ import os
 import signal
 import time
 
-FAULTS = ("oom", "hang", "kill", "exit", "cuda_error", "error")
+FAULTS = ("oom", "hang", "kill", "exit", "cuda_error", "error", "slowN (sleep N seconds, then run normally)")
+
+
+def allowed() -> bool:
+    return os.environ.get("AUTOTUNE_ALLOW_FAULTS") == "1"
 
 
 def inject(fault: str | None) -> None:
-    if not fault or os.environ.get("AUTOTUNE_ALLOW_FAULTS") != "1":
+    if not fault or not allowed():
+        return
+    if fault.startswith("slow"):
+        time.sleep(float(fault[4:] or 30))
         return
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; one of {FAULTS}")
@@ -32,3 +42,23 @@ def inject(fault: str | None) -> None:
     if fault == "cuda_error":
         raise RuntimeError("CUDA error: device-side assert triggered (injected fault)")
     raise RuntimeError("injected worker error")
+
+
+def parse_spec(spec: str) -> list[tuple[str, str]]:
+    """`"1:oom,pad_to_multiple_of=8:kill"` -> [("1", "oom"), ("pad_to_multiple_of=8", "kill")]."""
+    items = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        selector, _, fault = item.rpartition(":")
+        items.append((selector, fault))
+    return items
+
+
+def fault_for(spec: list[tuple[str, str]], number: int, candidate) -> str | None:
+    for selector, fault in spec:
+        if "=" in selector:
+            knob, _, value = selector.partition("=")
+            if str(getattr(candidate, knob, None)) == value:
+                return fault
+        elif selector == str(number):
+            return fault
+    return None

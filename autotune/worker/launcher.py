@@ -54,7 +54,7 @@ def worker_environment(extra: dict | None = None) -> dict:
 def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = None) -> Measurement:
     """Run `job` in a fresh process and return its Measurement. Never raises for a worker's failure;
     KeyboardInterrupt / SystemExit in the parent kill the worker and propagate."""
-    job_dir = Path(job_dir)
+    job_dir = Path(job_dir).resolve()
     job_dir.mkdir(parents=True, exist_ok=True)
     job_path, result_path, log_path = job_dir / "job.json", Path(job.result_path), job_dir / "worker.log"
     result_path.unlink(missing_ok=True)

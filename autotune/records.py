@@ -1,0 +1,122 @@
+"""Records: a study's measurements on disk (studies/<study>/results/trial-NNNNN.json) and in Optuna.
+
+The order is always: the measurement is written atomically to disk, then Optuna is told. So a crash
+between the two loses nothing: `reconcile` finds results that Optuna never heard of and imports them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from autotune.candidate import Candidate
+from autotune.measurement import METRIC_FIELDS, Measurement, write_atomic
+
+
+def result_path(study_dir: str | Path, number: int) -> Path:
+    return Path(study_dir) / "results" / f"trial-{number:05d}.json"
+
+
+def trial_attrs(candidate: Candidate, m: Measurement, duplicate_of: int | None) -> dict:
+    """The user attrs of a finished trial (what optuna-dashboard shows)."""
+    return {
+        "status": m.status, "failure_kind": m.failure_kind, "message": m.message,
+        "candidate": candidate.to_json(), "candidate_key": candidate.key(), "config": candidate.describe(),
+        "duplicate_of": duplicate_of, "equivalence_meaningful": m.equivalence_meaningful,
+        "peak_memory_kind": m.peak_memory_kind, "exit_code": m.exit_code,
+        **{name: getattr(m, name) for name in METRIC_FIELDS},
+    }
+
+
+def constraint_values(m: Measurement, min_agreement: float) -> dict:
+    """Optuna constraints (feasible when <= 0): agreement with the baseline, and having run at all."""
+    if m.ok:
+        return {"top1_agreement": min_agreement - (m.top1_agreement or 0.0), "runs": 0.0}
+    return {"top1_agreement": min_agreement, "runs": 1.0}
+
+
+def objective_value(m: Measurement) -> float:
+    return (m.decode_tokens_per_s or 0.0) if m.ok else 0.0
+
+
+class Records:
+    def __init__(self, study: optuna.Study, study_dir: str | Path, min_agreement: float, max_retry: int,
+                 grace_period: float, report: Callable[..., None] | None = None):
+        self.study = study
+        self.study_dir = Path(study_dir)
+        self.min_agreement = min_agreement
+        self.max_retry = max_retry
+        self.grace_period = grace_period
+        self.report = report or (lambda event, **info: None)
+
+    @staticmethod
+    def read(study_dir: str | Path, number: int) -> dict | None:
+        path = result_path(study_dir, number)
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def load(self, number: int) -> dict | None:
+        return self.read(self.study_dir, number)
+
+    def save(self, number: int, candidate: Candidate, m: Measurement, duplicate_of: int | None,
+             params: dict, **extra) -> None:
+        record = {"trial": number, "candidate": candidate.to_dict(), "duplicate_of": duplicate_of,
+                  "params": params, **extra, **m.to_dict()}
+        write_atomic(result_path(self.study_dir, number), json.dumps(record, sort_keys=True, indent=1))
+
+    def tell(self, trial: optuna.Trial, candidate: Candidate, m: Measurement, duplicate_of: int | None) -> None:
+        """Tell Optuna: COMPLETE with constraints for measured and infeasible trials; FAIL (and a retry
+        with identical params, at most `max_retry` times) for transient failures."""
+        for key, value in trial_attrs(candidate, m, duplicate_of).items():
+            trial.set_user_attr(key, value)
+        if m.ok or m.infeasible:
+            for key, value in constraint_values(m, self.min_agreement).items():
+                trial.set_constraint(key, value)
+            self.study.tell(trial, objective_value(m))
+            return
+        self.study.tell(trial, state=TrialState.FAIL)
+        if duplicate_of is None:
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)
+            retry(self.study, self.study._storage.get_trial(trial._trial_id))
+
+    def reconcile(self) -> list[int]:
+        """Import measurements whose tell never happened. A RUNNING trial with a result on disk older than
+        the grace period (its orchestrator died after writing it) is told; a FAIL trial whose result says
+        it ran (it was failed from elsewhere, e.g. wrongly marked stale) is imported as a new COMPLETE trial
+        with identical params (`reconciled_from`). Returns the numbers of the trials now holding them."""
+        imported = []
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
+            path = result_path(self.study_dir, t.number)
+            if not path.exists() or "reconciled_to" in t.user_attrs:
+                continue
+            record = json.loads(path.read_text(encoding="utf-8"))
+            m, candidate = Measurement.from_dict(record), Candidate.from_dict(record["candidate"])
+            # A RUNNING trial is told only once its result is older than the grace period, so a live
+            # orchestrator about to tell its own trial is never raced.
+            if t.state == TrialState.RUNNING and time.time() - path.stat().st_mtime > self.grace_period:
+                self.tell(optuna.Trial(self.study, t._trial_id), candidate, m, record.get("duplicate_of"))
+                imported.append(t.number)
+            elif t.state == TrialState.FAIL and (m.ok or m.infeasible) and t.user_attrs.get("status") is None:
+                imported.append(self.import_as_new_trial(t, candidate, m, record))
+            else:
+                continue
+            self.report("reconciled", number=t.number)
+        return imported
+
+    def import_as_new_trial(self, failed: optuna.trial.FrozenTrial, candidate: Candidate, m: Measurement,
+                            record: dict) -> int:
+        attrs = {**failed.user_attrs, **trial_attrs(candidate, m, record.get("duplicate_of")),
+                 "reconciled_from": failed.number}
+        system = {f"constraints:{k}": v for k, v in constraint_values(m, self.min_agreement).items()}
+        self.study.add_trial(optuna.create_trial(
+            state=TrialState.COMPLETE, value=objective_value(m), params=failed.params,
+            distributions=failed.distributions, user_attrs=attrs, system_attrs=system))
+        number = self.study.get_trials(deepcopy=False)[-1].number
+        self.study._storage.set_trial_user_attr(failed._trial_id, "reconciled_to", number)
+        self.save(number, candidate, m, record.get("duplicate_of"), failed.params, reconciled_from=failed.number)
+        return number
