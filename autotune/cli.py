@@ -16,7 +16,7 @@ from rich.table import Table
 from autotune.errors import AutotuneError
 
 # Wide enough for the trial table when the output is a file or a pipe (a terminal keeps its own width).
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 class CliError(click.ClickException):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -81,20 +82,23 @@ class Records:
             return
         self.study.tell(trial, state=TrialState.FAIL)
         if duplicate_of is None:
-            retry = RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)
-            retry(self.study, self.study._storage.get_trial(trial._trial_id))
+            with warnings.catch_warnings():  # Optuna marks its retry callback experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                retry = RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)
+                retry(self.study, self.study._storage.get_trial(trial._trial_id))
 
     def reconcile(self) -> list[int]:
         """Import measurements whose tell never happened. A RUNNING trial with a result on disk older than
         the grace period (its orchestrator died after writing it) is told; a FAIL trial whose result says
         it ran (it was failed from elsewhere, e.g. wrongly marked stale) is imported as a new COMPLETE trial
-        with identical params (`reconciled_from`). Returns the numbers of the trials now holding them."""
+        with identical params (`reconciled_from`; the old result file gets `reconciled_to`). Returns the
+        numbers of the trials now holding them."""
         imported = []
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
             path = result_path(self.study_dir, t.number)
-            if not path.exists() or "reconciled_to" in t.user_attrs:
+            record = self.load(t.number)
+            if record is None or "reconciled_to" in record:  # (a finished trial's attrs cannot be updated)
                 continue
-            record = json.loads(path.read_text(encoding="utf-8"))
             m, candidate = Measurement.from_dict(record), Candidate.from_dict(record["candidate"])
             # A RUNNING trial is told only once its result is older than the grace period, so a live
             # orchestrator about to tell its own trial is never raced.
@@ -117,6 +121,7 @@ class Records:
             state=TrialState.COMPLETE, value=objective_value(m), params=failed.params,
             distributions=failed.distributions, user_attrs=attrs, system_attrs=system))
         number = self.study.get_trials(deepcopy=False)[-1].number
-        self.study._storage.set_trial_user_attr(failed._trial_id, "reconciled_to", number)
         self.save(number, candidate, m, record.get("duplicate_of"), failed.params, reconciled_from=failed.number)
+        write_atomic(result_path(self.study_dir, failed.number),
+                     json.dumps({**record, "reconciled_to": number}, sort_keys=True, indent=1))
         return number

@@ -34,13 +34,13 @@ def storage_for(url: str, heartbeat_interval: int | None = HEARTBEAT_INTERVAL_S,
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    heartbeat = {}
-    if heartbeat_interval:
-        heartbeat = dict(heartbeat_interval=int(heartbeat_interval), grace_period=int(grace_period),
-                         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
     try:
         with warnings.catch_warnings():  # heartbeat_interval and the retry callback are marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            heartbeat = {}
+            if heartbeat_interval:
+                heartbeat = dict(heartbeat_interval=int(heartbeat_interval), grace_period=int(grace_period),
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     except Exception as exc:  # a wrong URL, a server that is down, a missing driver
         from autotune.errors import InputError

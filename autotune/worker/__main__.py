@@ -57,7 +57,15 @@ def run(job: Job) -> Measurement:
     env = environment.describe(job.device)
     inject(job.fault)
     built = build(job.model, job.candidate, job.workload, job.device)
-    figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup)
+    if job.device == "cuda":
+        from autotune.worker.contention import ContentionWatch
+
+        with ContentionWatch() as watch:
+            figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup)
+        if watch.reason:  # not a valid measurement of this configuration: FAIL, retried
+            return Measurement.failed("error", "contended", watch.reason, environment=env, load_s=built.load_s)
+    else:
+        figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup)
     continuations = figures.pop("continuations")
     if job.role == "baseline":
         reference = equivalence.build_reference(built.model, built.tokenizer, job.workload.prompts[:len(continuations)],

@@ -13,7 +13,10 @@ import os
 import signal
 import time
 
-FAULTS = ("oom", "hang", "kill", "exit", "cuda_error", "error", "slowN (sleep N seconds, then run normally)")
+FAULTS = ("oom", "hang", "kill", "exit", "cuda_error", "error", "slowN (sleep N seconds, then run normally)",
+          # real CUDA faults, on a GPU only:
+          "cuda_oom (allocate more than the card has)", "cuda_assert (a device-side assert: an embedding index "
+          "out of range)", "cuda_hang (a kernel that spins for hours, then a synchronize)")
 
 
 def allowed() -> bool:
@@ -25,6 +28,9 @@ def inject(fault: str | None) -> None:
         return
     if fault.startswith("slow"):
         time.sleep(float(fault[4:] or 30))
+        return
+    if fault.startswith("cuda_") and fault != "cuda_error":
+        real_cuda_fault(fault)
         return
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; one of {FAULTS}")
@@ -42,6 +48,23 @@ def inject(fault: str | None) -> None:
     if fault == "cuda_error":
         raise RuntimeError("CUDA error: device-side assert triggered (injected fault)")
     raise RuntimeError("injected worker error")
+
+
+def real_cuda_fault(fault: str) -> None:
+    import torch
+
+    if fault == "cuda_oom":
+        free, total = torch.cuda.mem_get_info()
+        torch.empty(total + 2**30, dtype=torch.uint8, device="cuda")
+    elif fault == "cuda_assert":
+        weight = torch.zeros(8, 4, device="cuda")
+        torch.nn.functional.embedding(torch.tensor([10**6], device="cuda"), weight)
+        torch.cuda.synchronize()
+    elif fault == "cuda_hang":
+        torch.cuda._sleep(2**62)  # spins on the GPU far longer than any timeout
+        torch.cuda.synchronize()
+    else:
+        raise ValueError(f"unknown CUDA fault {fault!r}")
 
 
 def parse_spec(spec: str) -> list[tuple[str, str]]:

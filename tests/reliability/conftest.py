@@ -47,7 +47,10 @@ def load(workdir: Path, study: str = "r") -> optuna.Study:
 def wait_for(condition, timeout: float = 300, interval: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except Exception:  # e.g. the study's database is not there yet
+            value = None
         if value:
             return value
         time.sleep(interval)

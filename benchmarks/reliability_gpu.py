@@ -1,0 +1,152 @@
+"""Real CUDA faults on the GPU machine (R1, R2, R3, R22, R23 of ../shared/RELIABILITY.md).
+
+Each scenario is a real `autotune search` through the CLI, on the trained fixture model, with a fault
+that happens for real on the GPU:
+
+- R1  a real out-of-memory error in a trial's worker (the worker allocates more than the card holds):
+      the trial is COMPLETE + infeasible (`failure_kind=oom`), the study goes on;
+- R2  a real device-side assert (an embedding index out of range): the trial FAILs as `cuda_error`,
+      and the next trial on the same GPU succeeds in a fresh process;
+- R3  a real hang inside a CUDA synchronize (a kernel that spins for hours): the trial FAILs as
+      `timeout` within the timeout + kill grace, no worker is left and the GPU's memory is back;
+- R22 another process takes the GPU during a trial's measurement: the trial is flagged `contended`;
+- R23 the best configuration re-measured three times in fresh processes: coefficient of variation.
+
+    export PYTHONPATH=$PWD/.gpu-site:$PWD
+    python benchmarks/reliability_gpu.py --model .fixtures/codelm-12m
+
+Prints one row per scenario, last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACE = """
+knobs:
+  dtype: {values: [auto, float32, bfloat16]}
+  attn_implementation: {values: [auto, sdpa, eager]}
+"""
+
+
+def gpu_memory_used_mib() -> int:
+    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True).stdout
+    return int(out.strip().splitlines()[0])
+
+
+def search(workdir: Path, model: str, study: str, trials: int, faults: str = "", extra=(), background=False):
+    space = workdir / "space.yaml"
+    space.write_text(SPACE)
+    command = [sys.executable, "-m", "autotune.cli", "search", "--model", model, "--device", "cuda",
+               "--study", study, "--trials", str(trials), "--space", str(space), "--max-new-tokens", "64",
+               "--confirm", "0", *extra]
+    env = {**os.environ, "AUTOTUNE_ALLOW_FAULTS": "1", "AUTOTUNE_TEST_FAULTS": faults}
+    if background:
+        return subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
+
+
+def trials_of(workdir: Path, study: str):
+    return optuna.load_study(study_name=study, storage=f"sqlite:///{workdir}/studies/{study}.db").trials
+
+
+def summary(t) -> str:
+    a = t.user_attrs
+    return f"#{t.number} {t.state.name} {a.get('status')}/{a.get('failure_kind')}"
+
+
+def r1(workdir, model):
+    run = search(workdir, model, "r1", 3, faults="1:cuda_oom")
+    trials = trials_of(workdir, "r1")
+    oom = trials[1]
+    ok = (run.returncode == 0 and oom.state.name == "COMPLETE" and oom.user_attrs["failure_kind"] == "oom"
+          and max(oom.constraints.values()) > 0 and trials[2].user_attrs["status"] == "ok")
+    return ok, "; ".join(summary(t) for t in trials) + f"; message: {oom.user_attrs['message'][:80]}"
+
+
+def r2(workdir, model):
+    run = search(workdir, model, "r2", 3, faults="1:cuda_assert")
+    trials = trials_of(workdir, "r2")
+    bad, after = trials[1], trials[2]
+    ok = (run.returncode == 0 and bad.state.name == "FAIL" and bad.user_attrs["failure_kind"] == "cuda_error"
+          and after.user_attrs["status"] == "ok")
+    return ok, "; ".join(summary(t) for t in trials) + f"; message: {bad.user_attrs['message'][:80]}"
+
+
+def r3(workdir, model):
+    before = gpu_memory_used_mib()
+    started = time.perf_counter()
+    run = search(workdir, model, "r3", 3, faults="1:cuda_hang", extra=("--trial-timeout", "60"))
+    trials = trials_of(workdir, "r3")
+    hung = trials[1]
+    result = json.loads((workdir / "studies/r3/results/trial-00001.json").read_text())
+    leftover = subprocess.run(["pgrep", "-f", "autotune.worker"], capture_output=True, text=True).stdout.split()
+    after = gpu_memory_used_mib()
+    ok = (run.returncode == 0 and hung.state.name == "FAIL" and hung.user_attrs["failure_kind"] == "timeout"
+          and result["wall_s"] < 60 + 15 and not leftover and after <= before + 64)
+    return ok, (f"{summary(hung)} after {result['wall_s']:.1f} s (timeout 60 s); workers left: {len(leftover)}; "
+                f"GPU memory used before {before} MiB, after {after} MiB; study {time.perf_counter() - started:.0f} s")
+
+
+def r22(workdir, model):
+    proc = search(workdir, model, "r22", 2, faults="", extra=("--repeats", "40"), background=True)
+    job = workdir / "studies/r22/trials/00001/worker.log"
+    deadline = time.time() + 300
+    while not job.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(12)  # into the measured passes (40 repeats)
+    hog = subprocess.Popen([sys.executable, "-c", "import torch, time; x = torch.empty(4 * 2**30, dtype=torch.uint8, "
+                            "device='cuda'); y = torch.randn(8192, 8192, device='cuda');\n"
+                            "t = time.time()\nwhile time.time() - t < 15: y @ y"])
+    output = proc.communicate(timeout=900)[0]
+    hog.wait()
+    trials = trials_of(workdir, "r22")
+    flagged = trials[1]
+    ok = flagged.state.name == "FAIL" and flagged.user_attrs.get("failure_kind") == "contended"
+    return ok, f"{summary(flagged)}: {flagged.user_attrs.get('message')}" + ("" if ok else output[-300:])
+
+
+def r23(workdir, model):
+    run = search(workdir, model, "r23", 4, extra=("--confirm", "3"))
+    preset = json.loads((workdir / "studies/r23.preset.json").read_text()) if run.returncode == 0 else {}
+    stability = preset.get("measurement", {}).get("stability", {})
+    ok = bool(stability) and stability["cv"] is not None and stability["cv"] < 0.05
+    runs = ", ".join(f"{v:.1f}" for v in stability.get("runs", []) if v)
+    cv = stability.get("cv")
+    return ok, (f"best trial {stability.get('trial')} recorded {stability.get('recorded', 0):.1f} tok/s; "
+                f"re-measured {runs}; CV {100 * cv:.2f} %" if cv is not None else run.stderr[-300:])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(ROOT / ".fixtures" / "codelm-12m"))
+    parser.add_argument("--only", nargs="*", default=["r1", "r2", "r3", "r22", "r23"])
+    args = parser.parse_args()
+    rows = []
+    for name in args.only:
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            try:
+                ok, detail = globals()[name](Path(tmp), args.model)
+            except Exception as exc:  # report and go on to the next scenario
+                ok, detail = False, f"{type(exc).__name__}: {exc}"
+            rows.append((name.upper(), "pass" if ok else "FAIL", f"{time.perf_counter() - started:.0f}", detail))
+    print("\n| fault | result | seconds | what happened |\n| --- | --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
