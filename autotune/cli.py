@@ -159,15 +159,15 @@ def trials_table(study) -> Table:
 @click.option("--confirm", type=int, default=3, show_default=True,
               help="Re-measure the best configuration this many times in fresh processes (stability check).")
 @click.option("--max-retry", type=int, default=1, show_default=True, help="Retries of a trial that crashed, hung or errored.")
-@click.option("--max-consecutive-failures", type=int, default=3, show_default=True,
-              help="Stop the study after this many failed trials in a row.")
+@click.option("--max-initial-failures", type=int, default=3, show_default=True,
+              help="Stop the study when this many trials after the baseline failed and none ran.")
 @click.option("--heartbeat-interval", type=int, default=10, show_default=True, help="Seconds between heartbeats of a running trial.")
 @click.option("--grace-period", type=int, default=60, show_default=True,
               help="Seconds without a heartbeat after which a running trial is considered dead.")
 @click.option("--quiet", is_flag=True, help="No progress lines; the final table and preset path only.")
 def search(model, study_name, trials, device, storage, space, prompts, batch_size, max_new_tokens, assistant,
            min_agreement, seed, trial_timeout, repeats, warmup, out, root, new_study, confirm, max_retry,
-           max_consecutive_failures, heartbeat_interval, grace_period, quiet):
+           max_initial_failures, heartbeat_interval, grace_period, quiet):
     from autotune.study import SearchSettings, Tuner, default_study_name
     from autotune.workload import Workload
 
@@ -181,7 +181,7 @@ def search(model, study_name, trials, device, storage, space, prompts, batch_siz
             space=space, device=device, storage=storage, root=root, assistant=assistant,
             min_agreement=min_agreement, seed=seed, trial_timeout=trial_timeout, repeats=repeats, warmup=warmup,
             new_study=new_study, confirm=confirm, max_retry=max_retry,
-            max_consecutive_failures=max_consecutive_failures, heartbeat_interval=heartbeat_interval,
+            max_initial_failures=max_initial_failures, heartbeat_interval=heartbeat_interval,
             grace_period=grace_period, command=shlex.join(["autotune", *sys.argv[1:]]), faults=_test_faults())
         tuner = Tuner(settings, report=Progress(quiet))
         tuner.prepare()

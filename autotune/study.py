@@ -10,7 +10,8 @@ Trial states (../shared/RELIABILITY.md):
   constraint, so the sampler learns to avoid it;
 - transient (`error`, `timeout`, `crash`, a CUDA error, an interrupted trial) -> FAIL with a
   `failure_kind`, retried once with identical params (`retry_history`, Optuna's retry callback);
-- systemic (the baseline fails, or K trials in a row fail) -> the study stops (SystemicFailureError).
+- systemic (the baseline fails, or the first K trials after it all fail) -> the study stops
+  (SystemicFailureError).
 
 Nothing is lost: each Measurement is written under studies/<study>/results/ before Optuna is told, and
 `reconcile` imports a measurement whose tell never happened (an orchestrator killed in between, a trial
@@ -66,7 +67,7 @@ class SearchSettings:
     trial_timeout: float = 900.0
     repeats: int = 3
     warmup: int = 1
-    max_consecutive_failures: int = 3
+    max_initial_failures: int = 3
     max_retry: int = 1
     heartbeat_interval: int = HEARTBEAT_INTERVAL_S
     grace_period: int = GRACE_PERIOD_S
@@ -86,8 +87,8 @@ class SearchSettings:
             raise InputError(f"--trial-timeout must be positive, got {self.trial_timeout}")
         if self.repeats < 1 or self.warmup < 0:
             raise InputError("--repeats must be at least 1 and --warmup at least 0")
-        if self.max_retry < 0 or self.max_consecutive_failures < 1 or self.confirm < 0:
-            raise InputError("--max-retry and --confirm must be at least 0, --max-consecutive-failures at least 1")
+        if self.max_retry < 0 or self.max_initial_failures < 1 or self.confirm < 0:
+            raise InputError("--max-retry and --confirm must be at least 0, --max-initial-failures at least 1")
         if self.heartbeat_interval < 1 or self.grace_period < self.heartbeat_interval:
             raise InputError("--heartbeat-interval must be at least 1 s and --grace-period at least as long")
         if not self.study_name or "/" in self.study_name:
@@ -257,26 +258,32 @@ class Tuner:
         self.reconcile()
         self.fail_stale_trials()
         self.enqueue_seeds()
-        consecutive_failures = 0
         while self.finished_count() < self.settings.trials:
             trial = self.study.ask()
             measurement = self.run_trial(trial)
             if measurement.status in TRANSIENT:
-                consecutive_failures += 1
-                if trial.user_attrs.get("role") == "baseline":
-                    raise SystemicFailureError(
-                        f"the baseline (trial {trial.number}) failed, so nothing can be compared with it: "
-                        f"{measurement.failure_kind}: {measurement.message}. Check the model and device; "
-                        f"the worker log is {self.trial_dir(trial.number) / 'worker.log'}")
-                if consecutive_failures >= self.settings.max_consecutive_failures:
-                    raise SystemicFailureError(
-                        f"{consecutive_failures} trials in a row failed (last: {measurement.failure_kind}: "
-                        f"{measurement.message}); stopping instead of spending more time. Worker logs are "
-                        f"under {self.settings.study_dir / 'trials'}")
-            else:
-                consecutive_failures = 0
+                self.stop_if_systemic(trial, measurement)
         self.fail_stale_trials(wait=True)
         return self.study
+
+    def stop_if_systemic(self, trial: optuna.Trial, measurement: Measurement) -> None:
+        """The study cannot make progress when its baseline fails, or when the first
+        `--max-initial-failures` trials launched after it all failed (nothing has run at all)."""
+        if trial.user_attrs.get("role") == "baseline":
+            raise SystemicFailureError(
+                f"the baseline (trial {trial.number}) failed, so nothing can be compared with it: "
+                f"{measurement.failure_kind}: {measurement.message}. Check the model and device; "
+                f"the worker log is {self.trial_dir(trial.number) / 'worker.log'}")
+        others = [t for t in self.study.get_trials(deepcopy=False, states=FINISHED)
+                  if t.user_attrs.get("role") != "baseline"]
+        if any(t.user_attrs.get("status") in ("ok", "oom", "unsupported") for t in others):
+            return
+        failed = [t for t in others if t.state == TrialState.FAIL]
+        if len(failed) >= self.settings.max_initial_failures:
+            raise SystemicFailureError(
+                f"the first {len(failed)} trials after the baseline all failed (last: "
+                f"{measurement.failure_kind}: {measurement.message}); stopping instead of spending more time. "
+                f"Worker logs are under {self.settings.study_dir / 'trials'}")
 
     def trial_dir(self, number: int) -> Path:
         return self.settings.study_dir / "trials" / f"{number:05d}"

@@ -49,7 +49,7 @@ def search(workdir: Path, model: str, study: str, trials: int, faults: str = "",
     space = workdir / "space.yaml"
     space.write_text(SPACE)
     command = [sys.executable, "-m", "autotune.cli", "search", "--model", model, "--device", "cuda",
-               "--study", study, "--trials", str(trials), "--space", str(space), "--max-new-tokens", "64",
+               "--study", study, "--trials", str(trials), "--space", str(space), "--max-new-tokens", "32",
                "--confirm", "0", *extra]
     env = {**os.environ, "AUTOTUNE_ALLOW_FAULTS": "1", "AUTOTUNE_TEST_FAULTS": faults}
     if background:
@@ -101,12 +101,12 @@ def r3(workdir, model):
 
 
 def r22(workdir, model):
-    proc = search(workdir, model, "r22", 2, faults="", extra=("--repeats", "40"), background=True)
+    proc = search(workdir, model, "r22", 2, faults="", extra=("--repeats", "30"), background=True)
     job = workdir / "studies/r22/trials/00001/worker.log"
     deadline = time.time() + 300
     while not job.exists() and time.time() < deadline:
         time.sleep(0.5)
-    time.sleep(12)  # into the measured passes (40 repeats)
+    time.sleep(10)  # into the measured passes (30 repeats)
     hog = subprocess.Popen([sys.executable, "-c", "import torch, time; x = torch.empty(4 * 2**30, dtype=torch.uint8, "
                             "device='cuda'); y = torch.randn(8192, 8192, device='cuda');\n"
                             "t = time.time()\nwhile time.time() - t < 15: y @ y"])

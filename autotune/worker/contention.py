@@ -1,10 +1,11 @@
 """Is another process using this trial's GPU? A measurement taken while the GPU is shared is not valid.
 
-Two signals, checked before and after the measured passes (R22 of ../shared/RELIABILITY.md):
-- the compute processes NVIDIA's driver lists on this GPU (`nvidia-smi --query-compute-apps`), other
-  than this worker (inside a container the driver may list none, hence the second signal);
-- memory in use on the device that this process did not allocate, grown by more than a threshold since
-  the worker started (`torch.cuda.mem_get_info` minus what torch has reserved).
+The signal is the list of compute processes NVIDIA's driver reports on this GPU
+(`nvidia-smi --query-compute-apps`), other than this worker, polled through the measured passes (R22 of
+../shared/RELIABILITY.md; optimum-benchmark isolates its benchmarks the same way). Device memory is not
+used as a signal: on the H200 a worker's own memory outside torch's allocator (CUDA context, cuBLAS and
+compile workspaces, CUDA graphs) grew by 2.2 GiB during one flex_attention trial, which a memory
+threshold mistook for another process.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ import subprocess
 import threading
 
 import torch
-
-FOREIGN_MEMORY_THRESHOLD = 512 * 2**20  # more than this much memory of someone else appearing = contended
-
 
 def gpu_uuid() -> str | None:
     uuid = getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "uuid", None)
@@ -45,12 +43,6 @@ def foreign_pids() -> set[int]:
     return pids - mine
 
 
-def foreign_bytes() -> int:
-    """Device memory in use that this process's allocator does not hold (others, plus our CUDA context)."""
-    free, total = torch.cuda.mem_get_info()
-    return (total - free) - torch.cuda.memory_reserved()
-
-
 class ContentionWatch:
     """Watches the GPU from a thread while the measured passes run (a context manager); `reason` says
     why the measurement is not valid, or is None. Enter it once the worker's CUDA context exists."""
@@ -58,25 +50,19 @@ class ContentionWatch:
     def __init__(self, interval: float = 1.0):
         self.interval = interval
         self.reason: str | None = None
-        self.bytes_at_start = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.watch, daemon=True, name="contention-watch")
 
     def look(self) -> None:
         pids = foreign_pids()
-        if pids:
-            self.reason = self.reason or f"other processes used this GPU during the measurement (pids {sorted(pids)})"
-        grown = foreign_bytes() - self.bytes_at_start
-        if grown > FOREIGN_MEMORY_THRESHOLD:
-            self.reason = self.reason or (f"{grown / 2**30:.1f} GiB of device memory was taken by another "
-                                          "process during the measurement")
+        if pids and self.reason is None:
+            self.reason = f"other processes used this GPU during the measurement (pids {sorted(pids)})"
 
     def watch(self) -> None:
         while not self.stop.wait(self.interval):
             self.look()
 
     def __enter__(self) -> "ContentionWatch":
-        self.bytes_at_start = foreign_bytes()
         self.look()
         self.thread.start()
         return self

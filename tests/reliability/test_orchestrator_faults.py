@@ -44,7 +44,7 @@ def test_r8_kill_9_orchestrator_mid_trial(workdir):
 
 
 def test_r8_a_configuration_that_keeps_killing_its_worker_is_not_tried_a_4th_time(workdir):
-    run = run_search(workdir, 14, "--max-retry", "2", "--max-consecutive-failures", "10",
+    run = run_search(workdir, 14, "--max-retry", "2", "--max-initial-failures", "10",
                      faults="pad_to_multiple_of=8:kill")
     assert run.returncode == 0, run.stdout + run.stderr
     by_config: dict[str, list] = {}
