@@ -32,6 +32,7 @@ from pathlib import Path
 import optuna
 
 ROOT = Path(__file__).resolve().parent.parent
+DEVICE = "cuda"
 SPACE = """
 knobs:
   dtype: {values: [auto, float32, bfloat16]}
@@ -48,9 +49,11 @@ def gpu_memory_used_mib() -> int:
 def search(workdir: Path, model: str, study: str, trials: int, faults: str = "", extra=(), background=False):
     space = workdir / "space.yaml"
     space.write_text(SPACE)
-    command = [sys.executable, "-m", "autotune.cli", "search", "--model", model, "--device", "cuda",
-               "--study", study, "--trials", str(trials), "--space", str(space), "--max-new-tokens", "32",
-               "--confirm", "0", *extra]
+    prompts = workdir / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"}) + "\n")
+    command = [sys.executable, "-m", "autotune.cli", "search", "--model", model, "--device", DEVICE,
+               "--study", study, "--trials", str(trials), "--space", str(space), "--prompts", str(prompts),
+               "--max-new-tokens", "32", "--repeats", "1", "--warmup", "0", "--confirm", "0", *extra]
     env = {**os.environ, "AUTOTUNE_ALLOW_FAULTS": "1", "AUTOTUNE_TEST_FAULTS": faults}
     if background:
         return subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -88,25 +91,26 @@ def r2(workdir, model):
 def r3(workdir, model):
     before = gpu_memory_used_mib()
     started = time.perf_counter()
-    run = search(workdir, model, "r3", 3, faults="1:cuda_hang", extra=("--trial-timeout", "60"))
+    run = search(workdir, model, "r3", 3, faults="1:cuda_hang", extra=("--trial-timeout", "30"))
     trials = trials_of(workdir, "r3")
     hung = trials[1]
     result = json.loads((workdir / "studies/r3/results/trial-00001.json").read_text())
     leftover = subprocess.run(["pgrep", "-f", "autotune.worker"], capture_output=True, text=True).stdout.split()
     after = gpu_memory_used_mib()
     ok = (run.returncode == 0 and hung.state.name == "FAIL" and hung.user_attrs["failure_kind"] == "timeout"
-          and result["wall_s"] < 60 + 15 and not leftover and after <= before + 64)
-    return ok, (f"{summary(hung)} after {result['wall_s']:.1f} s (timeout 60 s); workers left: {len(leftover)}; "
+          and result["wall_s"] < 30 + 15 and not leftover and after <= before + 64)
+    return ok, (f"{summary(hung)} after {result['wall_s']:.1f} s (timeout 30 s); workers left: {len(leftover)}; "
                 f"GPU memory used before {before} MiB, after {after} MiB; study {time.perf_counter() - started:.0f} s")
 
 
 def r22(workdir, model):
-    proc = search(workdir, model, "r22", 2, faults="", extra=("--repeats", "30"), background=True)
+    proc = search(workdir, model, "r22", 2, faults="", background=True,
+                  extra=("--repeats", "20", "--max-new-tokens", "256"))
     job = workdir / "studies/r22/trials/00001/worker.log"
     deadline = time.time() + 300
-    while not job.exists() and time.time() < deadline:
+    while not job.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
-    time.sleep(10)  # into the measured passes (30 repeats)
+    time.sleep(12)  # into the measured passes (20 x 256 tokens)
     hog = subprocess.Popen([sys.executable, "-c", "import torch, time; x = torch.empty(4 * 2**30, dtype=torch.uint8, "
                             "device='cuda'); y = torch.randn(8192, 8192, device='cuda');\n"
                             "t = time.time()\nwhile time.time() - t < 15: y @ y"])
@@ -119,7 +123,7 @@ def r22(workdir, model):
 
 
 def r23(workdir, model):
-    run = search(workdir, model, "r23", 4, extra=("--confirm", "3"))
+    run = search(workdir, model, "r23", 3, extra=("--confirm", "3", "--repeats", "3", "--max-new-tokens", "64"))
     preset = json.loads((workdir / "studies/r23.preset.json").read_text()) if run.returncode == 0 else {}
     stability = preset.get("measurement", {}).get("stability", {})
     ok = bool(stability) and stability["cv"] is not None and stability["cv"] < 0.05
@@ -133,8 +137,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / ".fixtures" / "codelm-12m"))
     parser.add_argument("--only", nargs="*", default=["r1", "r2", "r3", "r22", "r23"])
+    parser.add_argument("--device", default="cuda", help="cpu only to check this script's plumbing (r23)")
     args = parser.parse_args()
-    rows = []
+    global DEVICE
+    DEVICE = args.device
+    args.model = str(Path(args.model).resolve())
+    print("| fault | result | seconds | what happened |\n| --- | --- | --- | --- |", flush=True)
     for name in args.only:
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
@@ -142,10 +150,8 @@ def main():
                 ok, detail = globals()[name](Path(tmp), args.model)
             except Exception as exc:  # report and go on to the next scenario
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
-            rows.append((name.upper(), "pass" if ok else "FAIL", f"{time.perf_counter() - started:.0f}", detail))
-    print("\n| fault | result | seconds | what happened |\n| --- | --- | --- | --- |")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+            row = (name.upper(), "pass" if ok else "FAIL", f"{time.perf_counter() - started:.0f}", detail)
+            print("| " + " | ".join(row).replace("\n", " ") + " |", flush=True)  # each row as it is known
 
 
 if __name__ == "__main__":
