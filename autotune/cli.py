@@ -91,6 +91,8 @@ class Progress:
                           + ("stable" if info["stable"] else "UNSTABLE (the preset is marked so)"))
         elif event == "deleted":
             console.print(f"deleted the earlier study {info['study']!r} (--new-study)")
+        elif event == "moved_aside":
+            console.print(f"its results and logs were moved to {info['path']}")
         elif event == "start":
             self.started[info["number"]] = time.perf_counter()
             console.print(f"[bold]trial {info['number']}[/bold] ({info['role']}) {info['candidate'].describe()} ...")

@@ -191,6 +191,10 @@ class Tuner:
                 self.report("deleted", study=s.study_name)
             except KeyError:
                 pass
+            if s.study_dir.exists():  # keep the old results, out of the new study's way
+                aside = s.study_dir.with_name(f"{s.study_name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+                s.study_dir.rename(aside)
+                self.report("moved_aside", path=str(aside))
         sampler = optuna.samplers.TPESampler(seed=s.seed)
         study = optuna.create_study(study_name=s.study_name, storage=storage, sampler=sampler,
                                     direction="maximize", load_if_exists=True)
@@ -223,6 +227,7 @@ class Tuner:
         orchestrator died) and enqueue their retry. With `wait`, first wait out the grace period of
         RUNNING trials that are not this process's, so none is left RUNNING."""
         deadline = time.monotonic() + self.settings.grace_period + self.settings.heartbeat_interval + 1
+        told = False
         while True:
             before = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
             optuna.storages.fail_stale_trials(self.study)
@@ -231,7 +236,9 @@ class Tuner:
                 self.report("stale", number=number)
             if not wait or not running or time.monotonic() > deadline:
                 return
-            self.report("waiting_stale", numbers=sorted(running), grace=self.settings.grace_period)
+            if not told:
+                told = True
+                self.report("waiting_stale", numbers=sorted(running), grace=self.settings.grace_period)
             time.sleep(1)
 
     def enqueue_seeds(self) -> None:
