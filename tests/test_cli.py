@@ -83,3 +83,13 @@ def test_every_command_has_help_and_is_in_the_readme(command):
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0 and len(main.commands[command].help or "") > 20
     assert f"autotune {command}" in (ROOT / "README.md").read_text()
+
+
+def test_unknown_random_model():
+    assert_clear_error(invoke("search", "--model", "random:gpt-5", "--device", "cpu"),
+                       "unknown random-weight model", "random:gemma-2b")
+
+
+def test_search_help_names_sampling_and_random_models():
+    result = CliRunner().invoke(main, ["search", "--help"])
+    assert "--sampling" in result.output and "--sampling-seed" in result.output and "random:gemma-2b" in result.output
