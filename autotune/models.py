@@ -133,18 +133,19 @@ def random_state_dict(model_id: str, dtype, device: str, seed: int = 0, config=N
     return state
 
 
-def load_random_model(model_id: str, load_kwargs: dict, device: str, seed: int = 0):
+def load_random_model(model_id: str, load_kwargs: dict, device: str, seed: int = 0, config=None):
     """Build `random:<name>` with `load_kwargs` (dtype, attn_implementation, quantization_config), on
-    `device`, in eval mode. The weights are made on the device; `from_pretrained` loads them from there."""
+    `device`, in eval mode. The weights are made on the device; `from_pretrained` loads them from there.
+    `config` replaces the built-in one (tests use a copy with fewer layers)."""
     import torch
 
-    config = config_for(model_id)
-    dtype_name = load_kwargs.get("dtype", "auto")
-    dtype = getattr(torch, config.dtype if dtype_name == "auto" else dtype_name) \
-        if isinstance(dtype_name, str) else dtype_name
-    if isinstance(dtype, str):  # config.dtype may already be a torch dtype in some versions
+    config = config if config is not None else config_for(model_id)
+    dtype = load_kwargs.get("dtype", "auto")
+    if dtype == "auto":  # the architecture's own dtype, as from_pretrained reads it from a config.json
+        dtype = config.dtype
+    if isinstance(dtype, str):  # config.dtype is a torch dtype in transformers 5, a string in a preset
         dtype = getattr(torch, dtype)
-    state = random_state_dict(model_id, dtype, device, seed)
+    state = random_state_dict(model_id, dtype, device, seed, config=config)
     kwargs = {**load_kwargs, "dtype": dtype}
     if device != "cpu":
         kwargs.setdefault("device_map", device)

@@ -47,8 +47,7 @@ def test_unknown_random_model_is_an_input_error_naming_the_known_ones():
 
 
 def test_random_weights_are_deterministic_and_the_same_across_dtypes():
-    config = models.config_for("random:qwen2.5-0.5b")
-    config.num_hidden_layers, config.vocab_size = 1, 512  # a small copy of the architecture, for speed
+    config = small("qwen2.5-0.5b")
     fp32 = models.random_state_dict("random:qwen2.5-0.5b", torch.float32, "cpu", config=config)
     bf16 = models.random_state_dict("random:qwen2.5-0.5b", torch.bfloat16, "cpu", config=config)
     again = models.random_state_dict("random:qwen2.5-0.5b", torch.float32, "cpu", config=config)
@@ -57,9 +56,30 @@ def test_random_weights_are_deterministic_and_the_same_across_dtypes():
     assert torch.equal(fp32[name], again[name]) and not torch.equal(fp32[name], other_seed[name])
     assert torch.equal(fp32[name].to(torch.bfloat16), bf16[name])
     assert fp32[name].std().item() == pytest.approx(0.02, rel=0.05)
-    assert torch.equal(fp32["model.norm.weight"], torch.ones(896))
-    assert torch.equal(fp32["model.layers.0.self_attn.q_proj.bias"], torch.zeros(896))
+    assert torch.equal(fp32["model.norm.weight"], torch.ones(256))
+    assert not fp32["model.layers.0.self_attn.q_proj.bias"].any()
     assert "lm_head.weight" not in fp32  # tied to the embeddings
+
+
+def small(name: str):
+    config = models.config_for(f"random:{name}")
+    # a small copy of the architecture, for speed (the attention shape, head_dim included, stays)
+    config.num_hidden_layers, config.vocab_size, config.hidden_size, config.intermediate_size = 1, 512, 256, 512
+    return config
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_random_model_loads_in_the_architecture_dtype_or_the_one_asked_for(name):
+    model = models.load_random_model(f"random:{name}", {}, "cpu", config=small(name))
+    assert model.dtype == torch.bfloat16 and type(model).__name__ == models.config_for(f"random:{name}").architectures[0]
+    ids = torch.tensor([[5, 6, 7]])
+    assert model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2,
+                          do_sample=False).shape == (1, 5)
+    asked = models.load_random_model(f"random:{name}", {"dtype": "float32", "attn_implementation": "eager"}, "cpu",
+                                     config=small(name))
+    assert asked.dtype == torch.float32 and asked.config._attn_implementation == "eager"
+    name_ = next(n for n, p in asked.named_parameters() if p.dim() == 2 and "embed" not in n)
+    assert torch.equal(dict(asked.named_parameters())[name_].to(torch.bfloat16), dict(model.named_parameters())[name_])
 
 
 def test_byte_tokenizer_round_trips_with_the_usual_special_ids():

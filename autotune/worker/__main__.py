@@ -69,13 +69,14 @@ def run(job: Job) -> Measurement:
         figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup)
         continuations = figures.pop("continuations")
         scores = {}
-        if job.role == "baseline":
-            reference = equivalence.build_reference(built.model, built.tokenizer,
-                                                    job.workload.prompts[:len(continuations)], continuations,
-                                                    job.device)
-            equivalence.save_reference(reference, job.reference_path)
         if job.role != "benchmark":
-            reference = reference if job.role == "baseline" else equivalence.load_reference(job.reference_path)
+            if job.role == "baseline":
+                reference = equivalence.build_reference(built.model, built.tokenizer,
+                                                        job.workload.prompts[:len(continuations)], continuations,
+                                                        job.device)
+                equivalence.save_reference(reference, job.reference_path)
+            else:
+                reference = equivalence.load_reference(job.reference_path)
             scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations,
                                          job.device)
     figures["recompiles"] = COMPILE_COUNTER.recompiles
