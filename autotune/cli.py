@@ -53,7 +53,9 @@ def main():
 # ---- search --------------------------------------------------------------------------------------
 
 def _fmt(value, spec: str, scale: float = 1.0) -> str:
-    return "-" if value is None else format(value / scale, spec)
+    if value is None:
+        return "-"
+    return format(value if scale == 1.0 else value / scale, spec)
 
 
 class Progress:
