@@ -2,9 +2,10 @@
 
 A Candidate holds knob values (the fields named in `KNOBS`). From them it derives its three parts:
 
-- `load_kwargs()`: keyword arguments of `AutoModelForCausalLM.from_pretrained`;
+- `load_kwargs()`: keyword arguments of `AutoModelForCausalLM.from_pretrained`, JSON-plain (a
+  bitsandbytes quantization is a plain `quantization_config` dict, which `from_pretrained` accepts);
 - `generation_kwargs()`: fields of `transformers.GenerationConfig`;
-- `runtime()`: what neither holds (torch.compile settings, padding, the assistant model).
+- `runtime()`: what neither holds (torch.compile settings, the SDPA backend, padding, the assistant model).
 
 The defaults are the baseline: the model as a user loads it with no optimization.
 """
@@ -19,12 +20,22 @@ from typing import Any
 from autotune.errors import CandidateError
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+STATIC_CACHES = ("static", "offloaded_static")
+BNB_QUANTIZATIONS = ("bnb_8bit", "bnb_4bit")
 
-# knob -> allowed values (a tuple), or a type for integer knobs. Search spaces may use any subset.
+# knob -> allowed values (a tuple), or a type (int, float) for numeric knobs. Search spaces may use any subset.
 KNOBS: dict[str, tuple | type] = {
     "dtype": ("auto", "float32", "float16", "bfloat16"),
     "attn_implementation": ("auto", "eager", "sdpa", "flash_attention_2", "flex_attention"),
-    "cache_implementation": ("dynamic", "static"),
+    # torch.nn.attention.sdpa_kernel(SDPBackend...) around generate; "auto" lets PyTorch choose.
+    "sdpa_backend": ("auto", "flash", "efficient", "math", "cudnn"),
+    # bitsandbytes through BitsAndBytesConfig: LLM.int8() or 4-bit (nf4/fp4) weights.
+    "quantization": ("none",) + BNB_QUANTIZATIONS,
+    "llm_int8_threshold": float,
+    "bnb_4bit_quant_type": ("nf4", "fp4"),
+    "bnb_4bit_use_double_quant": (False, True),
+    "bnb_4bit_compute_dtype": ("float32", "float16", "bfloat16"),
+    "cache_implementation": ("dynamic",) + STATIC_CACHES,
     "compile": ("off",) + COMPILE_MODES,
     "compile_fullgraph": (False, True),
     # "generate": transformers' own automatic compile (CUDA only); "explicit": torch.compile(model.forward)
@@ -39,7 +50,8 @@ KNOBS: dict[str, tuple | type] = {
 }
 
 # YAML reads a bare `off` as False and `none` / `null` as None: accept those spellings.
-_ALIASES = {("compile", False): "off", ("compile", "none"): "off", ("pad_to_multiple_of", "none"): None}
+_ALIASES = {("compile", False): "off", ("compile", "none"): "off", ("pad_to_multiple_of", "none"): None,
+            ("quantization", None): "none", ("quantization", False): "none", ("llm_int8_threshold", "none"): None}
 
 
 def normalize_knob_value(knob: str, value: Any) -> Any:
@@ -55,6 +67,12 @@ def normalize_knob_value(knob: str, value: Any) -> Any:
         if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             return value
         raise CandidateError(f"knob {knob!r} takes a positive integer (or none), got {value!r}")
+    if domain is float:
+        if value is None:
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)  # BitsAndBytesConfig insists on a float
+        raise CandidateError(f"knob {knob!r} takes a positive number (or none), got {value!r}")
     if value in domain and type(value) is type(domain[domain.index(value)]):
         return value
     raise CandidateError(f"knob {knob!r} has no value {value!r}; allowed: {', '.join(map(str, domain))}")
@@ -64,13 +82,21 @@ def normalize_knob_value(knob: str, value: Any) -> Any:
 _SHORT = {"attn_implementation": "attn", "cache_implementation": "cache", "compile_fullgraph": "fullgraph",
           "compile_api": "compile_api", "prompt_lookup_num_tokens": "lookup_tokens",
           "max_matching_ngram_size": "ngram", "num_assistant_tokens": "assistant_tokens",
-          "num_assistant_tokens_schedule": "schedule", "pad_to_multiple_of": "pad"}
+          "num_assistant_tokens_schedule": "schedule", "pad_to_multiple_of": "pad", "sdpa_backend": "sdpa",
+          "quantization": "quant", "llm_int8_threshold": "int8_threshold", "bnb_4bit_quant_type": "4bit_type",
+          "bnb_4bit_use_double_quant": "double_quant", "bnb_4bit_compute_dtype": "4bit_compute"}
 
 
 @dataclass(frozen=True)
 class Candidate:
     dtype: str = "auto"
     attn_implementation: str = "auto"
+    sdpa_backend: str = "auto"
+    quantization: str = "none"
+    llm_int8_threshold: float | None = None  # None: BitsAndBytesConfig's default (6.0)
+    bnb_4bit_quant_type: str = "nf4"
+    bnb_4bit_use_double_quant: bool = False
+    bnb_4bit_compute_dtype: str = "float32"  # BitsAndBytesConfig's default
     cache_implementation: str = "dynamic"
     compile: str = "off"
     compile_fullgraph: bool = False
@@ -92,6 +118,21 @@ class Candidate:
 
     # ---- the three parts -------------------------------------------------------------------------
 
+    def quantization_config(self) -> dict | None:
+        """The `BitsAndBytesConfig` fields as a plain dict (None without quantization). `from_pretrained`
+        takes it as it is (`quantization_config=dict` goes through `AutoQuantizationConfig.from_dict` in
+        transformers 5.17 and 5.24 alike); `BitsAndBytesConfig(**d)` makes the object when one is wanted."""
+        if self.quantization == "bnb_8bit":
+            config: dict[str, Any] = {"load_in_8bit": True}
+            if self.llm_int8_threshold is not None:
+                config["llm_int8_threshold"] = self.llm_int8_threshold
+            return config
+        if self.quantization == "bnb_4bit":
+            return {"load_in_4bit": True, "bnb_4bit_quant_type": self.bnb_4bit_quant_type,
+                    "bnb_4bit_use_double_quant": self.bnb_4bit_use_double_quant,
+                    "bnb_4bit_compute_dtype": self.bnb_4bit_compute_dtype}
+        return None
+
     def load_kwargs(self) -> dict:
         """`from_pretrained` keyword arguments, JSON-plain (dtype as a string transformers accepts)."""
         kwargs: dict[str, Any] = {}
@@ -99,13 +140,22 @@ class Candidate:
             kwargs["dtype"] = self.dtype
         if self.attn_implementation != "auto":
             kwargs["attn_implementation"] = self.attn_implementation
+        quantization = self.quantization_config()
+        if quantization is not None:
+            kwargs["quantization_config"] = quantization
         return kwargs
 
     def generation_kwargs(self) -> dict:
-        """`GenerationConfig` fields this candidate sets (on top of the model's own generation config)."""
+        """`GenerationConfig` fields this candidate sets (on top of the model's own generation config).
+
+        With a static cache, transformers 5 compiles the forward inside generate() on its own (on CUDA);
+        `compile=off` therefore sets `disable_compile=True`, so that "off" means off, and the explicit
+        compile sets it too, so the forward is never compiled twice."""
         kwargs: dict[str, Any] = {}
         if self.cache_implementation != "dynamic":
             kwargs["cache_implementation"] = self.cache_implementation
+            if self.compile == "off":
+                kwargs["disable_compile"] = True
         if self.compile != "off" and self.compile_api == "explicit":
             kwargs["disable_compile"] = True  # the forward is compiled explicitly: never compile twice
         if self.decoding == "prompt_lookup":
@@ -122,6 +172,8 @@ class Candidate:
         hints: dict[str, Any] = {"padding_side": "left"}
         if self.pad_to_multiple_of is not None:
             hints["pad_to_multiple_of"] = self.pad_to_multiple_of
+        if self.sdpa_backend != "auto" and self.attn_implementation == "sdpa":
+            hints["sdpa_backend"] = self.sdpa_backend
         if self.compile != "off":
             hints["compile"] = {"api": self.compile_api, "mode": self.compile, "fullgraph": self.compile_fullgraph}
         if self.decoding == "assisted":
@@ -134,6 +186,12 @@ class Candidate:
         """The same configuration with knobs that have no effect reset to their defaults, so that two
         candidates that build the same thing compare equal (used to avoid measuring twice)."""
         changes: dict[str, Any] = {}
+        if self.attn_implementation != "sdpa":
+            changes.update(sdpa_backend="auto")
+        if self.quantization != "bnb_8bit":
+            changes.update(llm_int8_threshold=None)
+        if self.quantization != "bnb_4bit":
+            changes.update(bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype="float32")
         if self.compile == "off":
             changes.update(compile_fullgraph=False, compile_api="explicit")
         if self.decoding != "prompt_lookup":

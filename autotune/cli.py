@@ -53,7 +53,9 @@ def main():
 # ---- search --------------------------------------------------------------------------------------
 
 def _fmt(value, spec: str, scale: float = 1.0) -> str:
-    return "-" if value is None else format(value / scale, spec)
+    if value is None:
+        return "-"
+    return format(value if scale == 1.0 else value / scale, spec)
 
 
 class Progress:
@@ -105,7 +107,10 @@ class Progress:
         if info["duplicate_of"] is not None:
             note = f"same configuration as trial {info['duplicate_of']}: result reused"
         elif m.ok:
-            note = (f"{m.decode_tokens_per_s:.1f} decode tok/s, top-1 agreement {m.top1_agreement:.3f}, "
+            agreement = f"top-1 agreement {m.top1_agreement:.3f}"
+            if not m.equivalence_meaningful:
+                agreement += " (random weights: not judged)"
+            note = (f"{m.decode_tokens_per_s:.1f} decode tok/s, {agreement}, "
                     f"peak {m.peak_memory_bytes / 2**20:.0f} MiB")
         else:
             note = f"{m.status} ({m.failure_kind}): {(m.message or '').splitlines()[0][:160]}"
@@ -117,10 +122,14 @@ def trials_table(study) -> Table:
     from optuna.trial import TrialState
 
     table = Table(title=f"study {study.study_name}")
-    for column in ("#", "role", "config", "decode tok/s", "peak MiB", "top-1 agr.", "prefix", "status"):
+    for column in ("#", "role", "config", "decode tok/s", "peak MiB", "recompiles", "top-1 agr.", "prefix", "status"):
         table.add_column(column, justify="right" if column not in ("role", "config", "status") else "left")
+    random_weights = False
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
+        mark = ""
+        if a.get("equivalence_meaningful") is False:
+            mark, random_weights = " (rw)", True
         feasible = t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
         status = a.get("status") or t.state.name.lower()
         if a.get("failure_kind"):
@@ -131,14 +140,19 @@ def trials_table(study) -> Table:
             status += f" = #{a['duplicate_of']}"
         table.add_row(str(t.number), a.get("role", "-"), a.get("config", "-"),
                       _fmt(a.get("decode_tokens_per_s"), ".1f"), _fmt(a.get("peak_memory_bytes"), ".0f", 2**20),
-                      _fmt(a.get("top1_agreement"), ".3f"), _fmt(a.get("prefix_match"), ".3f"), status)
+                      _fmt(a.get("recompiles"), "d"), _fmt(a.get("top1_agreement"), ".3f") + mark,
+                      _fmt(a.get("prefix_match"), ".3f") + mark, status)
+    if random_weights:
+        table.caption = "(rw): random weights: the agreement figures are recorded but not judged"
     return table
 
 
 @main.command(help="Run (or resume) a study over inference configurations of MODEL and export the best one.\n\n"
                    "Each trial builds, warms, measures and compares one configuration in a fresh process. "
                    "Rerunning the same command resumes the study up to --trials in total.")
-@click.option("--model", required=True, help="Model folder or hub id (e.g. examples/models/codelm-4m).")
+@click.option("--model", required=True,
+              help="Model folder, hub id, or random:<architecture> (random:gemma-2b, random:llama-3-8b, "
+                   "random:mistral-7b, random:qwen2.5-0.5b: random weights, for speed only).")
 @click.option("--study", "study_name", help="Study name (default: the model folder's name).")
 @click.option("--trials", type=int, default=20, show_default=True, help="Total trials of the study (resume counts earlier ones).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -151,6 +165,10 @@ def trials_table(study) -> Table:
 @click.option("--assistant", help="Assistant model for assisted decoding (folder or hub id); enables that knob.")
 @click.option("--min-agreement", type=float, default=0.99, show_default=True,
               help="Constraint: teacher-forced top-1 agreement with the baseline.")
+@click.option("--sampling", is_flag=True,
+              help="Measure seeded sampling instead of greedy decoding (equivalence: teacher-forced distributions).")
+@click.option("--sampling-seed", type=int, default=0, show_default=True,
+              help="Seed of the sampled workload (torch is seeded with it before each batch).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the TPE sampler.")
 @click.option("--trial-timeout", type=float, default=900, show_default=True, help="Seconds before a trial's worker is killed.")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Measured passes over the prompts (median).")
@@ -168,15 +186,16 @@ def trials_table(study) -> Table:
               help="Seconds without a heartbeat after which a running trial is considered dead.")
 @click.option("--quiet", is_flag=True, help="No progress lines; the final table and preset path only.")
 def search(model, study_name, trials, device, storage, space, prompts, batch_size, max_new_tokens, assistant,
-           min_agreement, seed, trial_timeout, repeats, warmup, out, root, new_study, confirm, max_retry,
-           max_initial_failures, heartbeat_interval, grace_period, quiet):
+           min_agreement, sampling, sampling_seed, seed, trial_timeout, repeats, warmup, out, root, new_study,
+           confirm, max_retry, max_initial_failures, heartbeat_interval, grace_period, quiet):
     from autotune.study import SearchSettings, Tuner, default_study_name
     from autotune.workload import Workload
 
     terminate_on_sigterm()
 
     def action():
-        settings_kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens)
+        settings_kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, sampling=sampling,
+                           seed=sampling_seed)
         workload = Workload.from_file(prompts, **settings_kw) if prompts else Workload.default(**settings_kw)
         settings = SearchSettings(
             model=model, workload=workload, study_name=study_name or default_study_name(model), trials=trials,

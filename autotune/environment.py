@@ -20,8 +20,10 @@ from autotune.errors import InputError
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def describe(device: str = "auto") -> dict:
-    """Describe this process's view of the machine (imports torch; initialises CUDA if it is there)."""
+def describe(device: str = "auto", with_bitsandbytes: bool = False) -> dict:
+    """Describe this process's view of the machine (imports torch; initialises CUDA if it is there).
+    `with_bitsandbytes` also imports bitsandbytes (seconds) to say whether it works here: the probe
+    before a study does; a worker, which only records its environment, does not."""
     import torch
     import transformers
 
@@ -39,6 +41,8 @@ def describe(device: str = "auto") -> dict:
         "has_flash_attn": importlib.util.find_spec("flash_attn") is not None,
         "has_flex_attention": importlib.util.find_spec("torch.nn.attention.flex_attention") is not None,
     }
+    if with_bitsandbytes:
+        env.update(bitsandbytes_support())
     if device == "cuda":
         if not cuda:
             raise InputError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu")
@@ -53,6 +57,24 @@ def describe(device: str = "auto") -> dict:
     if os.environ.get("AUTOTUNE_ALLOW_FAULTS") == "1" and os.environ.get("AUTOTUNE_FAKE_DEVICE_NAME"):
         env["device_name"] = os.environ["AUTOTUNE_FAKE_DEVICE_NAME"]  # tests of the machine check (R17)
     return env
+
+
+def bitsandbytes_support() -> dict:
+    """Whether bitsandbytes imports here, and whether this transformers lets generate() compile a model it
+    quantized (`hf_quantizer.is_compileable` of its bitsandbytes quantizers: False in 5.17 through 5.24)."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception:  # not installed, or its native library does not load on this machine
+        return {"has_bitsandbytes": False, "bnb_compileable": False}
+    try:
+        from transformers import BitsAndBytesConfig
+        from transformers.quantizers.auto import AutoHfQuantizer
+
+        compileable = all(AutoHfQuantizer.from_config(BitsAndBytesConfig(**{flag: True})).is_compileable
+                          for flag in ("load_in_8bit", "load_in_4bit"))
+    except Exception:
+        compileable = False
+    return {"has_bitsandbytes": True, "bnb_compileable": bool(compileable)}
 
 
 def fingerprint(env: dict) -> str:
@@ -74,7 +96,7 @@ def probe(device: str = "auto", timeout: float = 300.0) -> dict:
 
 if __name__ == "__main__":
     try:
-        print(json.dumps(describe(sys.argv[1] if len(sys.argv) > 1 else "auto")))
+        print(json.dumps(describe(sys.argv[1] if len(sys.argv) > 1 else "auto", with_bitsandbytes=True)))
     except InputError as exc:
         print(str(exc), file=sys.stderr)
         sys.exit(2)

@@ -47,7 +47,9 @@ class Measurement:
     top1_agreement: float | None = None
     mean_kl: float | None = None
     divergence_margin: float | None = None
+    # False for random-weight models: their text is degenerate, their agreement figures prove nothing
     equivalence_meaningful: bool = True
+    max_cache_len: int | None = None  # the static cache's length (longest padded prompt + new tokens)
     runs: tuple = ()  # per-repeat figures, for inspection
     environment: dict = field(default_factory=dict)
     pid: int | None = None

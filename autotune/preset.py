@@ -6,9 +6,14 @@ A preset is one JSON file whose two halves work with plain transformers::
     model = AutoModelForCausalLM.from_pretrained(p["model"], **p["load_kwargs"])
     gen = GenerationConfig(**p["generation_config"])
 
-`runtime` holds what neither half can (torch.compile settings, padding, the assistant model);
-`autotune.load_preset(path)` applies it. `measurement` is what the chosen trial measured and
-`environment` where (library versions, device).
+`load_kwargs` is JSON-plain: a bitsandbytes quantization is a `quantization_config` dict, which
+`from_pretrained` accepts as it is in transformers 5.17 through 5.24 (it becomes a `BitsAndBytesConfig`
+through `AutoQuantizationConfig.from_dict`; `BitsAndBytesConfig(**d)` makes the object explicitly).
+
+`runtime` holds what neither half can (torch.compile settings, the SDPA backend, padding, the assistant
+model); `autotune.load_preset(path)` applies it. `measurement` is what the chosen trial measured and
+`environment` where (library versions, device). A preset of a `random:` model says so in `note`:
+`from_pretrained` cannot load such a model; `load_preset` builds it again with `autotune.models`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from autotune.candidate import Candidate
+from autotune import models
+from autotune.candidate import STATIC_CACHES, Candidate
 from autotune.errors import NoFeasibleTrialError, PresetError
 from autotune.measurement import write_atomic
 
@@ -25,6 +31,7 @@ FORMAT = "autotune-preset/1"
 
 # GenerationConfig fields of the model's own generation_config.json that a preset carries over.
 _MODEL_GENERATION_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+_SAMPLING_FIELDS = ("temperature", "top_k", "top_p")
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class Preset:
     measurement: dict
     environment: dict
     study: dict = field(default_factory=dict)
+    note: str | None = None
     format: str = FORMAT
 
     def __post_init__(self):
@@ -84,26 +92,37 @@ class Preset:
         return path
 
 
-def model_generation_defaults(model: str) -> dict:
-    """Token ids from the model's own generation config (so the preset's GenerationConfig is complete)."""
+def model_generation_defaults(model: str, sampling: bool = False) -> dict:
+    """Token ids from the model's own generation config (so the preset's GenerationConfig is complete), and
+    for a sampling workload its sampling settings (temperature, top_k, top_p), which the trials used."""
     try:
         from transformers import GenerationConfig
 
-        config = GenerationConfig.from_pretrained(model)
+        if models.is_random(model):
+            config = GenerationConfig.from_model_config(models.config_for(model))
+        else:
+            config = GenerationConfig.from_pretrained(model)
     except Exception:  # no generation_config.json, or a hub id that cannot be reached: keep the candidate's
         return {}
-    return {k: getattr(config, k) for k in _MODEL_GENERATION_FIELDS if getattr(config, k, None) is not None}
+    names = _MODEL_GENERATION_FIELDS + (_SAMPLING_FIELDS if sampling else ())
+    return {k: getattr(config, k) for k in names if getattr(config, k, None) is not None}
 
 
 def preset_from_trial(trial, study_attrs: dict, measurement: dict) -> Preset:
-    """The Preset of a finished trial, from its candidate, the study's workload and its measurement."""
+    """The Preset of a finished trial, from its candidate, the study's workload and its measurement.
+
+    A static cache keeps the length it was measured with (`max_cache_len`: the workload's longest padded
+    prompt plus its new tokens); generate() still grows it for a longer call."""
     candidate = Candidate.from_json(trial.user_attrs["candidate"])
     workload = study_attrs["workload"]
-    generation = {**model_generation_defaults(study_attrs["model"]), **candidate.generation_kwargs(),
+    generation = {**model_generation_defaults(study_attrs["model"], workload["sampling"]), **candidate.generation_kwargs(),
                   "max_new_tokens": workload["max_new_tokens"], "do_sample": workload["sampling"]}
+    if candidate.cache_implementation in STATIC_CACHES and measurement.get("max_cache_len"):
+        generation["max_cache_len"] = measurement["max_cache_len"]
     figures = {k: v for k, v in measurement.items() if k not in ("environment", "traceback", "runs")}
+    model = study_attrs["model"]
     return Preset(
-        model=study_attrs["model"],
+        model=model,
         load_kwargs=candidate.load_kwargs(),
         generation_config=generation,
         runtime=candidate.runtime(),
@@ -112,6 +131,7 @@ def preset_from_trial(trial, study_attrs: dict, measurement: dict) -> Preset:
         study={"name": study_attrs["study_name"], "trial": trial.number, "role": trial.user_attrs.get("role"),
                "device": study_attrs["device"], "min_agreement": study_attrs["min_agreement"],
                "command": study_attrs.get("command")},
+        note=models.describe(model) if models.is_random(model) else None,
     )
 
 
@@ -133,30 +153,33 @@ def load_preset(path: str | Path, device: str | None = None):
 
     Returns `(model, generation_config)`. The model is placed on `device` (default: CUDA when available);
     an explicit torch.compile hint compiles `model.forward`; a compile hint through generate() sets the
-    GenerationConfig's `compile_config`; an assistant model is loaded and bound to `model.generate`.
+    GenerationConfig's `compile_config`; an SDPA backend makes `model.generate` run inside
+    `torch.nn.attention.sdpa_kernel(...)`; an assistant model is loaded and bound to `model.generate`.
+    A `random:` model is built again by `autotune.models` (its tokenizer: `autotune.models.load_tokenizer()`).
     `pad_to_multiple_of`, when present in `runtime`, is a tokenizer setting for the caller to pass.
     """
     import functools
 
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
-    from transformers.generation.configuration_utils import CompileConfig
+
+    from autotune import hints
 
     preset = Preset.read(path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     extra = {} if device == "cpu" else {"device_map": device}
     try:
-        model = AutoModelForCausalLM.from_pretrained(preset.model, **preset.load_kwargs, **extra).eval()
+        if models.is_random(preset.model):
+            model = models.load_random_model(preset.model, preset.load_kwargs, device)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(preset.model, **preset.load_kwargs, **extra).eval()
     except OSError as exc:
         raise PresetError(f"cannot load the preset's model {preset.model!r}: {exc}") from None
     generation_config = GenerationConfig(**preset.generation_config)
-    compile_hint = preset.runtime.get("compile")
-    if compile_hint and compile_hint["api"] == "explicit":
-        model.forward = torch.compile(model.forward, mode=compile_hint["mode"], fullgraph=compile_hint["fullgraph"])
-    elif compile_hint:
-        generation_config.compile_config = CompileConfig(mode=compile_hint["mode"], fullgraph=compile_hint["fullgraph"])
+    hints.apply_compile(model, generation_config, preset.runtime.get("compile"))
     if preset.runtime.get("assistant_model"):
         assistant = AutoModelForCausalLM.from_pretrained(preset.runtime["assistant_model"], dtype=model.dtype,
                                                          **extra).eval()
         model.generate = functools.partial(model.generate, assistant_model=assistant)
+    hints.generate_in_sdpa_backend(model, preset.runtime.get("sdpa_backend"))
     return model, generation_config

@@ -36,9 +36,12 @@ def trial_attrs(candidate: Candidate, m: Measurement, duplicate_of: int | None) 
 
 
 def constraint_values(m: Measurement, min_agreement: float) -> dict:
-    """Optuna constraints (feasible when <= 0): agreement with the baseline, and having run at all."""
+    """Optuna constraints (feasible when <= 0): agreement with the baseline, and having run at all.
+    Random weights give degenerate text: their agreement is recorded but cannot be judged, so the
+    agreement constraint holds for them (a trained model is what judges equivalence)."""
     if m.ok:
-        return {"top1_agreement": min_agreement - (m.top1_agreement or 0.0), "runs": 0.0}
+        gap = min_agreement - (m.top1_agreement or 0.0) if m.equivalence_meaningful else 0.0
+        return {"top1_agreement": gap, "runs": 0.0}
     return {"top1_agreement": min_agreement, "runs": 1.0}
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from autotune.candidate import KNOBS, Candidate, normalize_knob_value
+from autotune.candidate import COMPILE_MODES, KNOBS, Candidate, normalize_knob_value
 from autotune.errors import CandidateError, SpaceError
 
 _BASELINE = Candidate()
@@ -109,22 +109,46 @@ class SearchSpace:
     # ---- filtering -------------------------------------------------------------------------------
 
     def for_environment(self, device: str, *, batch_size: int, assistant: str | None,
-                        has_bf16: bool = True, has_flash_attn: bool = False, has_flex_attention: bool = False
-                        ) -> "SearchSpace":
-        """Drop values this machine, workload or model cannot run, recording each with its reason."""
+                        has_bf16: bool = True, has_flash_attn: bool = False, has_flex_attention: bool = False,
+                        has_bitsandbytes: bool = False, bnb_compileable: bool = False) -> "SearchSpace":
+        """Drop values this machine, workload or model cannot run, recording each with its reason, and add
+        the invalid combinations that depend on the machine or the installed versions.
+
+        `has_bitsandbytes`: bitsandbytes imports here. `bnb_compileable`: the installed transformers marks
+        bitsandbytes models compileable (`hf_quantizer.is_compileable`); where it does not, generate() skips
+        its compilation of such a model, so bitsandbytes + compile is marked invalid rather than measured
+        under a name it does not deserve (see `environment.describe`)."""
         unavailable: dict[tuple[str, Any], str] = {}
+        rules: list[Rule] = []
         if device == "cpu":
             unavailable[("dtype", "float16")] = "float16 matmuls are emulated and slow on CPU"
+            unavailable[("bnb_4bit_compute_dtype", "float16")] = "float16 matmuls are emulated and slow on CPU"
             unavailable[("compile_api", "generate")] = "generate() compiles automatically only on CUDA"
             for mode in ("reduce-overhead", "max-autotune"):
                 unavailable[("compile", mode)] = f"{mode} targets CUDA graphs / GPU autotuning"
             unavailable[("attn_implementation", "flex_attention")] = "flex_attention is searched on CUDA only"
+            unavailable[("cache_implementation", "offloaded_static")] = (
+                "offloaded_static moves the KV cache from the accelerator to CPU memory (with CUDA streams): "
+                "on CPU it is the static cache")
+            for backend in ("efficient", "cudnn"):
+                unavailable[("sdpa_backend", backend)] = f"PyTorch has no {backend} SDPA kernel for CPU"
+        else:
+            rules.append(Rule((("sdpa_backend", ("flash",)), ("dtype", ("float32",))),
+                              "PyTorch's flash SDPA kernel on CUDA runs float16 and bfloat16 only"))
         if not has_bf16:
             unavailable[("dtype", "bfloat16")] = "this device does not support bfloat16"
+            unavailable[("bnb_4bit_compute_dtype", "bfloat16")] = "this device does not support bfloat16"
         if not has_flash_attn:
             unavailable[("attn_implementation", "flash_attention_2")] = "the flash-attn package is not installed"
         if not has_flex_attention:
             unavailable.setdefault(("attn_implementation", "flex_attention"), "this torch has no flex_attention")
+        if not has_bitsandbytes:
+            for value in ("bnb_8bit", "bnb_4bit"):
+                unavailable[("quantization", value)] = "bitsandbytes is not installed (pip install bitsandbytes)"
+        elif not bnb_compileable:
+            rules.append(Rule((("quantization", ("bnb_8bit", "bnb_4bit")), ("compile", COMPILE_MODES)),
+                              "this transformers marks bitsandbytes models not compileable "
+                              "(hf_quantizer.is_compileable is False): generate() would skip the compilation"))
         if assistant is None:
             unavailable[("decoding", "assisted")] = "no assistant model given (--assistant)"
         if batch_size > 1:
@@ -136,7 +160,10 @@ class SearchSpace:
             kept = tuple(v for v in knob.values if (knob.name, v) not in unavailable)
             left_out += [(knob.name, v, unavailable[(knob.name, v)]) for v in knob.values if v not in kept]
             knobs.append(Knob(knob.name, kept, knob.when))
-        return SearchSpace(self.name, tuple(knobs), self.rules, tuple(left_out))
+        names = {k.name for k in knobs}
+        # Only rules about knobs this space searches: a rule about a knob it does not hold cannot match.
+        extra = tuple(r for r in rules if all(knob in names for knob, _ in r.conditions) and r not in self.rules)
+        return SearchSpace(self.name, tuple(knobs), self.rules + extra, tuple(left_out))
 
     # ---- sampling and checking -------------------------------------------------------------------
 
@@ -185,6 +212,10 @@ class SearchSpace:
                 return rule.reason
         if candidate.compile != "off" and candidate.cache_implementation == "dynamic":
             return "torch.compile is searched with a static cache only (a dynamic cache recompiles every step)"
+        if candidate.sdpa_backend != "auto" and candidate.attn_implementation != "sdpa":
+            return "an SDPA backend applies to attn_implementation=sdpa only"
+        if candidate.decoding != "standard" and candidate.cache_implementation != "dynamic":
+            return f"{candidate.decoding} decoding runs with a dynamic cache in transformers"
         if candidate.decoding == "assisted" and not candidate.assistant:
             return "assisted decoding needs an assistant model (--assistant)"
         return None

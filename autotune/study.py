@@ -30,7 +30,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from autotune import __version__
+from autotune import __version__, models
 from autotune.candidate import Candidate
 from autotune.errors import InputError, StudyMismatchError, SystemicFailureError
 from autotune.measurement import Measurement
@@ -104,12 +104,18 @@ class SearchSettings:
 
 
 def default_study_name(model: str) -> str:
+    if models.is_random(model):
+        return "random-" + models.random_name(model)
     return Path(model.rstrip("/")).name or "study"
 
 
 def resolve_model(model: str) -> str:
     """A local model folder becomes an absolute path (so workers and presets find it from anywhere); a hub id
-    is kept. A path that does not exist or holds no config.json is an input error."""
+    is kept; a `random:<architecture>` id (autotune.models) is kept once its architecture is known. A path
+    that does not exist or holds no config.json is an input error."""
+    if models.is_random(model):
+        models.random_name(model)  # an unknown architecture is an input error here, before anything starts
+        return model
     path = Path(model).expanduser()
     looks_local = path.exists() or model.startswith((".", "/", "~")) or model.count("/") != 1
     if not looks_local:
@@ -158,7 +164,9 @@ class Tuner:
         self.space = base_space.for_environment(
             self.environment["device"], batch_size=s.workload.batch_size, assistant=self.assistant,
             has_bf16=self.environment["has_bf16"], has_flash_attn=self.environment["has_flash_attn"],
-            has_flex_attention=self.environment["has_flex_attention"])
+            has_flex_attention=self.environment["has_flex_attention"],
+            has_bitsandbytes=self.environment.get("has_bitsandbytes", False),
+            bnb_compileable=self.environment.get("bnb_compileable", False))
         self.study = self.open_study()
         return self.study
 

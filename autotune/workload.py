@@ -44,7 +44,11 @@ def default_prompts() -> tuple[str, ...]:
 class Workload:
     """The prompts and generation settings every trial of a study is measured on.
 
-    `sampling=False` is greedy decoding; `sampling=True` samples with `seed` (issue #3 widens its use).
+    `sampling=False` is greedy decoding; `sampling=True` samples with the model's own sampling settings,
+    seeding torch with `seed + i` before the i-th batch, so every trial draws the same random numbers.
+    A sampled text says nothing about equivalence (one changed draw changes the rest), so sampling
+    workloads are compared by their teacher-forced distributions only: `top1_agreement` and `mean_kl`
+    on the baseline's own sampled continuation; `prefix_match` is None.
     Every trial generates exactly `max_new_tokens` per sequence (EOS is suppressed while measuring) so
     that all configurations do the same amount of work.
     """

@@ -1,18 +1,11 @@
-"""Shared fixtures: the bundled model, the trained fixture models (../shared/fixtures), a small workload."""
+"""Shared fixtures: the bundled model and the trained fixture models (../shared/fixtures)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_MODEL = ROOT / "examples" / "models" / "codelm-4m"
-SHARED_FIXTURES = Path(os.environ.get("AUTOTUNE_FIXTURES", ROOT.parent / "shared" / "fixtures"))
-SMALL_PROMPTS = ROOT / "tests" / "data" / "prompts.jsonl"
+from support import BUNDLED_MODEL, SHARED_FIXTURES
 
 
 @pytest.fixture(scope="session")
@@ -25,9 +18,3 @@ def fixture_models() -> Path:
     if not (SHARED_FIXTURES / "codelm-12m" / "config.json").is_file():
         pytest.skip(f"trained fixture models not found at {SHARED_FIXTURES}")
     return SHARED_FIXTURES
-
-
-def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
-    """Run the installed `autotune` command as a user would, in `cwd`."""
-    return subprocess.run([sys.executable, "-m", "autotune.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})

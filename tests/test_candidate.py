@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import json
+
 import pytest
+import torch
 from transformers import GenerationConfig
 
 from autotune.candidate import Candidate
@@ -54,3 +57,50 @@ def test_effective_configuration_ignores_knobs_without_effect():
     assert a != b and a.key() == b.key()
     assert Candidate(decoding="prompt_lookup", prompt_lookup_num_tokens=3).key() != \
         Candidate(decoding="prompt_lookup", prompt_lookup_num_tokens=5).key()
+
+
+def test_bitsandbytes_load_kwargs_are_plain_json_and_a_valid_config():
+    from transformers import BitsAndBytesConfig
+
+    eight = Candidate(quantization="bnb_8bit", llm_int8_threshold=4)
+    assert eight.load_kwargs() == {"quantization_config": {"load_in_8bit": True, "llm_int8_threshold": 4.0}}
+    four = Candidate(dtype="bfloat16", quantization="bnb_4bit", bnb_4bit_quant_type="fp4",
+                     bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype="bfloat16")
+    kwargs = four.load_kwargs()
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert kwargs["quantization_config"] == {"load_in_4bit": True, "bnb_4bit_quant_type": "fp4",
+                                             "bnb_4bit_use_double_quant": True, "bnb_4bit_compute_dtype": "bfloat16"}
+    config = BitsAndBytesConfig(**kwargs["quantization_config"])  # the documented one-line conversion
+    assert config.load_in_4bit and config.bnb_4bit_compute_dtype == torch.bfloat16
+    assert BitsAndBytesConfig(**eight.quantization_config()).llm_int8_threshold == 4.0
+
+
+def test_sdpa_backend_is_a_runtime_hint_only_with_sdpa():
+    assert Candidate(attn_implementation="sdpa", sdpa_backend="math").runtime()["sdpa_backend"] == "math"
+    assert "sdpa_backend" not in Candidate(attn_implementation="eager", sdpa_backend="math").runtime()
+    assert Candidate(attn_implementation="eager", sdpa_backend="math").key() == Candidate(attn_implementation="eager").key()
+
+
+def test_a_static_cache_without_compile_is_not_compiled_by_generate():
+    # transformers 5 compiles a static-cache forward inside generate() by itself (on CUDA): "off" must mean off
+    for cache in ("static", "offloaded_static"):
+        assert Candidate(cache_implementation=cache).generation_kwargs() == {"cache_implementation": cache,
+                                                                             "disable_compile": True}
+    generate_compiled = Candidate(cache_implementation="static", compile="default", compile_api="generate")
+    assert "disable_compile" not in generate_compiled.generation_kwargs()
+    assert generate_compiled.runtime()["compile"] == {"api": "generate", "mode": "default", "fullgraph": False}
+
+
+def test_knobs_without_effect_do_not_make_another_configuration():
+    assert Candidate(llm_int8_threshold=4.0).key() == Candidate().key()
+    assert Candidate(bnb_4bit_quant_type="fp4", bnb_4bit_use_double_quant=True).key() == Candidate().key()
+    assert Candidate(quantization="bnb_4bit", bnb_4bit_quant_type="fp4").key() != Candidate(quantization="bnb_4bit").key()
+    assert Candidate(quantization="bnb_4bit").describe() == "quant=bnb_4bit"
+
+
+@pytest.mark.parametrize("field,value", [("llm_int8_threshold", -1), ("llm_int8_threshold", "high"),
+                                         ("quantization", "gptq"), ("sdpa_backend", "triton"),
+                                         ("cache_implementation", "quantized")])
+def test_new_knob_domains(field, value):
+    with pytest.raises(CandidateError, match=field):
+        Candidate(**{field: value})

@@ -83,3 +83,30 @@ def test_every_command_has_help_and_is_in_the_readme(command):
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0 and len(main.commands[command].help or "") > 20
     assert f"autotune {command}" in (ROOT / "README.md").read_text()
+
+
+def test_unknown_random_model():
+    assert_clear_error(invoke("search", "--model", "random:gpt-5", "--device", "cpu"),
+                       "unknown random-weight model", "random:gemma-2b")
+
+
+def test_search_help_names_sampling_and_random_models():
+    result = CliRunner().invoke(main, ["search", "--help"])
+    assert "--sampling" in result.output and "--sampling-seed" in result.output and "random:gemma-2b" in result.output
+
+
+def test_trials_table_shows_recompiles_and_marks_random_weight_agreement():
+    import optuna
+    from rich.console import Console
+
+    from autotune.cli import trials_table
+
+    study = optuna.create_study(study_name="t", direction="maximize")
+    attrs = {"role": "baseline", "config": "baseline", "status": "ok", "decode_tokens_per_s": 50.0,
+             "peak_memory_bytes": 2**30, "recompiles": 3, "top1_agreement": 0.25, "prefix_match": 0.1,
+             "equivalence_meaningful": False}
+    study.add_trial(optuna.trial.create_trial(value=50.0, user_attrs=attrs))
+    console = Console(width=200, record=True)
+    console.print(trials_table(study))
+    text = console.export_text()
+    assert "recompiles" in text and " 3 " in text and "0.250 (rw)" in text and "random weights" in text

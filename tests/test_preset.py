@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import importlib.util
 import json
 
+import optuna
 import pytest
 
+from autotune.candidate import Candidate
 from autotune.errors import PresetError
-from autotune.preset import FORMAT, Preset
+from autotune.preset import FORMAT, Preset, load_preset, preset_from_trial
 
 
 def sample() -> Preset:
@@ -43,3 +46,70 @@ def test_broken_presets(tmp_path, text, message):
 def test_missing_preset(tmp_path):
     with pytest.raises(PresetError, match="does not exist"):
         Preset.read(tmp_path / "none.json")
+
+
+HAS_BNB = importlib.util.find_spec("bitsandbytes") is not None
+
+
+def preset_of(bundled_model, candidate: Candidate) -> Preset:
+    return Preset(model=str(bundled_model), load_kwargs=candidate.load_kwargs(),
+                  generation_config={**candidate.generation_kwargs(), "max_new_tokens": 3, "do_sample": False,
+                                     "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2},
+                  runtime=candidate.runtime(), measurement={}, environment={})
+
+
+def prompt(bundled_model):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(bundled_model))("def add(a, b):\n", return_tensors="pt")
+
+
+@pytest.mark.skipif(not HAS_BNB, reason="bitsandbytes is not installed")
+def test_quantized_preset_round_trips_and_loads_with_and_without_autotune(tmp_path, bundled_model):
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    candidate = Candidate(quantization="bnb_4bit", bnb_4bit_compute_dtype="bfloat16", attn_implementation="sdpa",
+                          sdpa_backend="math")
+    path = preset_of(bundled_model, candidate).write(tmp_path / "p.json")
+    p = json.loads(path.read_text())  # plain JSON: what a user without autotune reads
+    assert p["load_kwargs"]["quantization_config"]["load_in_4bit"] is True and p["runtime"]["sdpa_backend"] == "math"
+    plain = AutoModelForCausalLM.from_pretrained(p["model"], **p["load_kwargs"])
+    assert type(plain.model.layers[0].mlp.up_proj).__name__ == "Linear4bit"
+    model, gen = load_preset(path, device="cpu")
+    assert type(model.model.layers[0].mlp.up_proj).__name__ == "Linear4bit"
+    assert isinstance(gen, GenerationConfig)
+    inputs = prompt(bundled_model)
+    assert model.generate(**inputs, generation_config=gen).shape[1] == inputs["input_ids"].shape[1] + 3
+
+
+def test_load_preset_runs_generate_inside_the_sdpa_backend(tmp_path, bundled_model):
+    inputs = prompt(bundled_model)
+    math = preset_of(bundled_model, Candidate(attn_implementation="sdpa", sdpa_backend="math")).write(tmp_path / "m.json")
+    model, gen = load_preset(math, device="cpu")
+    assert model.generate(**inputs, generation_config=gen).shape[1] == inputs["input_ids"].shape[1] + 3
+    # CPU has no memory-efficient SDPA kernel: if generate runs inside that backend's context, it must fail
+    efficient = preset_of(bundled_model, Candidate(attn_implementation="sdpa", sdpa_backend="efficient"))
+    model, gen = load_preset(efficient.write(tmp_path / "e.json"), device="cpu")
+    with pytest.raises(RuntimeError, match="No viable backend"):
+        model.generate(**inputs, generation_config=gen)
+    model(**inputs)  # the forward outside generate is untouched
+
+
+def test_preset_from_a_trial_keeps_the_static_cache_length_and_says_when_weights_are_random():
+    from transformers import GenerationConfig
+
+    candidate = Candidate(dtype="bfloat16", cache_implementation="static", compile="reduce-overhead",
+                          compile_api="generate", attn_implementation="sdpa", sdpa_backend="cudnn")
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=1.0, user_attrs={"candidate": candidate.to_json(), "role": "search"}))
+    attrs = {"model": "random:gemma-2b", "study_name": "s", "device": "cuda", "min_agreement": 0.99,
+             "workload": {"max_new_tokens": 128, "sampling": False}}
+    preset = preset_from_trial(study.trials[0], attrs, {"max_cache_len": 160, "decode_tokens_per_s": 1.0,
+                                                        "equivalence_meaningful": False})
+    assert preset.generation_config["max_cache_len"] == 160
+    assert preset.generation_config["cache_implementation"] == "static"
+    assert (preset.generation_config["eos_token_id"], preset.generation_config["pad_token_id"]) == (1, 0)
+    assert preset.runtime["sdpa_backend"] == "cudnn" and preset.runtime["compile"]["api"] == "generate"
+    assert "from_pretrained cannot load it" in preset.note
+    GenerationConfig(**preset.generation_config)
+    assert Preset.from_json(preset.to_json()) == preset

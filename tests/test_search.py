@@ -8,7 +8,7 @@ import sys
 
 import optuna
 import pytest
-from conftest import SMALL_PROMPTS, run_cli
+from support import SMALL_PROMPTS, run_cli
 
 pytestmark = pytest.mark.slow
 

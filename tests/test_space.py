@@ -95,3 +95,70 @@ def test_fingerprint_changes_with_the_space():
     b = SearchSpace.from_yaml("knobs:\n  dtype: {values: [bfloat16]}\n")
     assert a.fingerprint() != b.fingerprint()
     assert a.fingerprint() == SearchSpace.from_yaml("knobs:\n  dtype: {values: [float32]}\n").fingerprint()
+
+
+def left_out_of(space) -> dict:
+    return {(k, v): why for k, v, why in space.left_out}
+
+
+def test_cpu_leaves_out_the_sdpa_kernels_and_cache_it_cannot_run_with_reasons():
+    space = SearchSpace.load("default").for_environment("cpu", batch_size=1, assistant=None, has_bitsandbytes=True)
+    left = left_out_of(space)
+    assert space.knob("sdpa_backend").values == ("auto", "flash", "math")
+    assert "no efficient SDPA kernel for CPU" in left[("sdpa_backend", "efficient")]
+    assert "cudnn" in left[("sdpa_backend", "cudnn")]
+    assert "CUDA streams" in left[("cache_implementation", "offloaded_static")]
+    assert space.knob("quantization").values == ("none", "bnb_8bit", "bnb_4bit")
+
+
+def test_bitsandbytes_is_left_out_where_it_does_not_import():
+    space = SearchSpace.load("default").for_environment("cuda", batch_size=1, assistant=None, has_bitsandbytes=False)
+    assert space.knob("quantization").values == ("none",)
+    assert "pip install bitsandbytes" in left_out_of(space)[("quantization", "bnb_4bit")]
+
+
+@pytest.mark.parametrize("compileable", [False, True])
+def test_bitsandbytes_with_compile_is_invalid_where_transformers_says_it_cannot_compile(compileable):
+    space = SearchSpace.load("default").for_environment("cuda", batch_size=1, assistant=None, has_bitsandbytes=True,
+                                                        bnb_compileable=compileable)
+    candidate = Candidate(quantization="bnb_4bit", cache_implementation="static", compile="default",
+                          compile_api="generate")
+    reason = space.invalid_reason(candidate)
+    if compileable:
+        assert reason is None
+    else:
+        assert "is_compileable" in reason
+    assert space.invalid_reason(Candidate(quantization="bnb_4bit", cache_implementation="static")) is None
+
+
+def test_machine_dependent_invalid_combinations():
+    cuda = SearchSpace.load("default").for_environment("cuda", batch_size=1, assistant=None)
+    cpu = SearchSpace.load("default").for_environment("cpu", batch_size=1, assistant=None)
+    flash_fp32 = Candidate(dtype="float32", attn_implementation="sdpa", sdpa_backend="flash")
+    assert "float16 and bfloat16" in cuda.invalid_reason(flash_fp32)
+    assert cpu.invalid_reason(flash_fp32) is None  # PyTorch's CPU flash kernel runs float32
+    assert "flash-attn" in cuda.invalid_reason(Candidate(dtype="float32", attn_implementation="flash_attention_2"))
+    assert "attn_implementation=sdpa" in cpu.invalid_reason(Candidate(attn_implementation="eager", sdpa_backend="math"))
+    assert cuda.fingerprint() != cpu.fingerprint()
+
+
+def test_every_suggestion_of_the_full_cuda_space_is_valid_or_rejected_before_launch():
+    space = SearchSpace.load("default").for_environment("cuda", batch_size=1, assistant="draft", has_flash_attn=True,
+                                                        has_flex_attention=True, has_bitsandbytes=True)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = set()
+    for _ in range(300):
+        candidate = space.suggest(study.ask())
+        assert space.contains(candidate)
+        reason = space.invalid_reason(candidate)
+        if candidate.sdpa_backend != "auto":
+            assert candidate.attn_implementation == "sdpa"
+        if candidate.quantization == "none":
+            assert candidate.llm_int8_threshold is None and candidate.bnb_4bit_compute_dtype == "float32"
+        if reason is None:
+            assert not (candidate.quantization != "none" and candidate.compile != "off")
+            assert not (candidate.dtype == "float32" and "flash" in (candidate.attn_implementation, candidate.sdpa_backend))
+        seen |= {("quantization", candidate.quantization), ("cache", candidate.cache_implementation),
+                 ("sdpa", candidate.sdpa_backend), ("pad", candidate.pad_to_multiple_of)}
+    assert {("quantization", "bnb_8bit"), ("quantization", "bnb_4bit"), ("cache", "offloaded_static"),
+            ("sdpa", "cudnn"), ("pad", 64), ("pad", 16)} <= seen

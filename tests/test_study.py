@@ -68,3 +68,38 @@ def test_resuming_with_another_space_is_refused(settings, tmp_path):
         Tuner(changed).prepare()
     fresh = Tuner(SearchSettings(**{**changed.__dict__, "new_study": True})).run()
     assert len(fresh.trials) == 1
+
+
+def test_sampling_study_judges_equivalence_by_teacher_forced_distributions(tmp_path, bundled_model):
+    space = tmp_path / "dtype.yaml"
+    space.write_text("knobs:\n  dtype: {values: [float32]}\n")
+    settings = SearchSettings(model=str(bundled_model), study_name="sampled", trials=2, space=str(space), device="cpu",
+                              workload=Workload(prompts=("def f(x):\n",), max_new_tokens=6, sampling=True, seed=7),
+                              root=str(tmp_path / "studies"), repeats=1, warmup=0)
+    tuner = Tuner(settings)
+    tuner.prepare()
+    tuner.study.enqueue_trial({"dtype": "auto"}, user_attrs={"role": "baseline"})
+    tuner.study.enqueue_trial({"dtype": "float32"})
+    baseline, fp32 = tuner.run().trials
+    for trial in (baseline, fp32):
+        assert trial.user_attrs["status"] == "ok", trial.user_attrs["message"]
+        assert trial.user_attrs["prefix_match"] is None  # sampled text is not compared
+    assert baseline.user_attrs["top1_agreement"] == 1.0
+    agreement = fp32.user_attrs["top1_agreement"]
+    assert 0.5 < agreement <= 1.0 and fp32.user_attrs["mean_kl"] >= 0
+    assert fp32.constraints["top1_agreement"] == pytest.approx(settings.min_agreement - agreement)
+
+
+def test_random_weights_record_their_agreement_without_judging_it(settings):
+    from autotune.measurement import Measurement
+
+    tuner = Tuner(settings)
+    tuner.prepare()
+    judged, not_judged = tuner.study.ask(), tuner.study.ask()
+    figures = dict(status="ok", decode_tokens_per_s=10.0, top1_agreement=0.2, peak_memory_bytes=1)
+    tuner.record(judged, Candidate(), Measurement(**figures), None)
+    tuner.record(not_judged, Candidate(), Measurement(**figures, equivalence_meaningful=False), None)
+    judged, not_judged = tuner.study.trials
+    assert judged.constraints["top1_agreement"] > 0  # infeasible: 0.2 < 0.99
+    assert not_judged.constraints["top1_agreement"] == 0 and not_judged.user_attrs["top1_agreement"] == 0.2
+    assert not_judged.user_attrs["equivalence_meaningful"] is False

@@ -41,40 +41,55 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return "oom", "oom"
     if "CUDA error" in text or "device-side assert" in text or "illegal memory access" in text:
         return "error", "cuda_error"
+    if "No viable backend for scaled_dot_product_attention" in text:
+        # the chosen SDPA backend cannot run these inputs (dtype, mask, head size): a property of the
+        # configuration, data for the sampler
+        return "unsupported", "unsupported"
     if isinstance(exc, (NotImplementedError,)) or "not supported" in text.lower() or "unsupported" in text.lower():
         return "unsupported", "unsupported"
     return "error", "error"
 
 
 def run(job: Job) -> Measurement:
-    """Build, warm, measure and compare. Imports torch and transformers here, in the child only."""
-    from autotune import environment
+    """Build, warm, measure and compare. Imports torch and transformers here, in the child only.
+
+    Generation and the teacher-forced scoring both run inside the candidate's SDPA backend context. A job
+    of role "benchmark" is measured only (no reference, no comparison). `recompiles` counts every
+    recompilation of the trial: warm-up, measured passes and the scoring through the candidate's forward."""
+    from autotune import environment, models
     from autotune.worker import equivalence
     from autotune.worker.build import build
     from autotune.worker.faults import inject
-    from autotune.worker.measure import measure
+    from autotune.worker.measure import COMPILE_COUNTER, measure
 
     env = environment.describe(job.device)
     inject(job.fault)
     built = build(job.model, job.candidate, job.workload, job.device)
-    if job.device == "cuda":
-        from autotune.worker.contention import ContentionWatch
+    with built.runtime_context():
+        if job.device == "cuda":
+            from autotune.worker.contention import ContentionWatch
 
-        with ContentionWatch() as watch:
+            with ContentionWatch() as watch:
+                figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup)
+            if watch.reason:  # not a valid measurement of this configuration: FAIL, retried
+                return Measurement.failed("error", "contended", watch.reason, environment=env, load_s=built.load_s)
+        else:
             figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup)
-        if watch.reason:  # not a valid measurement of this configuration: FAIL, retried
-            return Measurement.failed("error", "contended", watch.reason, environment=env, load_s=built.load_s)
-    else:
-        figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup)
-    continuations = figures.pop("continuations")
-    if job.role == "baseline":
-        reference = equivalence.build_reference(built.model, built.tokenizer, job.workload.prompts[:len(continuations)],
-                                                continuations, job.device)
-        equivalence.save_reference(reference, job.reference_path)
-    else:
-        reference = equivalence.load_reference(job.reference_path)
-    scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations, job.device)
-    return Measurement(status="ok", load_s=built.load_s, environment=env, **figures, **scores)
+        continuations = figures.pop("continuations")
+        scores = {}
+        if job.role != "benchmark":
+            if job.role == "baseline":
+                reference = equivalence.build_reference(built.model, built.tokenizer,
+                                                        job.workload.prompts[:len(continuations)], continuations,
+                                                        job.device)
+                equivalence.save_reference(reference, job.reference_path)
+            else:
+                reference = equivalence.load_reference(job.reference_path)
+            scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations,
+                                         job.device)
+    figures["recompiles"] = COMPILE_COUNTER.recompiles
+    return Measurement(status="ok", load_s=built.load_s, environment=env, max_cache_len=built.max_cache_len,
+                       equivalence_meaningful=not models.is_random(job.model), **figures, **scores)
 
 
 def main(argv: list[str]) -> int:

@@ -1,5 +1,5 @@
 """Build a Candidate: load the model (and assistant) with its load kwargs, prepare its GenerationConfig,
-and apply its runtime hints (torch.compile). Runs in the worker process only."""
+and apply its runtime hints (torch.compile, the SDPA backend). Runs in the worker process only."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-from transformers.generation.configuration_utils import CompileConfig
 
-from autotune.candidate import Candidate
+from autotune import hints, models
+from autotune.candidate import STATIC_CACHES, Candidate
 from autotune.workload import Workload
 
 
@@ -26,6 +26,7 @@ class Built:
     candidate: Candidate
     device: str
     load_s: float
+    max_cache_len: int | None = None  # the static cache's length, sized from the workload
 
     def generate_kwargs(self) -> dict:
         kwargs: dict[str, Any] = {"generation_config": self.generation_config}
@@ -38,27 +39,41 @@ class Built:
         return self.tokenizer(list(prompts), return_tensors="pt", padding=True,
                               pad_to_multiple_of=self.candidate.pad_to_multiple_of).to(self.device)
 
+    def runtime_context(self):
+        """The context generation and teacher-forced scoring run in: the candidate's SDPA backend."""
+        return hints.sdpa_backend_context(self.candidate.runtime().get("sdpa_backend"))
+
 
 def load_model(model_id: str, load_kwargs: dict, device: str):
-    """`from_pretrained` with the candidate's kwargs, placed on `device`, in eval mode."""
+    """`from_pretrained` with the candidate's kwargs, placed on `device`, in eval mode; a `random:` id is
+    built by `autotune.models` with the same kwargs."""
+    if models.is_random(model_id):
+        return models.load_random_model(model_id, load_kwargs, device)
     kwargs = dict(load_kwargs)
     if device != "cpu":
         kwargs.setdefault("device_map", device)
-    model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
-    if device == "cpu":
-        model = model.to(device)
-    return model.eval()
+    # Without a device_map, from_pretrained loads on the CPU (and a bitsandbytes model refuses `.to`).
+    return AutoModelForCausalLM.from_pretrained(model_id, **kwargs).eval()
 
 
 def load_tokenizer(model_id: str):
-    tokenizer = AutoTokenizer.from_pretrained(model_id)
+    tokenizer = models.load_tokenizer(model_id) if models.is_random(model_id) else AutoTokenizer.from_pretrained(model_id)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def generation_config_for(model, candidate: Candidate, workload: Workload, pad_token_id: int) -> GenerationConfig:
+def static_cache_length(tokenizer, workload: Workload, pad_to_multiple_of: int | None) -> int:
+    """The longest padded prompt batch of the workload plus its new tokens: one static cache of this length
+    serves every batch, so no batch reallocates it (and no compiled forward recompiles for its length)."""
+    longest = max(len(tokenizer(list(batch), padding=True, pad_to_multiple_of=pad_to_multiple_of)["input_ids"][0])
+                  for batch in workload.batches())
+    return longest + workload.max_new_tokens
+
+
+def generation_config_for(model, candidate: Candidate, workload: Workload, pad_token_id: int,
+                          max_cache_len: int | None = None) -> GenerationConfig:
     """The model's own generation config, plus the candidate's fields, plus the workload's settings.
 
     `min_new_tokens = max_new_tokens` makes every configuration generate the same number of tokens,
@@ -71,9 +86,11 @@ def generation_config_for(model, candidate: Candidate, workload: Workload, pad_t
     config.do_sample = workload.sampling
     if not workload.sampling:
         config.temperature = config.top_p = config.top_k = None
+    if max_cache_len is not None:
+        config.max_cache_len = max_cache_len
     compile_hint = candidate.runtime().get("compile")
     if compile_hint and compile_hint["api"] == "generate":
-        config.compile_config = CompileConfig(mode=compile_hint["mode"], fullgraph=compile_hint["fullgraph"])
+        hints.apply_compile(model, config, compile_hint)
     return config
 
 
@@ -82,13 +99,16 @@ def apply_explicit_compile(model, candidate: Candidate) -> None:
     config sets `disable_compile=True` with it, so generate() never compiles the forward a second time."""
     hint = candidate.runtime().get("compile")
     if hint and hint["api"] == "explicit":
-        model.forward = torch.compile(model.forward, mode=hint["mode"], fullgraph=hint["fullgraph"])
+        hints.apply_compile(model, None, hint)
 
 
 def build(model_id: str, candidate: Candidate, workload: Workload, device: str) -> Built:
     started = time.perf_counter()
     model = load_model(model_id, candidate.load_kwargs(), device)
     tokenizer = load_tokenizer(model_id)
+    if len(tokenizer) > model.config.get_text_config().vocab_size:
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens, more than the model's vocabulary "
+                         f"({model.config.get_text_config().vocab_size})")
     assistant = None
     if candidate.decoding == "assisted":
         # The assistant runs in the target's dtype so the two exchange logits of one precision.
@@ -97,5 +117,8 @@ def build(model_id: str, candidate: Candidate, workload: Workload, device: str) 
         torch.cuda.synchronize()
     load_s = time.perf_counter() - started
     apply_explicit_compile(model, candidate)
-    config = generation_config_for(model, candidate, workload, tokenizer.pad_token_id)
-    return Built(model, tokenizer, config, assistant, candidate, device, load_s)
+    max_cache_len = None
+    if candidate.cache_implementation in STATIC_CACHES:
+        max_cache_len = static_cache_length(tokenizer, workload, candidate.pad_to_multiple_of)
+    config = generation_config_for(model, candidate, workload, tokenizer.pad_token_id, max_cache_len)
+    return Built(model, tokenizer, config, assistant, candidate, device, load_s, max_cache_len)

@@ -16,7 +16,7 @@ class Job:
     candidate: Candidate
     workload: Workload
     device: str
-    role: str  # "baseline" makes the reference; other roles are compared with it
+    role: str  # "baseline" makes the reference; "benchmark" is measured only; other roles are compared with it
     reference_path: str
     result_path: str
     repeats: int = 3

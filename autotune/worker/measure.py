@@ -129,13 +129,60 @@ def peak_memory(device: str) -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_rss"
 
 
-def compiled_graphs() -> int:
-    """How many graphs torch.compile has built in this process so far (torch's own counter)."""
-    try:
-        from torch._dynamo.utils import counters
-    except ImportError:  # pragma: no cover - torch without dynamo
-        return 0
-    return int(counters["stats"]["unique_graphs"])
+class CompileCounter:
+    """Counts torch.compile's compilations in this process, from TorchDynamo's compile-start callbacks.
+
+    Each callback carries the compile id `"<frame>/<n>"`: the n-th compilation of one frame (code object).
+    n > 0 is a recompilation: a guard failed (a new shape, a new dtype, another code path) and the frame
+    was traced again. Ids are deduplicated, since a restarted analysis reports the same id again. Dynamo's
+    own counters say how many graphs were built (`counters["stats"]["unique_graphs"]`, which graph
+    breaks also raise) but not how many were recompilations, hence this counter. Where the callback API is
+    missing, `recompiles` is None (unknown), never a made-up 0.
+    """
+
+    def __init__(self):
+        self.ids: set[str] = set()
+        self.active = False
+
+    def install(self) -> "CompileCounter":
+        try:
+            import torch._dynamo
+
+            torch._dynamo.callback_handler.register_start_callback(self._on_start)
+            self.active = True
+        except Exception:  # pragma: no cover - a torch without the callback API
+            self.active = False
+        return self
+
+    def _on_start(self, *args) -> None:
+        info = args[0] if args else None
+        trigger = getattr(getattr(info, "callback_trigger", None), "name", "DYNAMO")
+        compile_id = getattr(info, "compile_id", None)
+        if not isinstance(compile_id, str):  # a callback API without compile ids: unknown, not 0
+            self.active = False
+        elif trigger == "DYNAMO":
+            self.ids.add(compile_id)
+
+    @property
+    def compiles(self) -> int | None:
+        return len(self.ids) if self.active else None
+
+    @property
+    def recompiles(self) -> int | None:
+        if not self.active:
+            return None
+        count = 0
+        for compile_id in self.ids:
+            parts = compile_id.lstrip("!").split("/")
+            try:
+                count += int(parts[-1].split("_")[0]) > 0
+            except ValueError:
+                continue
+        return count
+
+
+# One per process, installed on import (before any model is built or compiled).
+COMPILE_COUNTER = CompileCounter().install()
 
 
 def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1) -> dict:
@@ -145,7 +192,6 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1)
     for _ in range(warmup):
         run_pass(built, workload)
     warmup_s = time.perf_counter() - started
-    graphs_after_warmup = compiled_graphs()
 
     if built.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -170,7 +216,8 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1)
         "peak_memory_bytes": peak,
         "peak_memory_kind": peak_kind,
         "warmup_s": warmup_s,
-        "recompiles": compiled_graphs() - graphs_after_warmup,
+        # every recompilation of this process so far: build, warm-up and measured passes
+        "recompiles": COMPILE_COUNTER.recompiles,
         "repeats": repeats,
         "generated_tokens": passes[0]["generated_tokens"],
         "runs": passes,

@@ -1,80 +1,11 @@
-"""Helpers for the fault tests (../shared/RELIABILITY.md): a small, quick study driven through the CLI."""
+"""The fault tests' fixture: a working folder that no worker outlives."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import optuna
-import psutil
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / "examples" / "models" / "codelm-4m"
-DATA = ROOT / "tests" / "data"
-FAULT_ENV = {"AUTOTUNE_ALLOW_FAULTS": "1"}
-
-
-def search_command(trials: int, *extra: str, study: str = "r") -> list[str]:
-    return [sys.executable, "-m", "autotune.cli", "search", "--model", str(MODEL), "--device", "cpu",
-            "--study", study, "--trials", str(trials), "--space", str(DATA / "small_space.yaml"),
-            "--prompts", str(DATA / "one_prompt.jsonl"), "--max-new-tokens", "4", "--repeats", "1",
-            "--warmup", "0", "--confirm", "0", "--heartbeat-interval", "1", "--grace-period", "3", *extra]
-
-
-def environment(faults: str = "", **extra) -> dict:
-    return {**os.environ, **FAULT_ENV, "AUTOTUNE_TEST_FAULTS": faults, **extra}
-
-
-def run_search(workdir: Path, trials: int, *extra: str, faults: str = "", timeout: float = 900,
-               env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(search_command(trials, *extra), cwd=workdir, capture_output=True, text=True,
-                          timeout=timeout, env={**environment(faults), **(env or {})})
-
-
-def start_search(workdir: Path, trials: int, *extra: str, faults: str = "") -> subprocess.Popen:
-    return subprocess.Popen(search_command(trials, *extra), cwd=workdir, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=environment(faults))
-
-
-def load(workdir: Path, study: str = "r") -> optuna.Study:
-    return optuna.load_study(study_name=study, storage=f"sqlite:///{workdir}/studies/{study}.db")
-
-
-def wait_for(condition, timeout: float = 300, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except Exception:  # e.g. the study's database is not there yet
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def worker_processes(workdir: Path) -> list[psutil.Process]:
-    """Worker processes of studies under `workdir` (found by their job file's path)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if "autotune.worker" in cmdline and any(str(workdir) in part for part in cmdline):
-            found.append(proc)
-    return found
-
-
-def running_trial_worker(workdir: Path, number: int) -> psutil.Process:
-    """Wait until trial `number`'s worker runs, and return it."""
-    job = str(workdir / "studies" / "r" / "trials" / f"{number:05d}" / "job.json")
-    return wait_for(lambda: next((p for p in worker_processes(workdir) if job in p.info["cmdline"]), None))
-
-
-def attrs(trial) -> dict:
-    return trial.user_attrs
+from faultkit import worker_processes
 
 
 @pytest.fixture

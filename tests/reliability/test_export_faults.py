@@ -9,7 +9,7 @@ import sys
 
 import optuna
 import pytest
-from conftest import load, run_search
+from faultkit import load, run_search
 from optuna.distributions import CategoricalDistribution
 
 from autotune.candidate import Candidate

@@ -9,7 +9,7 @@ import time
 import optuna
 import psutil
 import pytest
-from conftest import (DATA, attrs, load, run_search, running_trial_worker, start_search, wait_for,
+from faultkit import (DATA, attrs, load, run_search, running_trial_worker, start_search, wait_for,
                       worker_processes)
 from optuna.trial import TrialState
 

@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from conftest import DATA, MODEL, attrs, load, run_search, worker_processes
+from faultkit import DATA, MODEL, attrs, load, run_search, worker_processes
 from optuna.trial import TrialState
 
 from autotune.preset import best_feasible_trial

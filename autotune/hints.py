@@ -1,0 +1,58 @@
+"""Runtime hints: what a Candidate's `runtime()` (and a preset's `runtime`) holds beyond the load kwargs
+and the GenerationConfig, and how it is applied to a loaded model. The worker and `load_preset` use the
+same functions, so a preset runs as its trial was measured.
+
+- `compile`: `{"api": "explicit", ...}` -> `model.forward = torch.compile(model.forward, mode, fullgraph)`
+  (the GenerationConfig carries `disable_compile=True` with it); `{"api": "generate", ...}` ->
+  `generation_config.compile_config = CompileConfig(mode, fullgraph)`, for generate()'s own compile.
+- `sdpa_backend`: `flash`, `efficient`, `math` or `cudnn` -> generation runs inside
+  `torch.nn.attention.sdpa_kernel(SDPBackend...)`, which restricts PyTorch's scaled_dot_product_attention
+  to that kernel (an error where the kernel cannot run the inputs, never a silent fallback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH",
+                 "cudnn": "CUDNN_ATTENTION"}
+
+
+def sdpa_backend_context(backend: str | None):
+    """A context manager restricting SDPA to `backend` (None or "auto": no restriction)."""
+    if backend in (None, "auto"):
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if backend not in SDPA_BACKENDS:
+        raise ValueError(f"unknown SDPA backend {backend!r}; one of {', '.join(SDPA_BACKENDS)}")
+    return sdpa_kernel(getattr(SDPBackend, SDPA_BACKENDS[backend]))
+
+
+def generate_in_sdpa_backend(model, backend: str | None) -> None:
+    """Make `model.generate` run inside `sdpa_backend_context(backend)` (no change for None / "auto")."""
+    if backend in (None, "auto"):
+        return
+    plain_generate = model.generate
+
+    @functools.wraps(plain_generate)
+    def generate(*args, **kwargs):
+        with sdpa_backend_context(backend):
+            return plain_generate(*args, **kwargs)
+
+    model.generate = generate
+
+
+def apply_compile(model, generation_config, hint: dict | None) -> None:
+    """Apply a compile hint: the explicit `torch.compile(model.forward)`, or generate()'s `compile_config`."""
+    if not hint:
+        return
+    if hint["api"] == "explicit":
+        import torch
+
+        model.forward = torch.compile(model.forward, mode=hint["mode"], fullgraph=hint["fullgraph"])
+    else:
+        from transformers import CompileConfig
+
+        generation_config.compile_config = CompileConfig(mode=hint["mode"], fullgraph=hint["fullgraph"])

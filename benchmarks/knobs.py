@@ -1,0 +1,276 @@
+"""Benchmark every knob of the default space, one at a time, through autotune's own worker.
+
+From a base configuration (static cache + compile), each knob is varied alone; every (configuration,
+batch size) runs in a fresh worker process (`autotune.worker.launcher.launch`, which runs
+`autotune.worker.build` and `autotune.worker.measure`), exactly as a study's trial does, but measured only
+(no equivalence check: job role "benchmark"). A short table comes last:
+
+    config | tok/s b1 | tok/s b8 | peak GB | warm-up s | recompiles
+
+On the GPU machine (torch 2.11, transformers 5.17; optuna, sqlalchemy and bitsandbytes from .gpu-site):
+
+    export PYTHONPATH=$PWD/.gpu-site:$PWD
+    python benchmarks/knobs.py                      # random:gemma-2b, bf16, batch 1 and 8, 32 + 128 tokens
+    python benchmarks/knobs.py --quick              # 8 configurations, within 10 minutes
+    python benchmarks/knobs.py --quick --out $OUT/knobs.json
+
+Here, on CPU, to check that it works:
+
+    python benchmarks/knobs.py --model examples/models/codelm-4m --device cpu --quick
+
+A variation the machine cannot run (a knob value `SearchSpace.for_environment` leaves out, or an invalid
+combination) is listed with its reason instead of being launched. With `--budget-s`, no configuration
+starts once that many seconds have passed, so the table still comes out within a command's time limit.
+tok/s is decode tokens per second (tokens after the first / (end-to-end time - time to first token)),
+median of the repeats, summed over the batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
+    sys.path.insert(0, str(ROOT))
+
+from autotune import environment, models  # noqa: E402
+from autotune.candidate import Candidate  # noqa: E402
+from autotune.measurement import Measurement  # noqa: E402
+from autotune.space import SearchSpace  # noqa: E402
+from autotune.study import resolve_model  # noqa: E402
+from autotune.worker.job import Job  # noqa: E402
+from autotune.worker.launcher import launch  # noqa: E402
+from autotune.workload import Workload, default_prompts  # noqa: E402
+
+
+def base_candidate(device: str, dtype: str) -> Candidate:
+    """Static cache + compile: on CUDA generate()'s own compile with transformers' default CompileConfig
+    (reduce-overhead), on CPU the explicit torch.compile(model.forward) in the default mode."""
+    if device == "cuda":
+        return Candidate(dtype=dtype, attn_implementation="sdpa", cache_implementation="static",
+                         compile="reduce-overhead", compile_api="generate")
+    return Candidate(dtype=dtype, attn_implementation="sdpa", cache_implementation="static", compile="default",
+                     compile_api="explicit")
+
+
+def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
+    """(label, changes to the base) for every knob value the default space holds, one knob at a time.
+    A knob whose values need other knobs changed with it (bitsandbytes, a dynamic cache, prompt lookup
+    without compile) says so in its label."""
+    other_dtypes = [d for d in ("bfloat16", "float16", "float32") if d != base.dtype]
+    rows: list[tuple[str, dict]] = [("base: " + base.describe(), {})]
+    rows += [(f"dtype={d}", {"dtype": d}) for d in other_dtypes]
+    rows += [(f"attn={a}", {"attn_implementation": a}) for a in ("eager", "flex_attention", "flash_attention_2")]
+    rows += [(f"sdpa_backend={b}", {"sdpa_backend": b}) for b in ("flash", "efficient", "math", "cudnn")]
+    rows += [("compile=off", {"compile": "off"}),
+             ("dynamic cache, no compile (plain generate)", {"cache_implementation": "dynamic", "compile": "off"}),
+             ("cache=offloaded_static", {"cache_implementation": "offloaded_static"})]
+    rows += [(f"compile={m}", {"compile": m}) for m in ("default", "reduce-overhead", "max-autotune") if m != base.compile]
+    rows += [(f"compile_fullgraph={not base.compile_fullgraph}", {"compile_fullgraph": not base.compile_fullgraph})]
+    other_api = "explicit" if base.compile_api == "generate" else "generate"
+    rows += [(f"compile_api={other_api}", {"compile_api": other_api})]
+    rows += [(f"pad_to_multiple_of={n}", {"pad_to_multiple_of": n}) for n in (8, 16, 32, 64)]
+    rows += [("bnb 8-bit (compile off)", {"quantization": "bnb_8bit", "compile": "off"}),
+             ("bnb 4-bit nf4, bf16 compute (compile off)",
+              {"quantization": "bnb_4bit", "bnb_4bit_compute_dtype": "bfloat16", "compile": "off"}),
+             ("bnb 4-bit nf4, double quant (compile off)",
+              {"quantization": "bnb_4bit", "bnb_4bit_compute_dtype": "bfloat16", "bnb_4bit_use_double_quant": True,
+               "compile": "off"}),
+             ("bnb 4-bit fp4 (compile off)",
+              {"quantization": "bnb_4bit", "bnb_4bit_quant_type": "fp4", "bnb_4bit_compute_dtype": "bfloat16",
+               "compile": "off"}),
+             ("bnb 4-bit nf4 with compile (invalid where not compileable)",
+              {"quantization": "bnb_4bit", "bnb_4bit_compute_dtype": "bfloat16"}),
+             ("prompt lookup (dynamic cache, no compile)",
+              {"decoding": "prompt_lookup", "prompt_lookup_num_tokens": 10, "cache_implementation": "dynamic",
+               "compile": "off"})]
+    return rows
+
+
+QUICK = ("base: ", "dynamic cache, no compile (plain generate)", "compile=off",
+         "bnb 4-bit nf4, bf16 compute (compile off)", "compile_api=", "dtype=float16", "sdpa_backend=math",
+         "pad_to_multiple_of=64")
+
+
+def quick(rows: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """8 configurations, the most telling first: the base, plain generate, compile off, bnb 4-bit, the other
+    compile API, float16, the math SDPA kernel and padding to 64."""
+    return [row for prefix in QUICK for row in rows if row[0].startswith(prefix)][:8]
+
+
+def prompts_of_length(model: str, length: int, count: int) -> tuple[str, ...]:
+    """`count` prompts that the model's tokenizer turns into exactly `length` tokens each (cut from the
+    built-in code prompts and kept only when they tokenize back to `length`)."""
+    from autotune.worker.build import load_tokenizer
+
+    tokenizer = load_tokenizer(model)
+    text = "\n".join(default_prompts()) * 50
+    ids = tokenizer(text)["input_ids"]
+    found: list[str] = []
+    for start in range(0, len(ids) - length, 7):
+        prompt = tokenizer.decode(ids[start:start + length])
+        if prompt.strip() and len(tokenizer(prompt)["input_ids"]) == length and prompt not in found:
+            found.append(prompt)
+            if len(found) == count:
+                return tuple(found)
+    raise SystemExit(f"could not cut {count} prompts of {length} tokens from the built-in prompts")
+
+
+def skip_reason(space: SearchSpace, candidate: Candidate) -> str | None:
+    """Why the machine cannot run `candidate`: a left-out knob value, or an invalid combination."""
+    effective = candidate.effective()
+    for knob, value, why in space.left_out:
+        if getattr(effective, knob) == value:
+            return f"{knob}={value}: {why}"
+    return space.invalid_reason(candidate)
+
+
+def measure_one(model: str, candidate: Candidate, workload: Workload, device: str, workdir: Path, args) -> Measurement:
+    job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=workdir))
+    job = Job(model=model, candidate=candidate, workload=workload, device=device, role="benchmark",
+              reference_path=str(job_dir / "unused.pt"), result_path=str(job_dir / "result.json"),
+              repeats=args.repeats, warmup=args.warmup)
+    env = {"TORCHINDUCTOR_CACHE_DIR": str(workdir / "inductor-cache")}
+    return launch(job, job_dir, args.timeout, env=env)
+
+
+def fmt(value, spec: str, scale: float = 1.0) -> str:
+    if value is None:
+        return "-"
+    return format(value if scale == 1.0 else value / scale, spec)
+
+
+def table(results: list[dict], batch_sizes: list[int]) -> str:
+    headers = ["config"] + [f"tok/s b{b}" for b in batch_sizes] + [
+        f"peak GB b{batch_sizes[-1]}", "warm-up s", "recompiles"]
+    lines = []
+    for row in results:
+        ms = [row["runs"].get(b) for b in batch_sizes]
+        if row.get("skipped"):
+            lines.append([row["label"], f"skipped: {row['skipped']}"])
+            continue
+        cells = [row["label"]]
+        for m in ms:
+            if m is None:
+                cells.append("-")
+            elif m["status"] == "ok":
+                cells.append(fmt(m["decode_tokens_per_s"], ".1f"))
+            else:
+                cells.append(f"{m['status']} ({(m.get('message') or '').splitlines()[0][:60]})" if m.get("message")
+                             else m["status"])
+        last = ms[-1] or {}
+        cells.append(fmt(last.get("peak_memory_bytes"), ".2f", 1e9))
+        cells.append("/".join(fmt((m or {}).get("warmup_s"), ".1f") for m in ms))
+        cells.append("/".join(fmt((m or {}).get("recompiles"), "d") for m in ms))
+        lines.append(cells)
+    measured = [line for line in lines if len(line) == len(headers)]
+    widths = [max(len(str(r[i])) for r in [headers] + measured) for i in range(len(headers))]
+    widths[0] = max([widths[0]] + [len(line[0]) for line in lines])
+    out = [" | ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    out.append("-|-".join("-" * w for w in widths))
+    for cells in lines:
+        if len(cells) == 2 and cells[1].startswith("skipped"):
+            out.append(f"{cells[0].ljust(widths[0])} | {cells[1]}")
+        else:
+            out.append(" | ".join(str(c).ljust(w) for c, w in zip(cells, widths)))
+    return "\n".join(out)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="random:gemma-2b", help="model folder, hub id or random:<architecture>")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--dtype", default=None, help="dtype of the base (default: bfloat16 on CUDA, float32 on CPU)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--quick", action="store_true",
+                        help="8 configurations, --budget-s 420 and --timeout 240 unless given (a few minutes)")
+    parser.add_argument("--only", nargs="+", default=None, help="run only configurations whose label starts so")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per worker before it is killed")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no worker after this many seconds (default: 420 with --quick)")
+    parser.add_argument("--workdir", default=None, help="folder for worker logs and the inductor cache")
+    parser.add_argument("--out", default=None, help="also write every measurement to this JSON file")
+    args = parser.parse_args(argv)
+    if args.quick:  # leave room for the last worker and the table within a 10-minute command
+        args.budget_s = 420 if args.budget_s is None else args.budget_s
+        args.timeout = min(args.timeout, 240)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    model = resolve_model(args.model)
+    env = environment.probe(args.device)
+    device = env["device"]
+    dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
+    base = base_candidate(device, dtype)
+    space = SearchSpace.load("default").for_environment(
+        device, batch_size=min(args.batch_sizes), assistant=None, has_bf16=env["has_bf16"],
+        has_flash_attn=env["has_flash_attn"], has_flex_attention=env["has_flex_attention"],
+        has_bitsandbytes=env.get("has_bitsandbytes", False), bnb_compileable=env.get("bnb_compileable", False))
+    rows = variations(base, device)
+    if args.quick:
+        rows = quick(rows)
+    if args.only:
+        rows = [row for row in rows if any(row[0].startswith(prefix) for prefix in args.only)]
+    need = max(args.batch_sizes)
+    prompts = prompts_of_length(model, args.prompt_tokens, need)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="autotune-knobs-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"{model} on {env.get('device_name')} ({device}); torch {env['torch']}, transformers {env['transformers']}; "
+          f"{args.prompt_tokens}-token prompts, {args.max_new_tokens} new tokens, batch sizes {args.batch_sizes}; "
+          f"{len(rows)} configurations; worker logs under {workdir}", flush=True)
+    if models.is_random(model):
+        print(f"note: {models.describe(model)}", flush=True)
+
+    results: list[dict] = []
+    for label, changes in rows:
+        candidate = replace(base, **changes)
+        row = {"label": label, "candidate": candidate.to_dict(), "runs": {}}
+        results.append(row)
+        reason = skip_reason(space, candidate)
+        if reason is not None:
+            row["skipped"] = reason
+            print(f"- {label}: skipped: {reason}", flush=True)
+            continue
+        for batch_size in args.batch_sizes:
+            if batch_size > 1 and candidate.decoding != "standard":
+                continue  # transformers runs prompt lookup and assisted decoding at batch size 1 only
+            if args.budget_s is not None and time.perf_counter() - started > args.budget_s:
+                if not row["runs"]:
+                    row["skipped"] = f"--budget-s {args.budget_s:g} s spent"
+                print(f"- {label} [batch {batch_size}]: not started: --budget-s {args.budget_s:g} s spent", flush=True)
+                continue
+            workload = Workload(prompts=prompts[:batch_size], batch_size=batch_size,
+                                max_new_tokens=args.max_new_tokens)
+            t0 = time.perf_counter()
+            m = measure_one(model, candidate, workload, device, workdir, args)
+            row["runs"][batch_size] = {k: v for k, v in m.to_dict().items() if k not in ("runs", "environment")}
+            what = (f"{m.decode_tokens_per_s:.1f} tok/s, peak {fmt(m.peak_memory_bytes, '.2f', 1e9)} GB, "
+                    f"warm-up {m.warmup_s:.1f} s, recompiles {fmt(m.recompiles, 'd')}" if m.ok
+                    else f"{m.status} ({m.failure_kind}): {(m.message or '').splitlines()[0][:200] if m.message else ''}")
+            print(f"- {label} [batch {batch_size}]: {what}  [{time.perf_counter() - t0:.0f} s]", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"model": model, "environment": env, "args": vars(args),
+                                              "base": asdict(base), "results": results}, indent=1, default=str))
+    print(f"\nknobs varied one at a time from the base ({base.describe()}); {model}, {device}, "
+          f"{args.prompt_tokens}+{args.max_new_tokens} tokens, median of {args.repeats}; "
+          f"{time.perf_counter() - started:.0f} s in all")
+    print(table(results, args.batch_sizes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Helpers shared by the tests (imported as `support`; fixtures stay in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_MODEL = ROOT / "examples" / "models" / "codelm-4m"
+SHARED_FIXTURES = Path(os.environ.get("AUTOTUNE_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+SMALL_PROMPTS = ROOT / "tests" / "data" / "prompts.jsonl"
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Run the installed `autotune` command as a user would, in `cwd`."""
+    return subprocess.run([sys.executable, "-m", "autotune.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})

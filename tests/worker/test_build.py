@@ -1,0 +1,95 @@
+"""Every knob's candidate builds and generates on CPU with the bundled model (where the CPU supports it)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from autotune.candidate import Candidate
+from autotune.worker.build import build, static_cache_length
+from autotune.worker.measure import run_pass
+from autotune.workload import Workload
+
+PROMPTS = ("def add(a, b):\n", "import os\n\n\ndef list_files(root):\n")
+WORKLOAD = Workload(prompts=PROMPTS, batch_size=2, max_new_tokens=4)
+HAS_BNB = importlib.util.find_spec("bitsandbytes") is not None
+needs_bnb = pytest.mark.skipif(not HAS_BNB, reason="bitsandbytes is not installed")
+
+
+def generate(model, candidate: Candidate, workload: Workload = WORKLOAD):
+    built = build(str(model), candidate, workload, "cpu")
+    with built.runtime_context():
+        continuations, timings = run_pass(built, workload)
+    assert [len(c) for c in continuations] == [workload.max_new_tokens] * len(workload.prompts)
+    return built, continuations
+
+
+@pytest.mark.parametrize("candidate", [
+    Candidate(dtype="float32"), Candidate(dtype="bfloat16"), Candidate(dtype="float16"),
+    Candidate(attn_implementation="eager"), Candidate(attn_implementation="sdpa"),
+    Candidate(attn_implementation="sdpa", sdpa_backend="math"),
+    Candidate(dtype="float32", attn_implementation="sdpa", sdpa_backend="flash"),
+    Candidate(pad_to_multiple_of=8), Candidate(pad_to_multiple_of=64),
+], ids=lambda c: c.describe())
+def test_knob_builds_and_generates(bundled_model, candidate):
+    built, _ = generate(bundled_model, candidate)
+    if candidate.dtype != "auto":
+        assert built.model.dtype == getattr(torch, candidate.dtype)
+    if candidate.attn_implementation != "auto":
+        assert built.model.config._attn_implementation == candidate.attn_implementation
+    if candidate.pad_to_multiple_of:
+        assert built.tokenize(PROMPTS)["input_ids"].shape[1] % candidate.pad_to_multiple_of == 0
+
+
+def test_the_sdpa_backend_really_restricts_the_kernel(bundled_model):
+    # PyTorch has no memory-efficient SDPA kernel for CPU: inside its context, attention has no kernel left
+    built = build(str(bundled_model), Candidate(attn_implementation="sdpa", sdpa_backend="efficient"), WORKLOAD, "cpu")
+    with pytest.raises(RuntimeError, match="No viable backend"), built.runtime_context():
+        run_pass(built, WORKLOAD)
+    run_pass(built, WORKLOAD)  # outside the context the same model generates
+
+
+@pytest.mark.parametrize("cache", ["static"])
+@pytest.mark.parametrize("pad", [None, 16])
+def test_static_cache_is_sized_from_the_workload(bundled_model, cache, pad):
+    built, _ = generate(bundled_model, Candidate(cache_implementation=cache, pad_to_multiple_of=pad))
+    longest = built.tokenize(PROMPTS)["input_ids"].shape[1]
+    assert built.max_cache_len == longest + WORKLOAD.max_new_tokens
+    assert built.generation_config.max_cache_len == built.max_cache_len
+    assert built.generation_config.disable_compile is True  # compile=off means off
+    assert static_cache_length(built.tokenizer, WORKLOAD, pad) == built.max_cache_len
+
+
+def test_prompt_lookup_and_assisted_decoding(bundled_model):
+    one = Workload(prompts=("def add(a, b):\n    return a + b\n\n\ndef add3(a, b, c):\n",), max_new_tokens=6)
+    generate(bundled_model, Candidate(decoding="prompt_lookup", prompt_lookup_num_tokens=3, max_matching_ngram_size=2),
+             one)
+    # the bundled model as its own assistant: a real assistant pair with one tokenizer
+    built, _ = generate(bundled_model, Candidate(decoding="assisted", num_assistant_tokens=3,
+                                                 num_assistant_tokens_schedule="heuristic",
+                                                 assistant=str(bundled_model)), one)
+    assert built.assistant is not None
+
+
+@needs_bnb
+@pytest.mark.parametrize("candidate", [
+    Candidate(quantization="bnb_8bit", llm_int8_threshold=4.0),
+    Candidate(quantization="bnb_4bit"),
+    Candidate(quantization="bnb_4bit", bnb_4bit_quant_type="fp4", bnb_4bit_use_double_quant=True,
+              bnb_4bit_compute_dtype="bfloat16"),
+], ids=lambda c: c.describe())
+def test_bitsandbytes_builds_and_generates(bundled_model, candidate):
+    built, _ = generate(bundled_model, candidate)
+    config = built.model.config.quantization_config
+    assert config.load_in_8bit == (candidate.quantization == "bnb_8bit")
+    assert config.load_in_4bit == (candidate.quantization == "bnb_4bit")
+    if candidate.quantization == "bnb_8bit":
+        assert config.llm_int8_threshold == 4.0
+    else:
+        assert (config.bnb_4bit_quant_type, config.bnb_4bit_use_double_quant) == \
+            (candidate.bnb_4bit_quant_type, candidate.bnb_4bit_use_double_quant)
+        assert config.bnb_4bit_compute_dtype == getattr(torch, candidate.bnb_4bit_compute_dtype)
+    linear = type(built.model.model.layers[0].self_attn.q_proj).__name__
+    assert linear == ("Linear8bitLt" if candidate.quantization == "bnb_8bit" else "Linear4bit")

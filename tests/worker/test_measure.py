@@ -1,0 +1,40 @@
+"""Recompilations are counted from torch's own compile events; a compiled candidate measures on CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from autotune.candidate import Candidate
+from autotune.worker.build import build
+from autotune.worker.measure import COMPILE_COUNTER, CompileCounter, measure
+from autotune.workload import Workload
+
+
+def test_compile_counter_counts_recompilations_not_first_compilations():
+    counter = CompileCounter().install()
+    assert (counter.compiles, counter.recompiles) == (0, 0)
+
+    def double(x):
+        return x * 2
+
+    compiled = torch.compile(double, backend="eager")  # dynamo only: the events, without inductor's cost
+    compiled(torch.ones(3))
+    assert (counter.compiles, counter.recompiles) == (1, 0)
+    compiled(torch.ones(3))  # same shape: no compilation at all
+    assert counter.compiles == 1
+    compiled(torch.ones(5))  # new shape: a guard fails, the frame is compiled again (now with a dynamic size)
+    compiled(torch.ones(2, 2))  # new rank: once more
+    assert counter.recompiles == 2 and counter.compiles == 3
+
+
+def test_static_cache_with_explicit_compile_measures_and_counts(bundled_model):
+    workload = Workload(prompts=("def add(a, b):\n",), max_new_tokens=4)
+    candidate = Candidate(cache_implementation="static", compile="default", compile_api="explicit",
+                          compile_fullgraph=True)
+    compiles_before = COMPILE_COUNTER.compiles
+    built = build(str(bundled_model), candidate, workload, "cpu")
+    assert built.generation_config.disable_compile is True  # the explicit compile is the only one
+    figures = measure(built, workload, repeats=1, warmup=1)
+    assert figures["decode_tokens_per_s"] > 0 and figures["warmup_s"] > 0
+    assert COMPILE_COUNTER.compiles > compiles_before  # the forward really was compiled
+    assert isinstance(figures["recompiles"], int)
