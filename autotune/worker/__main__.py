@@ -50,12 +50,17 @@ def run(job: Job) -> Measurement:
     """Build, warm, measure and compare. Imports torch and transformers here, in the child only."""
     from autotune import environment
     from autotune.worker import equivalence
+    from autotune.worker.budget import BudgetTooSmall, cap_device_memory, judge_measured
     from autotune.worker.build import build
     from autotune.worker.faults import inject
-    from autotune.worker.measure import measure
+    from autotune.worker.measure import measure, memory_peaks
 
     env = environment.describe(job.device)
     inject(job.fault)
+    try:
+        cap_device_memory(job.budget_bytes, job.device)  # before anything is allocated on the device
+    except BudgetTooSmall as exc:
+        return Measurement.failed("oom", "over_budget", str(exc), environment=env)
     built = build(job.model, job.candidate, job.workload, job.device)
     figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup)
     continuations = figures.pop("continuations")
@@ -66,7 +71,9 @@ def run(job: Job) -> Measurement:
     else:
         reference = equivalence.load_reference(job.reference_path)
     scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations, job.device)
-    return Measurement(status="ok", load_s=built.load_s, environment=env, **figures, **scores)
+    figures["memory_phases"]["scoring"] = memory_peaks(job.device)
+    measurement = Measurement(status="ok", load_s=built.load_s, environment=env, **figures, **scores)
+    return judge_measured(measurement, job.budget_bytes, job.device)
 
 
 def main(argv: list[str]) -> int:

@@ -129,6 +129,16 @@ def peak_memory(device: str) -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_rss"
 
 
+def memory_peaks(device: str) -> dict:
+    """Peaks since the last reset, for calibrating autotune.memory: the caching allocator's allocated and
+    reserved bytes and the device memory in use (context included) on CUDA; the peak RSS on CPU."""
+    if device == "cuda":
+        free, total = torch.cuda.mem_get_info()
+        return {"allocated": torch.cuda.max_memory_allocated(), "reserved": torch.cuda.max_memory_reserved(),
+                "device_used_now": total - free}
+    return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
 def compiled_graphs() -> int:
     """How many graphs torch.compile has built in this process so far (torch's own counter)."""
     try:
@@ -146,6 +156,7 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1)
         run_pass(built, workload)
     warmup_s = time.perf_counter() - started
     graphs_after_warmup = compiled_graphs()
+    phases = {"load_and_warmup": memory_peaks(built.device)}  # before the reset below: compilation is here
 
     if built.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -156,6 +167,7 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1)
         passes.append(summarize_pass(timings))
         gaps += [gap for t in timings for gap in t.step_gaps]
     peak, peak_kind = peak_memory(built.device)
+    phases["measured"] = memory_peaks(built.device)
 
     def median(key):
         values = [p[key] for p in passes if p[key] is not None]
@@ -175,4 +187,5 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1)
         "generated_tokens": passes[0]["generated_tokens"],
         "runs": passes,
         "continuations": continuations,
+        "memory_phases": phases,
     }
