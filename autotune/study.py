@@ -24,6 +24,7 @@ from autotune import __version__
 from autotune.candidate import Candidate
 from autotune.errors import InputError, StudyMismatchError, SystemicFailureError
 from autotune.measurement import METRIC_FIELDS, Measurement, write_atomic
+from autotune.memory import over_budget_message
 from autotune.preset import Preset, best_feasible_trial, preset_from_trial
 from autotune.space import SearchSpace
 from autotune.worker.job import Job
@@ -54,6 +55,7 @@ class SearchSettings:
     max_consecutive_failures: int = 3
     new_study: bool = False
     command: str | None = None
+    vram: int | None = None  # memory budget in bytes (--vram); None: no budget
     # Test-only: trial number -> fault name (autotune.worker.faults); honoured by a worker only when its
     # environment has AUTOTUNE_ALLOW_FAULTS=1.
     faults: dict = field(default_factory=dict)
@@ -69,6 +71,8 @@ class SearchSettings:
             raise InputError("--repeats must be at least 1 and --warmup at least 0")
         if not self.study_name or "/" in self.study_name:
             raise InputError(f"--study must be a plain name (no '/'), got {self.study_name!r}")
+        if self.vram is not None and (not isinstance(self.vram, int) or self.vram <= 0):
+            raise InputError(f"--vram must be a positive number of bytes, got {self.vram!r}")
 
     @property
     def study_dir(self) -> Path:
@@ -129,6 +133,7 @@ class Tuner:
         self.environment: dict = {}
         self.space: SearchSpace | None = None
         self.study: optuna.Study | None = None
+        self.estimator = None  # autotune.memory.Estimator, set by prepare()
 
     # ---- setup -----------------------------------------------------------------------------------
 
@@ -143,6 +148,7 @@ class Tuner:
             self.environment["device"], batch_size=s.workload.batch_size, assistant=self.assistant,
             has_bf16=self.environment["has_bf16"], has_flash_attn=self.environment["has_flash_attn"],
             has_flex_attention=self.environment["has_flex_attention"])
+        self.estimator = self.memory_estimator()
         self.study = self.open_study()
         return self.study
 
@@ -162,6 +168,7 @@ class Tuner:
             "device": self.environment["device"],
             "machine_fingerprint": fingerprint(self.environment),
             "min_agreement": s.min_agreement,
+            "vram": s.vram,
             "objective": OBJECTIVE,
             "command": s.command,
         }
@@ -194,7 +201,7 @@ class Tuner:
     def check_same_study(self, existing: dict, attrs: dict) -> None:
         checks = [("model", "model"), ("workload_fingerprint", "workload (prompts, batch size, new tokens)"),
                   ("space_fingerprint", "search space"), ("machine_fingerprint", "machine (device)"),
-                  ("min_agreement", "--min-agreement"), ("assistant", "--assistant")]
+                  ("min_agreement", "--min-agreement"), ("assistant", "--assistant"), ("vram", "--vram")]
         for key, what in checks:
             if existing.get(key) != attrs.get(key):
                 raise StudyMismatchError(
@@ -237,6 +244,12 @@ class Tuner:
         while self.finished_count() < self.settings.trials:
             trial = self.study.ask()
             measurement = self.run_trial(trial)
+            if measurement.status == "oom" and trial.user_attrs.get("role") == "baseline" \
+                    and not self.reference_path().exists():
+                where = "the --vram budget" if self.settings.vram else "memory"
+                raise SystemicFailureError(
+                    f"the baseline (trial {trial.number}) does not fit in {where}: {measurement.message}. "
+                    "Every trial is compared with it, so it must run" + (": raise --vram" if self.settings.vram else ""))
             if measurement.status in ("error", "timeout", "crash"):
                 consecutive_failures += 1
                 if trial.user_attrs.get("role") == "baseline":
@@ -272,13 +285,19 @@ class Tuner:
             candidate = replace(candidate, assistant=self.assistant)
         self.report("start", number=trial.number, total=s.trials, role=role, candidate=candidate)
         duplicate_of = None
+        estimate = self.estimate_memory(candidate)
         reason = self.space.invalid_reason(candidate)
         if reason is not None:
             measurement = Measurement.failed("unsupported", "invalid_combination", reason)
+        elif self.over_budget(estimate) and role != "baseline":
+            measurement = Measurement.failed("oom", "over_budget", over_budget_message(estimate, s.vram))
         else:
             duplicate_of, measurement = self.earlier_measurement(candidate)
             if measurement is None:
                 measurement = self.launch(trial.number, role, candidate)
+        if estimate is not None:
+            measurement = replace(measurement, estimated_memory_bytes=estimate.total,
+                                  memory_estimate=estimate.to_dict())
         self.record(trial, candidate, measurement, duplicate_of)
         self.report("end", number=trial.number, total=s.trials, role=role, candidate=candidate,
                     measurement=measurement, duplicate_of=duplicate_of, best=self.best_value())
@@ -290,12 +309,44 @@ class Tuner:
                   role="baseline" if role == "baseline" else "candidate",
                   reference_path=str(self.reference_path().resolve()),
                   result_path=str(self.trial_dir(number).resolve() / "result.json"),
-                  repeats=s.repeats, warmup=s.warmup, trial_number=number, fault=s.faults.get(number))
+                  repeats=s.repeats, warmup=s.warmup, trial_number=number, fault=s.faults.get(number),
+                  budget_bytes=s.vram)
         if role != "baseline" and not self.reference_path().exists():
             return Measurement.failed("error", "no_baseline", f"the baseline reference {self.reference_path()} "
                                       "is missing; start the study over with --new-study")
         env = {"TORCHINDUCTOR_CACHE_DIR": str((s.study_dir / "inductor-cache").resolve())}
         return launch(job, self.trial_dir(number), s.trial_timeout, env=env)
+
+    # ---- the memory budget (autotune.memory) -------------------------------------------------------
+    # Every trial gets a pre-launch estimate; with --vram, a candidate estimated over the budget is recorded
+    # as infeasible (oom / over_budget) without a process. The baseline is always launched: it is the
+    # reference every trial is compared with, so a real measurement decides (a baseline that runs out of
+    # memory stops the study, see run()).
+
+    def memory_estimator(self):
+        from autotune.memory import Estimator
+
+        try:
+            estimator = Estimator.for_model(self.model, self.settings.workload, assistant=self.assistant)
+            estimator(Candidate(), self.environment["device"])  # sizes the model now: fail here, not mid-study
+            return estimator
+        except InputError:
+            if self.settings.vram is not None:
+                raise  # a budget that cannot be estimated cannot be honoured
+            return None  # no budget: the estimate is informative only
+
+    def estimate_memory(self, candidate: Candidate):
+        if self.estimator is None:
+            return None
+        try:
+            return self.estimator(candidate, self.environment["device"])
+        except InputError:
+            if self.settings.vram is not None:
+                raise
+            return None
+
+    def over_budget(self, estimate) -> bool:
+        return self.settings.vram is not None and estimate is not None and estimate.total > self.settings.vram
 
     def earlier_measurement(self, candidate: Candidate) -> tuple[int | None, Measurement | None]:
         """A finished trial of the same effective configuration, whose result is reused (not re-measured)."""
