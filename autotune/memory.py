@@ -585,7 +585,7 @@ class MemoryModel:
             cuda_context, baseline = 0, cal.cpu_process_baseline_bytes
             overhead = int(cal.cpu_allocator_fraction * (resident + activations))
             if size == 2 and quantization is None:
-                kernel_cache = self.cpu_kernel_cache_bytes(batch_lengths, scoring_lengths, new, static, attn)
+                kernel_cache = self.cpu_kernel_cache_bytes(batch_lengths, scoring_lengths, new, static, attn, draft)
         return MemoryEstimate(
             weights=weights, kv_cache=kv, assistant=assistant, activations=activations,
             cuda_context=cuda_context, process_baseline=baseline, kernel_cache=kernel_cache,
@@ -594,11 +594,12 @@ class MemoryModel:
             max_cache_len=max_cache_len, quantization=quantization.describe() if quantization else None)
 
     def cpu_kernel_cache_bytes(self, batch_lengths: list[int], scoring_lengths: list[int], new: int,
-                               static: bool, attention: str) -> int:
+                               static: bool, attention: str, draft: int = 0) -> int:
         """oneDNN's per-shape kernels of a low-precision trial on CPU (see CPU_LOWP_KERNEL_INIT_BYTES):
-        one set per distinct prefill length, and with eager attention one per distinct score shape."""
+        one set per distinct number of positions in a forward (prefills, scoring passes, and the 2 to
+        draft + 1 positions of a draft verification), and with eager attention one per score shape."""
         cal = self.calibration
-        prefill_shapes = set(batch_lengths) | set(scoring_lengths)
+        prefill_shapes = set(batch_lengths) | set(scoring_lengths) | set(range(2, draft + 2))
         total = cal.cpu_lowp_kernel_init_bytes + cal.cpu_lowp_bytes_per_prefill_shape * len(prefill_shapes)
         if attention == "eager":
             shapes: set[tuple[int, int]] = {(n, n) for n in scoring_lengths}
