@@ -56,8 +56,9 @@ def parse_budget(text: str, total_bytes: int | None = None) -> int:
     number, unit = float(match.group(1)), match.group(2).lower()
     if not unit:
         if not 0 < number <= 1:
+            hint = f" (did you mean {match.group(1)}GB or {match.group(1)}GiB?)" if number > 1 else ""
             raise InputError(f"memory budget {text!r} has no unit, so it would be a fraction of the device's "
-                             f"memory, which must be between 0 and 1: give {BUDGET_FORMS}")
+                             f"memory, which must be between 0 and 1{hint}: give {BUDGET_FORMS}")
         if total_bytes is None:
             raise InputError(f"memory budget {text!r} is a fraction of the device's memory, which is not known "
                              "here: give an amount with a unit instead, like 24GB or 24GiB")
@@ -117,8 +118,9 @@ CUDA_MAX_AUTOTUNE_EXTRA_BYTES = 512 * MiB  # benchmark buffers of autotuning
 # tokenizers library imported, the tokenizer loaded, the loading machinery touched, a first float32
 # forward run. Measured on this 2-core Xeon (torch 2.13 CPU, transformers 5.24): imports 246 MiB,
 # + tokenizer 310 MiB, + loading the 7 MB bundled model 354 MiB (the 14 MB float32 load 367 MiB),
-# + the first float32 generate 376 MiB. So ~360 MiB before the model's own bytes, and a margin.
-CPU_PROCESS_BASELINE_BYTES = 368 * MiB
+# + the first float32 generate 376 MiB. So ~360 MiB before the model's own bytes; whole float32 trials of
+# the 4m model peaked at 387-389 MiB with 14 MB of weights. 376 MiB leaves a margin of ~10 MiB there.
+CPU_PROCESS_BASELINE_BYTES = 376 * MiB
 
 # CPU, bfloat16/float16 only: oneDNN JIT-compiles a matmul kernel per input shape and keeps it, so the
 # resident memory grows with the number of distinct shapes a trial runs (float32 stays flat). Measured on
@@ -126,10 +128,13 @@ CPU_PROCESS_BASELINE_BYTES = 368 * MiB
 # prompt length (the prefill's linear layers, and the teacher-forced scoring pass) ~2-2.5 MiB; with eager
 # attention every new key length adds ~1.2-1.5 MiB for its score matmuls (a dynamic cache makes a new one
 # each decoding step: +88 MiB for the first 64-token generate of the 4m model, +121 MiB for the 12m one),
-# independent of model size. SDPA and a static cache's fixed key length avoid most of it. Other CPUs
-# (without AMX, other oneDNN versions) may differ: recalibrate there.
+# independent of model size. SDPA and a static cache's fixed key length avoid most of it. Prompt lookup
+# with eager attention makes (draft + 1)-position score shapes too: counted as `draft` more per batch, an
+# upper bound of what 14 sampled default-space trials of the 4m model needed. The per-shape figures are
+# the upper end of the measurements (benchmarks/memory_calibration.py: estimates 3-16 % above the
+# measured peaks). Other CPUs (without AMX, other oneDNN versions) may differ: recalibrate there.
 CPU_LOWP_KERNEL_INIT_BYTES = 20 * MiB
-CPU_LOWP_BYTES_PER_PREFILL_SHAPE = int(2.5 * MiB)
+CPU_LOWP_BYTES_PER_PREFILL_SHAPE = 3 * MiB
 CPU_LOWP_EAGER_BYTES_PER_ATTENTION_SHAPE = int(1.5 * MiB)
 
 # CPU: glibc keeps freed memory in its arenas, so RSS carries transient peaks a while; a margin on the
@@ -137,10 +142,12 @@ CPU_LOWP_EAGER_BYTES_PER_ATTENTION_SHAPE = int(1.5 * MiB)
 CPU_ALLOCATOR_FRACTION = 0.10
 
 # CPU: torch.compile (inductor, C++ backend) in the worker process: dynamo/inductor state, the generated
-# code and the loaded kernels. Measured on this machine: static cache + compile (default) peaked
-# 517-522 MiB against 374-380 MiB without compile, for the 4m model (+142-145 MiB); see the
-# calibration notes in README.
-CPU_COMPILE_WORKSPACE_BYTES = 160 * MiB
+# code (one wrapper per graph, unrolled over the layers) and the loaded kernels. Measured on this machine
+# with static cache + compile (default): +142-145 MiB over the same trial without compile for the 2-layer
+# 4m model on 3 prompts, and +190-210 MiB for the 6-layer 12m model on the 10 default prompts (more
+# prompt lengths, more recompiles). Counted as 128 MiB + 16 MiB per layer.
+CPU_COMPILE_WORKSPACE_BYTES = 128 * MiB
+CPU_COMPILE_BYTES_PER_LAYER = 16 * MiB
 
 # Activations: how many hidden-state-sized buffers (batch x tokens x hidden) one decoder layer holds at
 # once (residual stream, normed input, attention output, MLP output). From reading the Llama/Gemma forward.
@@ -179,6 +186,7 @@ class Calibration:
     cpu_process_baseline_bytes: int = CPU_PROCESS_BASELINE_BYTES
     cpu_allocator_fraction: float = CPU_ALLOCATOR_FRACTION
     cpu_compile_workspace_bytes: int = CPU_COMPILE_WORKSPACE_BYTES
+    cpu_compile_bytes_per_layer: int = CPU_COMPILE_BYTES_PER_LAYER
     cpu_lowp_kernel_init_bytes: int = CPU_LOWP_KERNEL_INIT_BYTES
     cpu_lowp_bytes_per_prefill_shape: int = CPU_LOWP_BYTES_PER_PREFILL_SHAPE
     cpu_lowp_eager_bytes_per_attention_shape: int = CPU_LOWP_EAGER_BYTES_PER_ATTENTION_SHAPE
@@ -567,7 +575,7 @@ class MemoryModel:
         compile_workspace = 0
         if candidate.compile != "off":
             if device == "cpu":
-                compile_workspace = cal.cpu_compile_workspace_bytes
+                compile_workspace = cal.cpu_compile_workspace_bytes + cal.cpu_compile_bytes_per_layer * shapes.layers
             else:
                 compile_workspace = cal.cuda_compile_fixed_bytes
                 if candidate.compile in ("reduce-overhead", "max-autotune"):
@@ -610,7 +618,8 @@ class MemoryModel:
                     shapes |= {(n, cache_len), (1, cache_len)}
                 else:  # the keys grow by one each decoding step
                     shapes |= {(n, n)} | {(1, k) for k in range(n + 1, n + new)}
-            total += cal.cpu_lowp_eager_bytes_per_attention_shape * len(shapes)
+            verification = draft * len(batch_lengths)  # draft checks of several positions, see the constants
+            total += cal.cpu_lowp_eager_bytes_per_attention_shape * (len(shapes) + verification)
         return int(total)
 
     def forward_bytes(self, s: Shapes, batch: int, tokens: int, keys: int, logit_rows: int, size: int,
