@@ -215,6 +215,45 @@ def test_worker_budget_on_cpu_is_judged_after_the_trial():
     assert judge_measured(ok, None, "cpu") == ok
 
 
+def test_worker_cap_on_cuda_leaves_room_for_the_context(monkeypatch):
+    """The fraction arithmetic, with torch.cuda's three calls replaced by a 141 GB card (no CUDA here)."""
+    from types import SimpleNamespace
+
+    from autotune.memory import CUDA_CONTEXT_BYTES
+    from autotune.worker.budget import BudgetTooSmall
+
+    card = 141 * 10**9
+    calls = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=card))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda fraction, *a: calls.append(fraction))
+    fraction = cap_device_memory(24 * 10**9, "cuda")
+    assert calls == [fraction] and fraction == pytest.approx((24 * 10**9 - CUDA_CONTEXT_BYTES) / card)
+    assert cap_device_memory(200 * 10**9, "cuda") is None and len(calls) == 1  # the whole card: no cap
+    with pytest.raises(BudgetTooSmall, match="CUDA context"):
+        cap_device_memory(100 * MiB, "cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_worker_on_cuda_runs_out_of_memory_inside_a_small_budget(tmp_path, bundled_model):
+    from autotune.memory import CUDA_CONTEXT_BYTES
+    from autotune.worker.job import Job
+    from autotune.worker.launcher import launch
+
+    def run(budget, name):
+        job = Job(model=str(bundled_model), candidate=Candidate(), workload=Workload.from_file(SMALL_PROMPTS, max_new_tokens=8),
+                  device="cuda", role="baseline", reference_path=str(tmp_path / f"{name}.pt"),
+                  result_path=str(tmp_path / name / "result.json"), repeats=1, warmup=0, budget_bytes=budget)
+        return launch(job, tmp_path / name, timeout_s=600)
+
+    roomy = run(CUDA_CONTEXT_BYTES + 2 * GiB, "roomy")
+    assert roomy.ok, roomy.traceback
+    assert max(p["reserved"] for p in roomy.memory_phases.values()) <= 2 * GiB
+    tight = run(CUDA_CONTEXT_BYTES + 1 * MiB, "tight")  # 1 MiB for a 7 MB model
+    assert tight.status == "oom", tight.traceback
+
+
 # ---- the command line ----------------------------------------------------------------------------
 
 def invoke(*args):
