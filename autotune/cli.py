@@ -169,6 +169,8 @@ def trials_table(study) -> Table:
               help="Measure seeded sampling instead of greedy decoding (equivalence: teacher-forced distributions).")
 @click.option("--sampling-seed", type=int, default=0, show_default=True,
               help="Seed of the sampled workload (torch is seeded with it before each batch).")
+@click.option("--vram", help="Memory budget: 24GB, 24GiB, 512MiB, ... or a fraction of the device's memory "
+                             "(0.5). Candidates estimated over it are not launched; on CUDA workers are capped to it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the TPE sampler.")
 @click.option("--trial-timeout", type=float, default=900, show_default=True, help="Seconds before a trial's worker is killed.")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Measured passes over the prompts (median).")
@@ -186,14 +188,15 @@ def trials_table(study) -> Table:
               help="Seconds without a heartbeat after which a running trial is considered dead.")
 @click.option("--quiet", is_flag=True, help="No progress lines; the final table and preset path only.")
 def search(model, study_name, trials, device, storage, space, prompts, batch_size, max_new_tokens, assistant,
-           min_agreement, sampling, sampling_seed, seed, trial_timeout, repeats, warmup, out, root, new_study,
-           confirm, max_retry, max_initial_failures, heartbeat_interval, grace_period, quiet):
+           min_agreement, sampling, sampling_seed, vram, seed, trial_timeout, repeats, warmup, out, root,
+           new_study, confirm, max_retry, max_initial_failures, heartbeat_interval, grace_period, quiet):
     from autotune.study import SearchSettings, Tuner, default_study_name
     from autotune.workload import Workload
 
     terminate_on_sigterm()
 
     def action():
+        budget = budget_option(vram, device)
         settings_kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, sampling=sampling,
                            seed=sampling_seed)
         workload = Workload.from_file(prompts, **settings_kw) if prompts else Workload.default(**settings_kw)
@@ -203,7 +206,8 @@ def search(model, study_name, trials, device, storage, space, prompts, batch_siz
             min_agreement=min_agreement, seed=seed, trial_timeout=trial_timeout, repeats=repeats, warmup=warmup,
             new_study=new_study, confirm=confirm, max_retry=max_retry,
             max_initial_failures=max_initial_failures, heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period, command=shlex.join(["autotune", *sys.argv[1:]]), faults=_test_faults())
+            grace_period=grace_period, command=shlex.join(["autotune", *sys.argv[1:]]), faults=_test_faults(),
+            vram=budget)
         tuner = Tuner(settings, report=Progress(quiet))
         tuner.prepare()
         console.print(f"study {settings.study_name!r} in {settings.storage_url}: "
@@ -223,11 +227,130 @@ def search(model, study_name, trials, device, storage, space, prompts, batch_siz
     run_guarded(action)
 
 
+def budget_option(text: str | None, device: str) -> int | None:
+    """--vram in bytes. A fraction (0.5) needs the device's total memory, asked of a child process so that
+    this one never initialises CUDA."""
+    if text is None:
+        return None
+    from autotune import environment
+    from autotune.memory import is_fraction, parse_budget
+
+    total = environment.probe(device)["total_memory_bytes"] if is_fraction(text) else None
+    return parse_budget(text, total)
+
+
 def _test_faults() -> tuple:
     """Test-only fault injection: AUTOTUNE_TEST_FAULTS="2:oom,pad_to_multiple_of=8:kill" (autotune.worker.faults)."""
     from autotune.worker.faults import parse_spec
 
     return tuple(parse_spec(os.environ.get("AUTOTUNE_TEST_FAULTS", "")))
+
+
+# ---- estimate ------------------------------------------------------------------------------------
+
+def _estimate_environment(device: str) -> dict:
+    """What `for_environment` needs, without touching CUDA in this process. --device cuda on a machine
+    without CUDA still estimates (pure Python), assuming a card with bfloat16 and this machine's packages."""
+    import importlib.util
+
+    from autotune import environment
+    from autotune.errors import InputError
+
+    if device == "cpu":
+        import psutil
+
+        return {"device": "cpu", "has_bf16": True, "has_flash_attn": False, "has_flex_attention": False,
+                "total_memory_bytes": psutil.virtual_memory().total}
+    try:
+        return environment.probe(device)
+    except InputError:
+        if device == "auto":
+            raise
+    return {"device": "cuda", "has_bf16": True, "total_memory_bytes": None,
+            "has_flash_attn": importlib.util.find_spec("flash_attn") is not None,
+            "has_flex_attention": importlib.util.find_spec("torch.nn.attention.flex_attention") is not None}
+
+
+def _mib(n) -> str:
+    return "-" if not n else f"{n / 2**20:,.1f}"
+
+
+@main.command(help="Estimate the peak memory of every candidate of a search space, without loading weights.\n\n"
+                   "Sizes come from the model's config (parameters counted on the meta device), the workload's "
+                   "prompt lengths and the candidate's knobs; each term is shown, and whether it fits --vram.")
+@click.option("--model", required=True, help="Model folder or hub id (its config.json is all that is read).")
+@click.option("--vram", help="Memory budget: 24GB, 24GiB, 512MiB, ... or a fraction of the device's memory (0.5).")
+@click.option("--space", default="default", show_default=True, help="Search space: a name under search_spaces/ or a YAML file.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Device to estimate for (cuda works on a machine without one).")
+@click.option("--prompts", type=click.Path(dir_okay=False), help="JSONL file, one {\"prompt\": ...} per line (default: built-in code prompts).")
+@click.option("--batch-size", type=int, default=1, show_default=True)
+@click.option("--max-new-tokens", type=int, default=64, show_default=True)
+@click.option("--assistant", help="Assistant model for assisted decoding (folder or hub id); enables that knob.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (candidate, estimate_bytes, terms, fits).")
+def estimate(model, vram, space, device, prompts, batch_size, max_new_tokens, assistant, as_json):
+    import json
+    from dataclasses import replace
+
+    from autotune.memory import Estimator, format_bytes, is_fraction, parse_budget
+    from autotune.space import SearchSpace
+    from autotune.study import resolve_model
+    from autotune.workload import Workload
+
+    def action():
+        base_space = SearchSpace.load(space)
+        settings_kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens)
+        workload = Workload.from_file(prompts, **settings_kw) if prompts else Workload.default(**settings_kw)
+        model_id = model if model.startswith("random:") else resolve_model(model)
+        assistant_id = resolve_model(assistant) if assistant else None
+        env = _estimate_environment(device)
+        total = env.get("total_memory_bytes")
+        if vram is not None and is_fraction(vram) and total is None:
+            raise_input(f"--vram {vram} is a fraction of the card's memory, and there is no CUDA device here to "
+                        "read it from: give an amount, like 24GB or 24GiB")
+        budget = None if vram is None else parse_budget(vram, total)
+        the_space = base_space.for_environment(
+            env["device"], batch_size=batch_size, assistant=assistant_id, has_bf16=env.get("has_bf16", True),
+            has_flash_attn=env.get("has_flash_attn", False), has_flex_attention=env.get("has_flex_attention", False))
+        estimator = Estimator.for_model(model_id, workload, assistant=assistant_id)
+        rows, invalid = [], 0
+        for candidate in the_space.candidates():
+            if candidate.decoding == "assisted":
+                candidate = replace(candidate, assistant=assistant_id)
+            if the_space.invalid_reason(candidate) is not None:
+                invalid += 1
+                continue
+            rows.append((candidate, estimator(candidate, env["device"])))
+
+        if as_json:
+            click.echo(json.dumps([{"candidate": c.to_dict(), "config": c.describe(), "estimate_bytes": e.total,
+                                    "terms": e.terms(), "fits": e.fits(budget), "budget_bytes": budget,
+                                    "device": e.device, "dtype": e.dtype, "max_cache_len": e.max_cache_len}
+                                   for c, e in rows], indent=1))
+            return
+        table = Table(title=f"memory estimates for {model} on {env['device']} (MiB)")
+        columns = ("#", "config", "dtype", "weights", "KV cache", "assistant", "activations",
+                   "context" if env["device"] == "cuda" else "process", "kernels", "allocator", "compile",
+                   "total", "fits")
+        for column in columns:
+            table.add_column(column, justify="left" if column in ("config", "dtype", "fits") else "right")
+        for number, (c, e) in enumerate(rows):
+            fits = {None: "-", True: "yes", False: "[red]no[/red]"}[e.fits(budget)]
+            table.add_row(str(number), c.describe(), e.dtype, _mib(e.weights), _mib(e.kv_cache), _mib(e.assistant),
+                          _mib(e.activations), _mib(e.cuda_context or e.process_baseline), _mib(e.kernel_cache),
+                          _mib(e.allocator_overhead), _mib(e.compile_workspace), _mib(e.total), fits)
+        console.print(table)
+        lengths = "tokenizer" if estimator.lengths_from == "tokenizer" else "UTF-8 bytes (an upper bound: no tokenizer)"
+        console.print(f"{len(rows)} candidates ({invalid} invalid combinations left out); prompt lengths from "
+                      f"{lengths}; KV cache length up to {max((e.max_cache_len for _, e in rows), default=0)} tokens")
+        if budget is not None:
+            fitting = sum(bool(e.fits(budget)) for _, e in rows)
+            console.print(f"{fitting} of {len(rows)} fit in {format_bytes(budget)} ({vram})")
+        if env["device"] == "cuda":
+            console.print("CUDA constants (context, allocator, compile workspace) are not yet calibrated on a GPU: "
+                          "see README, 'Memory budget'", style="dim")
+
+    run_guarded(action)
 
 
 # ---- export --------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ INFEASIBLE_STATUSES = ("oom", "unsupported")
 METRIC_FIELDS = (
     "decode_tokens_per_s", "e2e_tokens_per_s", "ttft_s", "itl_p50_s", "itl_p95_s", "peak_memory_bytes",
     "load_s", "warmup_s", "recompiles", "prefix_match", "top1_agreement", "mean_kl", "divergence_margin",
+    "estimated_memory_bytes",
 )
 
 
@@ -38,6 +39,12 @@ class Measurement:
     itl_p95_s: float | None = None
     peak_memory_bytes: int | None = None
     peak_memory_kind: str | None = None  # "process_rss" on CPU, "cuda_max_allocated" on CUDA
+    # Peaks per phase (load_and_warmup, measured, scoring), for calibrating the memory model: allocated,
+    # reserved and device-in-use bytes on CUDA, RSS on CPU (see worker/measure.py memory_peaks).
+    memory_phases: dict = field(default_factory=dict)
+    # The orchestrator's estimate before launch (autotune.memory): its total, and its terms.
+    estimated_memory_bytes: int | None = None
+    memory_estimate: dict | None = None
     load_s: float | None = None
     warmup_s: float | None = None
     recompiles: int | None = None

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -178,6 +178,22 @@ class SearchSpace:
             elif knob.applies(chosen):
                 chosen[knob.name] = knob.values[0]
         return Candidate(**chosen)
+
+    def candidates(self) -> Iterator[Candidate]:
+        """Every Candidate `suggest` can produce, each once, in knob order: a knob is varied only where its
+        `when` condition holds (as in `suggest`). Invalid combinations (`invalid_reason`) are included."""
+        def walk(index: int, chosen: dict) -> Iterator[Candidate]:
+            if index == len(self.knobs):
+                yield Candidate(**chosen)
+                return
+            knob = self.knobs[index]
+            if not knob.values or not knob.applies(chosen):
+                yield from walk(index + 1, chosen)
+                return
+            for value in knob.values:
+                yield from walk(index + 1, {**chosen, knob.name: value})
+
+        return walk(0, {})
 
     def params_of(self, candidate: Candidate) -> dict:
         """The Optuna params that `suggest` would ask for to produce `candidate` (for enqueue_trial)."""

@@ -34,6 +34,7 @@ from autotune import __version__, models
 from autotune.candidate import Candidate
 from autotune.errors import InputError, StudyMismatchError, SystemicFailureError
 from autotune.measurement import Measurement
+from autotune.memory import over_budget_message
 from autotune.preset import best_feasible_trial, preset_from_trial
 from autotune.records import Records, result_path
 from autotune.space import SearchSpace
@@ -74,6 +75,7 @@ class SearchSettings:
     confirm: int = 3
     new_study: bool = False
     command: str | None = None
+    vram: int | None = None  # memory budget in bytes (--vram); None: no budget
     # Test-only: (selector, fault) pairs (autotune.worker.faults); honoured by a worker only when its
     # environment has AUTOTUNE_ALLOW_FAULTS=1.
     faults: tuple = ()
@@ -93,6 +95,8 @@ class SearchSettings:
             raise InputError("--heartbeat-interval must be at least 1 s and --grace-period at least as long")
         if not self.study_name or "/" in self.study_name:
             raise InputError(f"--study must be a plain name (no '/'), got {self.study_name!r}")
+        if self.vram is not None and (not isinstance(self.vram, int) or self.vram <= 0):
+            raise InputError(f"--vram must be a positive number of bytes, got {self.vram!r}")
 
     @property
     def study_dir(self) -> Path:
@@ -151,6 +155,7 @@ class Tuner:
         self.environment: dict = {}
         self.space: SearchSpace | None = None
         self.study: optuna.Study | None = None
+        self.estimator = None  # autotune.memory.Estimator, set by prepare()
 
     # ---- setup -----------------------------------------------------------------------------------
 
@@ -167,6 +172,7 @@ class Tuner:
             has_flex_attention=self.environment["has_flex_attention"],
             has_bitsandbytes=self.environment.get("has_bitsandbytes", False),
             bnb_compileable=self.environment.get("bnb_compileable", False))
+        self.estimator = self.memory_estimator()
         self.study = self.open_study()
         return self.study
 
@@ -186,6 +192,7 @@ class Tuner:
             "device": self.environment["device"],
             "machine_fingerprint": fingerprint(self.environment),
             "min_agreement": s.min_agreement,
+            "vram": s.vram,
             "objective": OBJECTIVE,
             "command": s.command,
         }
@@ -222,7 +229,7 @@ class Tuner:
     def check_same_study(self, existing: dict, attrs: dict) -> None:
         checks = [("model", "model"), ("workload_fingerprint", "workload (prompts, batch size, new tokens)"),
                   ("space_fingerprint", "search space"), ("machine_fingerprint", "machine (device)"),
-                  ("min_agreement", "--min-agreement"), ("assistant", "--assistant")]
+                  ("min_agreement", "--min-agreement"), ("assistant", "--assistant"), ("vram", "--vram")]
         for key, what in checks:
             if existing.get(key) != attrs.get(key):
                 raise StudyMismatchError(
@@ -276,6 +283,12 @@ class Tuner:
         while self.finished_count() < self.settings.trials:
             trial = self.study.ask()
             measurement = self.run_trial(trial)
+            if measurement.status == "oom" and trial.user_attrs.get("role") == "baseline" \
+                    and not self.reference_path().exists():
+                where = "the --vram budget" if self.settings.vram else "memory"
+                raise SystemicFailureError(
+                    f"the baseline (trial {trial.number}) does not fit in {where}: {measurement.message}. "
+                    "Every trial is compared with it, so it must run" + (": raise --vram" if self.settings.vram else ""))
             if measurement.status in TRANSIENT:
                 self.stop_if_systemic(trial, measurement)
         self.fail_stale_trials(wait=True)
@@ -319,10 +332,13 @@ class Tuner:
             candidate = replace(candidate, assistant=self.assistant)
         self.report("start", number=trial.number, total=s.trials, role=role, candidate=candidate)
         duplicate_of = None
+        estimate = self.estimate_memory(candidate)
         with Heartbeat(self.study._storage, trial._trial_id):
             reason = self.space.invalid_reason(candidate)
             if reason is not None:
                 measurement = Measurement.failed("unsupported", "invalid_combination", reason)
+            elif self.over_budget(estimate) and role != "baseline":
+                measurement = Measurement.failed("oom", "over_budget", over_budget_message(estimate, s.vram))
             else:
                 duplicate_of, measurement = self.earlier_measurement(candidate)
                 if measurement is None:
@@ -334,6 +350,9 @@ class Tuner:
                         self.record(trial, candidate, Measurement.failed(
                             "error", "interrupted", f"the study was stopped ({how}) during this trial"), None)
                         raise
+            if estimate is not None:
+                measurement = replace(measurement, estimated_memory_bytes=estimate.total,
+                                      memory_estimate=estimate.to_dict())
             self.record(trial, candidate, measurement, duplicate_of)
         self.report("end", number=trial.number, total=s.trials, role=role, candidate=candidate,
                     measurement=measurement, duplicate_of=duplicate_of, best=self.best_value())
@@ -347,12 +366,43 @@ class Tuner:
                   reference_path=str(self.reference_path().resolve()),
                   result_path=str(job_dir.resolve() / "result.json"),
                   repeats=s.repeats, warmup=s.warmup, trial_number=number,
-                  fault=None if job_name else fault_for(s.faults, number, candidate))
+                  fault=None if job_name else fault_for(s.faults, number, candidate), budget_bytes=s.vram)
         if role != "baseline" and not self.reference_path().exists():
             return Measurement.failed("error", "no_baseline", f"the baseline reference {self.reference_path()} "
                                       "is missing; start the study over with --new-study")
         env = {"TORCHINDUCTOR_CACHE_DIR": str((s.study_dir / "inductor-cache").resolve())}
         return launch(job, job_dir, s.trial_timeout, env=env)
+
+    # ---- the memory budget (autotune.memory) -------------------------------------------------------
+    # Every trial gets a pre-launch estimate; with --vram, a candidate estimated over the budget is recorded
+    # as infeasible (oom / over_budget) without a process. The baseline is always launched: it is the
+    # reference every trial is compared with, so a real measurement decides (a baseline that runs out of
+    # memory stops the study, see run()).
+
+    def memory_estimator(self):
+        from autotune.memory import Estimator
+
+        try:
+            estimator = Estimator.for_model(self.model, self.settings.workload, assistant=self.assistant)
+            estimator(Candidate(), self.environment["device"])  # sizes the model now: fail here, not mid-study
+            return estimator
+        except InputError:
+            if self.settings.vram is not None:
+                raise  # a budget that cannot be estimated cannot be honoured
+            return None  # no budget: the estimate is informative only
+
+    def estimate_memory(self, candidate: Candidate):
+        if self.estimator is None:
+            return None
+        try:
+            return self.estimator(candidate, self.environment["device"])
+        except InputError:
+            if self.settings.vram is not None:
+                raise
+            return None
+
+    def over_budget(self, estimate) -> bool:
+        return self.settings.vram is not None and estimate is not None and estimate.total > self.settings.vram
 
     def earlier_measurement(self, candidate: Candidate) -> tuple[int | None, Measurement | None]:
         """A finished trial of the same effective configuration, whose result is reused (not re-measured):

@@ -162,3 +162,27 @@ def test_every_suggestion_of_the_full_cuda_space_is_valid_or_rejected_before_lau
                  ("sdpa", candidate.sdpa_backend), ("pad", candidate.pad_to_multiple_of)}
     assert {("quantization", "bnb_8bit"), ("quantization", "bnb_4bit"), ("cache", "offloaded_static"),
             ("sdpa", "cudnn"), ("pad", 64), ("pad", 16)} <= seen
+
+
+def test_candidates_enumerates_what_suggest_can_produce():
+    space = SearchSpace.from_yaml("""
+knobs:
+  dtype: {values: [float32, bfloat16]}
+  cache_implementation: {values: [dynamic, static]}
+  compile: {values: [off, default], when: {cache_implementation: [static]}}
+  compile_fullgraph: {values: [false, true], when: {compile: [default]}}
+""")
+    candidates = list(space.candidates())
+    # dtype (auto, float32, bfloat16) x (dynamic | static x (off | default x fullgraph 2))
+    assert len(candidates) == 3 * (1 + 1 + 2) == len(set(candidates))
+    assert Candidate() in candidates and all(space.contains(c) for c in candidates)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(60):
+        assert space.suggest(study.ask()) in candidates
+
+
+def test_default_space_candidates_honour_the_machine():
+    for candidate in cpu_space().candidates():
+        assert candidate.dtype != "float16" and candidate.compile in ("off", "default")
+        assert candidate.decoding != "assisted"
+        assert candidate.compile == "off" or candidate.cache_implementation == "static"

@@ -58,12 +58,17 @@ def run(job: Job) -> Measurement:
     recompilation of the trial: warm-up, measured passes and the scoring through the candidate's forward."""
     from autotune import environment, models
     from autotune.worker import equivalence
+    from autotune.worker.budget import BudgetTooSmall, cap_device_memory, judge_measured
     from autotune.worker.build import build
     from autotune.worker.faults import inject
-    from autotune.worker.measure import COMPILE_COUNTER, measure
+    from autotune.worker.measure import COMPILE_COUNTER, measure, memory_peaks
 
     env = environment.describe(job.device)
     inject(job.fault)
+    try:
+        cap_device_memory(job.budget_bytes, job.device)  # before anything is allocated on the device
+    except BudgetTooSmall as exc:
+        return Measurement.failed("oom", "over_budget", str(exc), environment=env)
     built = build(job.model, job.candidate, job.workload, job.device)
     with built.runtime_context():
         if job.device == "cuda":
@@ -87,9 +92,11 @@ def run(job: Job) -> Measurement:
                 reference = equivalence.load_reference(job.reference_path)
             scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations,
                                          job.device)
+            figures["memory_phases"]["scoring"] = memory_peaks(job.device)
     figures["recompiles"] = COMPILE_COUNTER.recompiles
-    return Measurement(status="ok", load_s=built.load_s, environment=env, max_cache_len=built.max_cache_len,
-                       equivalence_meaningful=not models.is_random(job.model), **figures, **scores)
+    measurement = Measurement(status="ok", load_s=built.load_s, environment=env, max_cache_len=built.max_cache_len,
+                              equivalence_meaningful=not models.is_random(job.model), **figures, **scores)
+    return judge_measured(measurement, job.budget_bytes, job.device)
 
 
 def main(argv: list[str]) -> int:

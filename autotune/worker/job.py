@@ -22,6 +22,8 @@ class Job:
     repeats: int = 3
     warmup: int = 1
     trial_number: int | None = None
+    # The --vram budget in bytes: a cap on CUDA, checked against the peak RSS on CPU (worker/budget.py).
+    budget_bytes: int | None = None
     # Test-only fault injection (see autotune.worker.faults); never set from a user's configuration.
     fault: str | None = None
     extra: dict = field(default_factory=dict)

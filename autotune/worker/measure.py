@@ -185,6 +185,16 @@ class CompileCounter:
 COMPILE_COUNTER = CompileCounter().install()
 
 
+def memory_peaks(device: str) -> dict:
+    """Peaks since the last reset, for calibrating autotune.memory: the caching allocator's allocated and
+    reserved bytes and the device memory in use (context included) on CUDA; the peak RSS on CPU."""
+    if device == "cuda":
+        free, total = torch.cuda.mem_get_info()
+        return {"allocated": torch.cuda.max_memory_allocated(), "reserved": torch.cuda.max_memory_reserved(),
+                "device_used_now": total - free}
+    return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
 def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1) -> dict:
     """Warm up (compiling whatever compiles), then time `repeats` passes. Returns the figures and the
     continuations of the first measured pass."""
@@ -192,6 +202,7 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1)
     for _ in range(warmup):
         run_pass(built, workload)
     warmup_s = time.perf_counter() - started
+    phases = {"load_and_warmup": memory_peaks(built.device)}  # before the reset below: compilation is here
 
     if built.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -202,6 +213,7 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1)
         passes.append(summarize_pass(timings))
         gaps += [gap for t in timings for gap in t.step_gaps]
     peak, peak_kind = peak_memory(built.device)
+    phases["measured"] = memory_peaks(built.device)
 
     def median(key):
         values = [p[key] for p in passes if p[key] is not None]
@@ -222,4 +234,5 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1)
         "generated_tokens": passes[0]["generated_tokens"],
         "runs": passes,
         "continuations": continuations,
+        "memory_phases": phases,
     }
