@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import SMALL_PROMPTS, run_cli
+from support import SMALL_PROMPTS, run_cli
 from transformers import AutoModelForCausalLM, AutoTokenizer, StaticCache
 
 from autotune.candidate import Candidate
@@ -386,3 +386,12 @@ def test_search_with_vram_records_over_budget_candidates_without_a_worker(tmp_pa
     assert "oom (over_budget)" in run.stdout
     preset = json.loads((tmp_path / "studies" / "v.preset.json").read_text())
     assert "compile" not in preset["runtime"]
+
+
+def test_quantization_of_reads_the_candidates_bitsandbytes_knobs():
+    from autotune.memory import quantization_of
+
+    assert quantization_of(Candidate()) is None
+    assert quantization_of(Candidate(quantization="bnb_8bit")) == Quantization("int8", False)
+    assert quantization_of(Candidate(quantization="bnb_4bit", bnb_4bit_quant_type="fp4",
+                                     bnb_4bit_use_double_quant=True)) == Quantization("fp4", True)
