@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from autotune.errors import AutotuneError
+from autotune.errors import AutotuneError, InputError
 
 # Wide enough for the trial table when the output is a file or a pipe (a terminal keeps its own width).
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -306,7 +306,7 @@ def estimate(model, vram, space, device, prompts, batch_size, max_new_tokens, as
         env = _estimate_environment(device)
         total = env.get("total_memory_bytes")
         if vram is not None and is_fraction(vram) and total is None:
-            raise_input(f"--vram {vram} is a fraction of the card's memory, and there is no CUDA device here to "
+            raise InputError(f"--vram {vram} is a fraction of the card's memory, and there is no CUDA device here to "
                         "read it from: give an amount, like 24GB or 24GiB")
         budget = None if vram is None else parse_budget(vram, total)
         the_space = base_space.for_environment(
@@ -361,14 +361,10 @@ def estimate(model, vram, space, device, prompts, batch_size, max_new_tokens, as
 @click.option("--root", default="studies", show_default=True, help="Folder of the default storage and results.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Preset path (default: studies/<study>.preset.json).")
 def export(study_name, storage, root, out):
-    from autotune.study import default_preset_path, export_study, load_study
+    from autotune.study import default_preset_path, existing_study_url, export_study, load_study
 
     def action():
-        url = storage or f"sqlite:///{Path(root) / (study_name + '.db')}"
-        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-            raise_input(f"no study database at {url[len('sqlite:///'):]}: run 'autotune search' first, "
-                        "or give --storage / --root")
-        study = load_study(study_name, url)
+        study = load_study(study_name, existing_study_url(storage, root, study_name))
         path = export_study(study, out or default_preset_path(root, study_name), Path(root) / study_name)
         console.print(f"preset written to {path}")
 
@@ -383,20 +379,14 @@ def export(study_name, storage, root, out):
 @click.option("--grace-period", type=int, default=60, show_default=True,
               help="A RUNNING trial's result is imported only once it is older than this (its orchestrator is gone).")
 def reconcile(study_name, storage, root, grace_period):
-    from autotune.study import reconcile_study
+    from autotune.study import existing_study_url, reconcile_study
 
     def action():
-        url = storage or f"sqlite:///{Path(root) / (study_name + '.db')}"
+        url = existing_study_url(storage, root, study_name)
         imported = reconcile_study(study_name, url, root, grace_period, report=Progress())
         console.print(f"{len(imported)} measurement(s) imported" + (f": trials {imported}" if imported else ""))
 
     run_guarded(action)
-
-
-def raise_input(message: str):
-    from autotune.errors import InputError
-
-    raise InputError(message)
 
 
 if __name__ == "__main__":

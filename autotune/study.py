@@ -104,7 +104,21 @@ class SearchSettings:
 
     @property
     def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{Path(self.root) / (self.study_name + '.db')}"
+        return self.storage or default_storage_url(self.root, self.study_name)
+
+
+def default_storage_url(root: str | Path, study_name: str) -> str:
+    return f"sqlite:///{Path(root) / (study_name + '.db')}"
+
+
+def existing_study_url(storage: str | None, root: str | Path, study_name: str) -> str:
+    """The storage URL of a study that must exist already (export, reconcile): a missing default SQLite
+    file is an input error, not a new empty database."""
+    url = storage or default_storage_url(root, study_name)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        raise InputError(f"no study database at {url[len('sqlite:///'):]}: run 'autotune search' first, "
+                         "or give --storage / --root")
+    return url
 
 
 def default_study_name(model: str) -> str:
