@@ -20,8 +20,23 @@ from autotune.worker.job import Job
 
 
 def exit_with_parent(interval: float = 0.5) -> None:
-    """Leave when the orchestrator is gone (killed with -9, say), so no worker outlives its study."""
+    """Leave when the orchestrator is gone (killed with -9, say), so no worker outlives its study.
+
+    On Linux the kernel does it: PR_SET_PDEATHSIG sends SIGKILL the moment the parent dies, whatever this
+    process is doing (a thread cannot run while an import of torch holds the GIL). A watching thread is
+    the fallback elsewhere."""
     parent = os.getppid()
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before the call
+                os._exit(1)
+            return
+    except (OSError, AttributeError):
+        pass
 
     def watch():
         while True:
