@@ -90,10 +90,10 @@ def format_bytes(n: int | None) -> str:
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 # CUDA: the context of one process (driver state, loaded kernel modules of torch's CUDA libraries), outside
-# the caching allocator and so outside torch.cuda.max_memory_allocated. ~500 MiB is the commonly seen
-# figure for a CUDA 12 process with lazy module loading (nvidia-smi minus torch.cuda.memory_reserved).
-# PENDING: measure on the H200 (nvidia-smi / NVML process memory minus torch.cuda.memory_reserved()).
-CUDA_CONTEXT_BYTES = 500 * MiB
+# the caching allocator and so outside torch.cuda.max_memory_allocated. Calibrated on the H200 (torch 2.11,
+# CUDA 13, benchmarks/memory_calibration.py on random:gemma-2b, 2026-11-28): device memory in use minus
+# torch.cuda.memory_reserved() was 689-709 MiB in every trial, bf16 and fp32 alike.
+CUDA_CONTEXT_BYTES = 700 * MiB
 
 # CUDA: cuBLAS / cuBLASLt workspaces, taken from the caching allocator once per handle and stream
 # (PyTorch sizes them at up to 32 MiB on Hopper). PENDING: calibrate with memory_reserved on the H200.

@@ -107,8 +107,9 @@ def _parameter_seed(seed: int, name: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63)
 
 
-def random_state_dict(model_id: str, dtype, device: str, seed: int = 0, config=None) -> dict:
-    """A deterministic random state dict for the architecture, on `device`, in `dtype` (a torch dtype).
+def random_state_dict(model_id: str, dtype, device: str, seed: int = 0, config=None, store: str | None = None) -> dict:
+    """A deterministic random state dict for the architecture, drawn on `device`, in `dtype` (a torch dtype),
+    kept on `store` (default: `device`).
 
     The parameter names and shapes come from the model built on the meta device (no memory); each tensor
     is drawn in float32 from a generator seeded by (seed, name), one at a time, then cast. `config`
@@ -124,19 +125,21 @@ def random_state_dict(model_id: str, dtype, device: str, seed: int = 0, config=N
         if param.dim() >= 2:
             generator = torch.Generator(device=device).manual_seed(_parameter_seed(seed, name))
             values = torch.randn(param.shape, generator=generator, device=device, dtype=torch.float32)
-            state[name] = values.mul_(config.initializer_range).to(dtype)
+            state[name] = values.mul_(config.initializer_range).to(dtype).to(store or device)
             del values
         elif "norm" in name:
-            state[name] = torch.full(param.shape, spec["_norm_weight"], device=device, dtype=dtype)
+            state[name] = torch.full(param.shape, spec["_norm_weight"], device=store or device, dtype=dtype)
         else:  # biases
-            state[name] = torch.zeros(param.shape, device=device, dtype=dtype)
+            state[name] = torch.zeros(param.shape, device=store or device, dtype=dtype)
     return state
 
 
 def load_random_model(model_id: str, load_kwargs: dict, device: str, seed: int = 0, config=None):
     """Build `random:<name>` with `load_kwargs` (dtype, attn_implementation, quantization_config), on
-    `device`, in eval mode. The weights are made on the device; `from_pretrained` loads them from there.
-    `config` replaces the built-in one (tests use a copy with fewer layers)."""
+    `device`, in eval mode. The weights are drawn on the device (fast) and kept in host memory until
+    `from_pretrained` loads them, as it loads a checkpoint: a state dict already on the GPU would be copied
+    there and hold the weights twice at load (a peak of 2x the weights, measured on the H200), which is
+    not what a real model costs. `config` replaces the built-in one (tests use a copy with fewer layers)."""
     import torch
 
     config = config if config is not None else config_for(model_id)
@@ -145,7 +148,9 @@ def load_random_model(model_id: str, load_kwargs: dict, device: str, seed: int =
         dtype = config.dtype
     if isinstance(dtype, str):  # config.dtype is a torch dtype in transformers 5, a string in a preset
         dtype = getattr(torch, dtype)
-    state = random_state_dict(model_id, dtype, device, seed, config=config)
+    state = random_state_dict(model_id, dtype, device, seed, config=config, store="cpu")
+    if device.startswith("cuda"):  # the float32 draws stay reserved by the caching allocator otherwise
+        torch.cuda.empty_cache()   # (2 GB for gemma-2b's embedding), which no checkpoint load would cost
     kwargs = {**load_kwargs, "dtype": dtype}
     if device != "cpu":
         kwargs.setdefault("device_map", device)

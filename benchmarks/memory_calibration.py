@@ -95,6 +95,7 @@ def main() -> None:
             print(f"{candidate.describe()[:70]:70s} {estimate.total / 2**20:10.1f} {shown} {ratio:>6s}", flush=True)
             out.write(json.dumps({"candidate": candidate.to_dict(), "config": candidate.describe(),
                                   "estimate": estimate.to_dict(), "status": m.status, "failure_kind": m.failure_kind,
+                                  "message": (m.message or "")[-600:], "warmup_s": m.warmup_s, "load_s": m.load_s,
                                   "measured_peak_bytes": peak, "peak_memory_bytes": m.peak_memory_bytes,
                                   "memory_phases": m.memory_phases, "environment": m.environment,
                                   "wall_s": time.perf_counter() - started}) + "\n")

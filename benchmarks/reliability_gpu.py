@@ -46,15 +46,17 @@ def gpu_memory_used_mib() -> int:
     return int(out.strip().splitlines()[0])
 
 
-def search(workdir: Path, model: str, study: str, trials: int, faults: str = "", extra=(), background=False):
+def search(workdir: Path, model: str, study: str, trials: int, faults: str = "", extra=(), background=False,
+           space_text: str = SPACE, prompts_text: str | None = None, env_extra=None):
     space = workdir / "space.yaml"
-    space.write_text(SPACE)
+    space.write_text(space_text)
     prompts = workdir / "prompts.jsonl"
-    prompts.write_text(json.dumps({"prompt": "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"}) + "\n")
+    prompts.write_text(prompts_text or json.dumps(
+        {"prompt": "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"}) + "\n")
     command = [sys.executable, "-m", "autotune.cli", "search", "--model", model, "--device", DEVICE,
                "--study", study, "--trials", str(trials), "--space", str(space), "--prompts", str(prompts),
                "--max-new-tokens", "32", "--repeats", "1", "--warmup", "0", "--confirm", "0", *extra]
-    env = {**os.environ, "AUTOTUNE_ALLOW_FAULTS": "1", "AUTOTUNE_TEST_FAULTS": faults}
+    env = {**os.environ, "AUTOTUNE_ALLOW_FAULTS": "1", "AUTOTUNE_TEST_FAULTS": faults, **(env_extra or {})}
     if background:
         return subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
@@ -77,6 +79,41 @@ def r1(workdir, model):
     ok = (run.returncode == 0 and oom.state.name == "COMPLETE" and oom.user_attrs["failure_kind"] == "oom"
           and max(oom.constraints.values()) > 0 and trials[2].user_attrs["status"] == "ok")
     return ok, "; ".join(summary(t) for t in trials) + f"; message: {oom.user_attrs['message'][:80]}"
+
+
+R1W_SPACE = """
+knobs:
+  dtype: {values: [auto, float32]}
+  cache_implementation: {values: [dynamic, static]}
+"""
+
+
+def r1w(workdir, model, model_w="random:gemma-2b", vram="12GB", batch=64, new_tokens=1024):
+    """R1 from the workload itself: under a 12 GB cap, random gemma-2b in float32 (10 GB of weights) with a
+    static cache for 64 sequences x 1024 new tokens does not fit, while the bf16 baseline does. The
+    pre-launch estimate would record it as over_budget without a process; a test-only switch turns that
+    off so the worker runs into the real allocator limit."""
+    prompts = "".join(json.dumps({"prompt": f"def function_{i}(values):\n    total = {i}\n"}) + "\n"
+                      for i in range(batch))
+    common = dict(space_text=R1W_SPACE, prompts_text=prompts, env_extra={"AUTOTUNE_TEST_NO_PRESCREEN": "1"},
+                  extra=("--vram", vram, "--batch-size", str(batch), "--max-new-tokens", str(new_tokens)))
+    first = search(workdir, model_w, "r1w", 1, **common)
+    if first.returncode != 0:
+        return False, "baseline: " + first.stderr[-400:]
+    study = optuna.load_study(study_name="r1w", storage=f"sqlite:///{workdir}/studies/r1w.db")
+    study.enqueue_trial({"dtype": "float32", "cache_implementation": "static"})
+    study.enqueue_trial({"dtype": "auto", "cache_implementation": "static"})
+    run = search(workdir, model_w, "r1w", 3, **common)
+    trials = trials_of(workdir, "r1w")
+    oom = trials[1]
+    a = oom.user_attrs
+    ok = (run.returncode == 0 and oom.state.name == "COMPLETE" and a.get("failure_kind") == "oom"
+          and max(oom.constraints.values()) > 0 and trials[2].user_attrs.get("status") == "ok")
+    gib = 2 ** 30
+    return ok, ("; ".join(summary(t) for t in trials)
+                + f"; #1 estimated {a.get('estimated_memory_bytes', 0) / gib:.1f} GiB against the {vram} cap"
+                + f"; baseline peak {trials[0].user_attrs.get('peak_memory_bytes', 0) / gib:.1f} GiB"
+                + f"; message: {str(a.get('message'))[:120]}" + ("" if ok else run.stderr[-300:]))
 
 
 def r2(workdir, model):
@@ -123,7 +160,7 @@ def r22(workdir, model):
 
 
 def r23(workdir, model):
-    run = search(workdir, model, "r23", 3, extra=("--confirm", "3", "--repeats", "3", "--max-new-tokens", "64"))
+    run = search(workdir, model, "r23", 3, extra=("--confirm", "3", "--repeats", "3", "--warmup", "1", "--max-new-tokens", "64"))
     preset = json.loads((workdir / "studies/r23.preset.json").read_text()) if run.returncode == 0 else {}
     stability = preset.get("measurement", {}).get("stability", {})
     ok = bool(stability) and stability["cv"] is not None and stability["cv"] < 0.05
@@ -136,7 +173,7 @@ def r23(workdir, model):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / ".fixtures" / "codelm-12m"))
-    parser.add_argument("--only", nargs="*", default=["r1", "r2", "r3", "r22", "r23"])
+    parser.add_argument("--only", nargs="*", default=["r1", "r1w", "r2", "r3", "r22", "r23"])
     parser.add_argument("--device", default="cuda", help="cpu only to check this script's plumbing (r23)")
     args = parser.parse_args()
     global DEVICE

@@ -16,7 +16,7 @@ from autotune.candidate import Candidate
 from autotune.cli import main
 from autotune.errors import InputError, NoFeasibleTrialError, StudyMismatchError
 from autotune.measurement import Measurement
-from autotune.memory import (GiB, MiB, Estimator, MemoryEstimate, MemoryModel, Quantization, load_config,
+from autotune.memory import (CUDA_CONTEXT_BYTES, GiB, MiB, Estimator, MemoryEstimate, MemoryModel, Quantization, load_config,
                              parameter_inventory, parse_budget, weight_bytes)
 from autotune.space import SearchSpace
 from autotune.study import SearchSettings, Tuner
@@ -191,7 +191,7 @@ def test_gemma_sized_logits_dominate_activations():
     assert 4.9e9 < e.weights < 5.1e9
     # teacher-forced scoring keeps all 263 positions x 256000 logits, then float32 rows of the continuation
     assert e.activations >= 263 * 256000 * 2 + 64 * 256000 * 4
-    assert e.cuda_context == 500 * MiB and e.process_baseline == 0 and e.kernel_cache == 0
+    assert e.cuda_context == CUDA_CONTEXT_BYTES and e.process_baseline == 0 and e.kernel_cache == 0
     compiled = MemoryModel().estimate(config, Candidate(cache_implementation="static", compile="reduce-overhead"),
                                       workload, "cuda", prompt_lengths=lengths)
     assert compiled.compile_workspace > 0 and compiled.total > e.total

@@ -27,12 +27,14 @@ TOP_K = 32
 
 
 def teacher_forced_logprobs(model, prompt_ids: list[int], continuation: list[int], device: str) -> torch.Tensor:
-    """Log-probabilities (n x vocab, float32) of the next token at each position of `continuation`,
-    given the prompt and the continuation's earlier tokens, from one forward pass without a cache."""
+    """Log-probabilities (n x vocab, float32, on `device`) of the next token at each position of
+    `continuation`, given the prompt and the continuation's earlier tokens, from one forward pass without a
+    cache. They stay on the device: callers reduce them there (top-k, argmax, KL) and move only the small
+    results, since n x vocab floats are 1 GB per sequence for a 256k vocabulary and 1024 tokens."""
     ids = torch.tensor([prompt_ids + continuation[:-1]], device=device)
     with torch.inference_mode():
         logits = model(input_ids=ids, use_cache=False).logits[0, len(prompt_ids) - 1:]
-    return torch.log_softmax(logits.float(), dim=-1).cpu()
+        return torch.log_softmax(logits.float(), dim=-1)
 
 
 def prompt_token_ids(tokenizer, prompts) -> list[list[int]]:
@@ -46,11 +48,12 @@ def build_reference(model, tokenizer, prompts, continuations: list[list[int]], d
     for ids, continuation in zip(prompt_ids, continuations):
         logprobs = teacher_forced_logprobs(model, ids, continuation, device)
         values, indices = logprobs.topk(TOP_K, dim=-1)
-        topk_ids.append(indices)
-        topk_logprobs.append(values)
+        topk_ids.append(indices.cpu())
+        topk_logprobs.append(values.cpu())
         # argmax, not topk's first index: the two may break exact ties (common in bf16) differently,
         # and candidates are compared with argmax.
-        argmax.append(logprobs.argmax(-1))
+        argmax.append(logprobs.argmax(-1).cpu())
+        del logprobs
     return {"prompt_ids": prompt_ids, "continuations": continuations, "argmax": argmax,
             "topk_ids": topk_ids, "topk_logprobs": topk_logprobs}
 
@@ -96,9 +99,10 @@ def compare(reference: dict, model, candidate_continuations: list[list[int]] | N
             reference["prompt_ids"], reference["continuations"], reference["argmax"],
             reference["topk_ids"], reference["topk_logprobs"]):
         logprobs = teacher_forced_logprobs(model, ids, continuation, device)
-        agree += int((logprobs.argmax(-1) == base_argmax).sum())
+        agree += int((logprobs.argmax(-1).cpu() == base_argmax).sum())
         total += len(continuation)
-        kls.append(coarse_kl(top_lp, top_ids, logprobs))
+        kls.append(coarse_kl(top_lp.to(logprobs.device), top_ids.to(logprobs.device), logprobs).cpu())
+        del logprobs
     result = {"top1_agreement": agree / total, "mean_kl": float(torch.cat(kls).mean()),
               "prefix_match": None, "divergence_margin": None}
     if candidate_continuations is not None:

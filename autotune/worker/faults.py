@@ -23,6 +23,13 @@ def allowed() -> bool:
     return os.environ.get("AUTOTUNE_ALLOW_FAULTS") == "1"
 
 
+def prescreen_disabled() -> bool:
+    """`AUTOTUNE_TEST_NO_PRESCREEN=1` (with faults allowed): launch candidates estimated over the --vram
+    budget instead of recording them as over_budget, so that a real CUDA out-of-memory error under the
+    worker's memory cap can be shown (benchmarks/reliability_gpu.py, R1 from the workload)."""
+    return allowed() and os.environ.get("AUTOTUNE_TEST_NO_PRESCREEN") == "1"
+
+
 def inject(fault: str | None) -> None:
     if not fault or not allowed():
         return
