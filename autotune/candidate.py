@@ -41,6 +41,9 @@ KNOBS: dict[str, tuple | type] = {
     # "generate": transformers' own automatic compile (CUDA only); "explicit": torch.compile(model.forward)
     # with the automatic compile switched off, so the two never stack.
     "compile_api": ("generate", "explicit"),
+    # "generate": transformers' generate(); "static_loop": autotune.decode_loop.StaticDecodeLoop, a StaticCache
+    # driven by one compiled decode step (the seed guide's options 2 and 3), a runtime hint of the preset.
+    "decode_loop": ("generate", "static_loop"),
     "decoding": ("standard", "prompt_lookup", "assisted"),
     "prompt_lookup_num_tokens": int,
     "max_matching_ngram_size": int,
@@ -80,7 +83,7 @@ def normalize_knob_value(knob: str, value: Any) -> Any:
 
 # Short names for summaries (tables, progress lines).
 _SHORT = {"attn_implementation": "attn", "cache_implementation": "cache", "compile_fullgraph": "fullgraph",
-          "compile_api": "compile_api", "prompt_lookup_num_tokens": "lookup_tokens",
+          "compile_api": "compile_api", "decode_loop": "loop", "prompt_lookup_num_tokens": "lookup_tokens",
           "max_matching_ngram_size": "ngram", "num_assistant_tokens": "assistant_tokens",
           "num_assistant_tokens_schedule": "schedule", "pad_to_multiple_of": "pad", "sdpa_backend": "sdpa",
           "quantization": "quant", "llm_int8_threshold": "int8_threshold", "bnb_4bit_quant_type": "4bit_type",
@@ -101,6 +104,7 @@ class Candidate:
     compile: str = "off"
     compile_fullgraph: bool = False
     compile_api: str = "explicit"
+    decode_loop: str = "generate"
     decoding: str = "standard"
     prompt_lookup_num_tokens: int | None = None
     max_matching_ngram_size: int | None = None
@@ -156,8 +160,10 @@ class Candidate:
             kwargs["cache_implementation"] = self.cache_implementation
             if self.compile == "off":
                 kwargs["disable_compile"] = True
-        if self.compile != "off" and self.compile_api == "explicit":
+        if self.compile != "off" and self.compile_api == "explicit" and not self.uses_static_loop():
             kwargs["disable_compile"] = True  # the forward is compiled explicitly: never compile twice
+        # With the static loop the GenerationConfig keeps the static cache and generate()'s own compile: what
+        # plain transformers does best with this preset; autotune.load_preset runs the loop instead.
         if self.decoding == "prompt_lookup":
             kwargs["prompt_lookup_num_tokens"] = self.prompt_lookup_num_tokens or 10
             if self.max_matching_ngram_size is not None:
@@ -174,11 +180,19 @@ class Candidate:
             hints["pad_to_multiple_of"] = self.pad_to_multiple_of
         if self.sdpa_backend != "auto" and self.attn_implementation == "sdpa":
             hints["sdpa_backend"] = self.sdpa_backend
-        if self.compile != "off":
+        if self.uses_static_loop():
+            hints["decode_loop"] = {"kind": "static", "mode": self.compile, "fullgraph": self.compile_fullgraph,
+                                    "offloading": self.cache_implementation == "offloaded_static"}
+        elif self.compile != "off":
             hints["compile"] = {"api": self.compile_api, "mode": self.compile, "fullgraph": self.compile_fullgraph}
         if self.decoding == "assisted":
             hints["assistant_model"] = self.assistant
         return hints
+
+    def uses_static_loop(self) -> bool:
+        """The static decode loop runs only where it has a static cache and a compile mode to use."""
+        return (self.decode_loop == "static_loop" and self.cache_implementation in STATIC_CACHES
+                and self.compile != "off" and self.decoding == "standard")
 
     # ---- identity and JSON -----------------------------------------------------------------------
 
@@ -194,6 +208,10 @@ class Candidate:
             changes.update(bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype="float32")
         if self.compile == "off":
             changes.update(compile_fullgraph=False, compile_api="explicit")
+        if not self.uses_static_loop():
+            changes.update(decode_loop="generate")
+        else:
+            changes.update(compile_api="explicit")  # the loop compiles its own step: the API plays no part
         if self.decoding != "prompt_lookup":
             changes.update(prompt_lookup_num_tokens=None, max_matching_ngram_size=None)
         if self.decoding != "assisted":

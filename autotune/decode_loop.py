@@ -9,7 +9,7 @@ cache position, and an attention mask as long as the cache, updated in place. So
 once, and with `mode="reduce-overhead"` it replays as one CUDA graph.
 
 It handles left-padded batches (positions count real tokens only), EOS (finished rows emit the pad
-token, the loop stops when every row is done), greedy decoding and seeded sampling (temperature, top-k,
+token, the loop stops when every row is done; `min_new_tokens` holds EOS back as generate() does), greedy decoding and seeded sampling (temperature, top-k,
 top-p, drawn like generate() draws: `torch.multinomial` on the processed distribution), and a streamer
 (`put` the prompt, then each step's tokens; `end`). Greedy output equals `generate()`'s on the same
 configuration (tests/test_decode_loop.py). Anything else generate() supports (beam search, repetition
@@ -37,7 +37,7 @@ def unsupported_reason(generation_config) -> str | None:
         (getattr(g, "num_return_sequences", 1) not in (None, 1), "several sequences per prompt"),
         (getattr(g, "repetition_penalty", 1.0) not in (None, 1.0), "a repetition penalty"),
         (bool(getattr(g, "no_repeat_ngram_size", 0)), "no_repeat_ngram_size"),
-        (bool(getattr(g, "min_new_tokens", 0)) or bool(getattr(g, "min_length", 0)), "a minimum length"),
+        (bool(getattr(g, "min_length", 0)), "min_length (min_new_tokens is done)"),
         (bool(getattr(g, "stop_strings", None)), "stop strings"),
         (bool(getattr(g, "bad_words_ids", None)), "bad_words_ids"),
         (getattr(g, "prompt_lookup_num_tokens", None) is not None, "prompt lookup decoding"),
@@ -77,12 +77,14 @@ class StaticDecodeLoop:
     `max_cache_len` tokens and a decode step compiled with `compile_mode` (None: eager) and `fullgraph`.
     One cache per batch size is kept and reset between calls."""
 
-    def __init__(self, model, max_cache_len: int, compile_mode: str | None = "reduce-overhead",
-                 fullgraph: bool = True):
+    def __init__(self, model, max_cache_len: int | None = None, compile_mode: str | None = "reduce-overhead",
+                 fullgraph: bool = True, offloading: bool = False):
         self.model = model
-        self.max_cache_len = max_cache_len
+        self.max_cache_len = max_cache_len  # None: sized by the first call, grown (in steps of 256) when needed
+        self.offloading = offloading
         self.compile_mode = compile_mode
         self.caches: dict[int, object] = {}
+        self.fixed_length = max_cache_len is not None
         # later transformers 5 releases rename `past_key_values` to `cache` (the old name warns, then goes)
         self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         step = self.decode_step
@@ -96,16 +98,18 @@ class StaticDecodeLoop:
 
         cache = self.caches.get(batch_size)
         if cache is None:
-            cache = StaticCache(config=self.model.config, max_cache_len=self.max_cache_len)
+            cache = StaticCache(config=self.model.config, max_cache_len=self.max_cache_len, offloading=self.offloading)
             self.caches[batch_size] = cache
         else:
             cache.reset()
         return cache
 
-    def decode_step(self, token, position_ids, cache_position, attention_mask, cache):
+    def decode_step(self, token, position_ids, cache_position, attention_mask, cache, suppress):
+        """One token through the cache: float32 last-position logits (plus `suppress`: -inf on EOS while
+        min_new_tokens holds it back, else zeros) and their argmax."""
         out = self.model(input_ids=token, position_ids=position_ids, cache_position=cache_position,
                          attention_mask=attention_mask, use_cache=True, **{self.cache_arg: cache})
-        logits = out.logits[:, -1, :]
+        logits = out.logits[:, -1, :].float() + suppress
         return logits, logits.argmax(dim=-1)
 
     @torch.inference_mode()
@@ -119,9 +123,12 @@ class StaticDecodeLoop:
             raise UnsupportedGeneration(reason)
         batch, prompt_len = input_ids.shape
         total = prompt_len + g.max_new_tokens
-        if total > self.max_cache_len:
+        if self.fixed_length and total > self.max_cache_len:
             raise UnsupportedGeneration(f"{prompt_len} prompt + {g.max_new_tokens} new tokens do not fit the "
                                         f"static cache of {self.max_cache_len}")
+        if self.max_cache_len is None or total > self.max_cache_len:
+            self.max_cache_len = -(-total // 256) * 256  # a new length: new caches (and one recompilation)
+            self.caches.clear()
         device = input_ids.device
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -136,10 +143,14 @@ class StaticDecodeLoop:
         out = self.model(input_ids=input_ids, attention_mask=mask[:, :prompt_len], position_ids=positions,
                          cache_position=torch.arange(prompt_len, device=device), use_cache=True,
                          **{self.cache_arg: cache})
-        logits = out.logits[:, -1, :]
+        eos = torch.tensor(eos_ids(g), device=device)
+        min_new = g.min_new_tokens or 0
+        suppress = torch.zeros(out.logits.shape[-1], device=device)
+        if min_new and eos.numel():
+            suppress[eos] = float("-inf")
+        logits = out.logits[:, -1, :].float() + suppress
         greedy = logits.argmax(-1)
         next_position = positions[:, -1:] + 1
-        eos = torch.tensor(eos_ids(g), device=device)
         pad = g.pad_token_id if g.pad_token_id is not None else (eos_ids(g) or [0])[0]
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         generated = []
@@ -156,9 +167,12 @@ class StaticDecodeLoop:
             if step == g.max_new_tokens - 1 or (eos.numel() and bool(finished.all())):
                 break
             mask[:, prompt_len + step] = 1
+            if step + 1 == min_new:
+                suppress.zero_()  # min_new_tokens reached: EOS may come from the next token on
             if cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            logits, greedy = self.step(token[:, None], next_position.clone(), cache_position.clone(), mask, cache)
+            logits, greedy = self.step(token[:, None], next_position.clone(), cache_position.clone(), mask, cache,
+                                       suppress)
             # a CUDA graph's outputs are overwritten by its next replay: keep what is used after it
             greedy = greedy.clone()
             logits = logits.clone() if g.do_sample else logits

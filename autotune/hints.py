@@ -5,6 +5,9 @@ same functions, so a preset runs as its trial was measured.
 - `compile`: `{"api": "explicit", ...}` -> `model.forward = torch.compile(model.forward, mode, fullgraph)`
   (the GenerationConfig carries `disable_compile=True` with it); `{"api": "generate", ...}` ->
   `generation_config.compile_config = CompileConfig(mode, fullgraph)`, for generate()'s own compile.
+- `decode_loop`: `{"kind": "static", "mode", "fullgraph", "offloading"}` -> `model.generate` runs
+  `autotune.decode_loop.StaticDecodeLoop` (a StaticCache and one compiled decode step), falling back to
+  the plain generate() for what the loop does not do (beam search, an assistant model, ...).
 - `sdpa_backend`: `flash`, `efficient`, `math` or `cudnn` -> generation runs inside
   `torch.nn.attention.sdpa_kernel(SDPBackend...)`, which restricts PyTorch's scaled_dot_product_attention
   to that kernel (an error where the kernel cannot run the inputs, never a silent fallback).
@@ -56,3 +59,31 @@ def apply_compile(model, generation_config, hint: dict | None) -> None:
         from transformers import CompileConfig
 
         generation_config.compile_config = CompileConfig(mode=hint["mode"], fullgraph=hint["fullgraph"])
+
+
+def apply_decode_loop(model, hint: dict | None, max_cache_len: int | None = None):
+    """Make `model.generate` run the static decode loop (no change without a hint). Returns the loop."""
+    if not hint:
+        return None
+    from autotune.decode_loop import StaticDecodeLoop, UnsupportedGeneration
+
+    loop = StaticDecodeLoop(model, max_cache_len, compile_mode=hint["mode"], fullgraph=hint["fullgraph"],
+                            offloading=hint.get("offloading", False))
+    plain_generate = model.generate
+    loop_kwargs = {"input_ids", "attention_mask", "generation_config", "streamer"}
+
+    @functools.wraps(plain_generate)
+    def generate(input_ids=None, attention_mask=None, generation_config=None, streamer=None, **kwargs):
+        fields = {k: v for k, v in kwargs.items() if k not in loop_kwargs}
+        config = generation_config if generation_config is not None else model.generation_config
+        if input_ids is not None and all(hasattr(config, k) for k in fields):
+            try:
+                return loop.generate(input_ids, attention_mask, generation_config=config, streamer=streamer, **fields)
+            except UnsupportedGeneration:
+                pass
+        return plain_generate(input_ids=input_ids, attention_mask=attention_mask,
+                              generation_config=generation_config, streamer=streamer, **kwargs)
+
+    model.generate = generate
+    model.autotune_decode_loop = loop
+    return loop

@@ -154,7 +154,8 @@ def load_preset(path: str | Path, device: str | None = None):
     Returns `(model, generation_config)`. The model is placed on `device` (default: CUDA when available);
     an explicit torch.compile hint compiles `model.forward`; a compile hint through generate() sets the
     GenerationConfig's `compile_config`; an SDPA backend makes `model.generate` run inside
-    `torch.nn.attention.sdpa_kernel(...)`; an assistant model is loaded and bound to `model.generate`.
+    `torch.nn.attention.sdpa_kernel(...)`; an assistant model is loaded and bound to `model.generate`; a
+    decode-loop hint makes `model.generate` run autotune's static decode loop (`model.autotune_decode_loop`).
     A `random:` model is built again by `autotune.models` (its tokenizer: `autotune.models.load_tokenizer()`).
     `pad_to_multiple_of`, when present in `runtime`, is a tokenizer setting for the caller to pass.
     """
@@ -177,6 +178,7 @@ def load_preset(path: str | Path, device: str | None = None):
         raise PresetError(f"cannot load the preset's model {preset.model!r}: {exc}") from None
     generation_config = GenerationConfig(**preset.generation_config)
     hints.apply_compile(model, generation_config, preset.runtime.get("compile"))
+    hints.apply_decode_loop(model, preset.runtime.get("decode_loop"))
     if preset.runtime.get("assistant_model"):
         assistant = AutoModelForCausalLM.from_pretrained(preset.runtime["assistant_model"], dtype=model.dtype,
                                                          **extra).eval()

@@ -104,3 +104,18 @@ def test_knobs_without_effect_do_not_make_another_configuration():
 def test_new_knob_domains(field, value):
     with pytest.raises(CandidateError, match=field):
         Candidate(**{field: value})
+
+
+def test_decode_loop_is_a_runtime_hint_only_with_a_static_cache_and_a_compile_mode():
+    loop = Candidate(cache_implementation="static", compile="reduce-overhead", compile_fullgraph=True,
+                     decode_loop="static_loop", compile_api="generate")
+    assert loop.runtime()["decode_loop"] == {"kind": "static", "mode": "reduce-overhead", "fullgraph": True,
+                                             "offloading": False}
+    assert "compile" not in loop.runtime()  # the loop compiles its own step, nothing else is compiled
+    assert loop.generation_kwargs() == {"cache_implementation": "static"}  # plain transformers: generate's compile
+    assert loop.key() == Candidate(**{**loop.to_dict(), "compile_api": "explicit"}).key()  # the API plays no part
+    assert "loop=static_loop" in loop.describe()
+    no_compile = Candidate(cache_implementation="static", decode_loop="static_loop")
+    assert "decode_loop" not in no_compile.runtime() and no_compile.key() == Candidate(cache_implementation="static").key()
+    offloaded = Candidate(cache_implementation="offloaded_static", compile="default", decode_loop="static_loop")
+    assert offloaded.runtime()["decode_loop"]["offloading"] is True

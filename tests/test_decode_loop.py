@@ -63,6 +63,17 @@ def test_eos_stops_rows_and_the_loop_as_generate_does(model_and_tokenizer):
     assert (got[0, inputs["input_ids"].shape[1]:] == tokenizer.pad_token_id).any()  # padded after its EOS
 
 
+def test_min_new_tokens_holds_eos_back_as_generate_does(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    inputs = batch(tokenizer)
+    plain = reference(model, inputs, greedy_config(model))
+    eos = int(plain[0, inputs["input_ids"].shape[1] + 3])
+    config = greedy_config(model, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, min_new_tokens=24)
+    loop = StaticDecodeLoop(model, max_cache_len=inputs["input_ids"].shape[1] + 24, compile_mode=None)
+    got = loop.generate(**inputs, generation_config=config)
+    assert torch.equal(got, reference(model, inputs, config)) and got.shape[1] == inputs["input_ids"].shape[1] + 24
+
+
 def test_seeded_sampling_equals_generate(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     inputs = batch(tokenizer)

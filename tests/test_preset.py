@@ -113,3 +113,20 @@ def test_preset_from_a_trial_keeps_the_static_cache_length_and_says_when_weights
     assert "from_pretrained cannot load it" in preset.note
     GenerationConfig(**preset.generation_config)
     assert Preset.from_json(preset.to_json()) == preset
+
+
+def test_load_preset_runs_the_static_decode_loop(tmp_path, bundled_model):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    candidate = Candidate(dtype="float32", cache_implementation="static", compile="default", decode_loop="static_loop")
+    path = preset_of(bundled_model, candidate).write(tmp_path / "loop.json")
+    model, gen = load_preset(path, device="cpu")
+    assert model.autotune_decode_loop is not None
+    inputs = prompt(bundled_model)
+    out = model.generate(**inputs, generation_config=gen)
+    assert model.autotune_decode_loop.caches  # the loop ran
+    plain = AutoModelForCausalLM.from_pretrained(str(bundled_model), dtype=torch.float32)
+    assert torch.equal(out, plain.generate(**inputs, max_new_tokens=3, do_sample=False, pad_token_id=0))
+    beams = model.generate(**inputs, generation_config=gen, num_beams=2)  # not the loop's: plain generate()
+    assert beams.shape[1] == inputs["input_ids"].shape[1] + 3

@@ -27,6 +27,13 @@ class Built:
     device: str
     load_s: float
     max_cache_len: int | None = None  # the static cache's length, sized from the workload
+    loop: Any = None  # autotune.decode_loop.StaticDecodeLoop when the candidate runs it
+
+    def generate(self, inputs: dict, streamer=None):
+        """Generate for one tokenized batch as the candidate says: its decode loop, or generate()."""
+        if self.loop is not None:
+            return self.loop.generate(**inputs, generation_config=self.generation_config, streamer=streamer)
+        return self.model.generate(**inputs, streamer=streamer, **self.generate_kwargs())
 
     def generate_kwargs(self) -> dict:
         kwargs: dict[str, Any] = {"generation_config": self.generation_config}
@@ -121,4 +128,11 @@ def build(model_id: str, candidate: Candidate, workload: Workload, device: str) 
     if candidate.cache_implementation in STATIC_CACHES:
         max_cache_len = static_cache_length(tokenizer, workload, candidate.pad_to_multiple_of)
     config = generation_config_for(model, candidate, workload, tokenizer.pad_token_id, max_cache_len)
-    return Built(model, tokenizer, config, assistant, candidate, device, load_s, max_cache_len)
+    loop = None
+    hint = candidate.runtime().get("decode_loop")
+    if hint:
+        from autotune.decode_loop import StaticDecodeLoop
+
+        loop = StaticDecodeLoop(model, max_cache_len, compile_mode=hint["mode"], fullgraph=hint["fullgraph"],
+                                offloading=hint["offloading"])
+    return Built(model, tokenizer, config, assistant, candidate, device, load_s, max_cache_len, loop)

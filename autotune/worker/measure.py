@@ -76,7 +76,7 @@ def timed_generate(built: Built, prompts, seed: int) -> tuple[torch.Tensor, Call
     _sync(built.device)
     start = time.perf_counter()
     with torch.inference_mode():
-        output = built.model.generate(**inputs, streamer=clock, **built.generate_kwargs())
+        output = built.generate(inputs, streamer=clock)
     _sync(built.device)
     end = time.perf_counter()
     new_tokens = output[:, inputs["input_ids"].shape[1]:].cpu()

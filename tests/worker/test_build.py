@@ -93,3 +93,15 @@ def test_bitsandbytes_builds_and_generates(bundled_model, candidate):
         assert config.bnb_4bit_compute_dtype == getattr(torch, candidate.bnb_4bit_compute_dtype)
     linear = type(built.model.model.layers[0].self_attn.q_proj).__name__
     assert linear == ("Linear8bitLt" if candidate.quantization == "bnb_8bit" else "Linear4bit")
+
+
+@pytest.mark.slow
+def test_static_decode_loop_gives_generates_tokens(bundled_model):
+    """The decode-loop knob: a StaticCache and one compiled decode step, the same greedy tokens as generate()."""
+    workload = Workload(prompts=PROMPTS, batch_size=2, max_new_tokens=8)
+    _, plain = generate(bundled_model, Candidate(dtype="float32"), workload)
+    candidate = Candidate(dtype="float32", cache_implementation="static", compile="default", decode_loop="static_loop",
+                          compile_fullgraph=True)
+    built, looped = generate(bundled_model, candidate, workload)
+    assert built.loop is not None and built.loop.max_cache_len == built.max_cache_len
+    assert looped == plain
