@@ -13,6 +13,7 @@ On the GPU machine (torch 2.11, transformers 5.17; optuna, sqlalchemy and bitsan
     python benchmarks/knobs.py                      # random:gemma-2b, bf16, batch 1 and 8, 32 + 128 tokens
     python benchmarks/knobs.py --quick              # 8 configurations, within 10 minutes
     python benchmarks/knobs.py --quick --out $OUT/knobs.json
+    python benchmarks/knobs.py --loops --batch-sizes 1 8 --max-new-tokens 256   # the decode loops (issue 7)
 
 Here, on CPU, to check that it works:
 
@@ -73,6 +74,11 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
              ("cache=offloaded_static", {"cache_implementation": "offloaded_static"})]
     rows += [(f"compile={m}", {"compile": m}) for m in ("default", "reduce-overhead", "max-autotune") if m != base.compile]
     rows += [(f"compile_fullgraph={not base.compile_fullgraph}", {"compile_fullgraph": not base.compile_fullgraph})]
+    # the decode loops of issue 7: generate()'s compile with max-autotune, and autotune's static loop
+    rows += [("generate compile max-autotune fullgraph", {"compile": "max-autotune", "compile_fullgraph": True})]
+    rows += [(f"decode_loop=static_loop {m} fullgraph",
+              {"decode_loop": "static_loop", "compile": m, "compile_fullgraph": True})
+             for m in (("reduce-overhead", "max-autotune") if device == "cuda" else ("default",))]
     other_api = "explicit" if base.compile_api == "generate" else "generate"
     rows += [(f"compile_api={other_api}", {"compile_api": other_api})]
     rows += [(f"pad_to_multiple_of={n}", {"pad_to_multiple_of": n}) for n in (8, 16, 32, 64)]
@@ -92,6 +98,10 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
                "compile": "off"})]
     return rows
 
+
+# --loops: the ways to decode with a static cache (the seed guide's options 1 to 3), against plain generate()
+LOOPS = ("dynamic cache, no compile (plain generate)", "base: ", "generate compile max-autotune fullgraph",
+         "decode_loop=static_loop")
 
 QUICK = ("base: ", "dynamic cache, no compile (plain generate)", "compile=off",
          "bnb 4-bit nf4, bf16 compute (compile off)", "compile_api=", "dtype=float16", "sdpa_backend=math",
@@ -195,6 +205,9 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--quick", action="store_true",
                         help="8 configurations, --budget-s 420 and --timeout 240 unless given (a few minutes)")
+    parser.add_argument("--loops", action="store_true",
+                        help="only the decode loops: plain generate, generate() with a static cache and its compile "
+                             "(reduce-overhead; max-autotune + fullgraph), autotune's static loop")
     parser.add_argument("--only", nargs="+", default=None, help="run only configurations whose label starts so")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per worker before it is killed")
     parser.add_argument("--budget-s", type=float, default=None,
@@ -223,6 +236,8 @@ def main(argv=None) -> int:
     rows = variations(base, device)
     if args.quick:
         rows = quick(rows)
+    if args.loops:
+        rows = [row for prefix in LOOPS for row in rows if row[0].startswith(prefix)]
     if args.only:
         rows = [row for row in rows if any(row[0].startswith(prefix) for prefix in args.only)]
     need = max(args.batch_sizes)
