@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from pathlib import Path
 
 import optuna
 import pytest
@@ -78,11 +79,11 @@ def test_r14_sqlite_with_the_dashboard_polling(workdir):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    dashboard = subprocess.Popen([sys.executable, "-m", "optuna_dashboard", url, "--host", "127.0.0.1",
+    dashboard = subprocess.Popen([str(Path(sys.executable).with_name("optuna-dashboard")), url, "--host", "127.0.0.1",
                                   "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         api = f"http://127.0.0.1:{port}/api/studies"
-        study_id = wait_for(lambda: json.load(urllib.request.urlopen(api, timeout=5))["studies"][0]["study_id"], 60)
+        study_id = wait_for(lambda: json.load(urllib.request.urlopen(api, timeout=5))["study_summaries"][0]["study_id"], 60)
         polls, seen = 0, 0
         while proc.poll() is None:  # as a browser on the dashboard does, only faster
             with urllib.request.urlopen(f"{api}/{study_id}?after=0", timeout=30) as response:
@@ -105,22 +106,26 @@ def test_r14_sqlite_with_the_dashboard_polling(workdir):
 def test_r15_a_postgresql_outage_mid_trial_loses_nothing(workdir, postgres_url, postgres_control):
     created = subprocess.run(create_command(postgres_url, 3), cwd=workdir, capture_output=True, text=True)
     assert created.returncode == 0, created.stdout + created.stderr
-    worker = start_all([worker_command(postgres_url)], workdir, faults="1:slow10")[0]
-    running_trial_worker(workdir, 1)
+    worker = start_all([worker_command(postgres_url)], workdir, faults="0:slow10")[0]
+    try:
+        running_trial_worker(workdir, 0)  # the baseline: always launched
+    except AssertionError:
+        worker.kill()
+        raise AssertionError(worker.communicate()[0]) from None
     subprocess.run([*postgres_control, "stop"], check=True)
     try:
-        time.sleep(30)  # trial 1 ends in the middle of the outage
+        time.sleep(30)  # trial 0 ends in the middle of the outage
     finally:
         subprocess.run([*postgres_control, "start"], check=True)
     (code, output), = finish_all([worker], timeout=300)
     assert code == 0, output
-    assert "the storage cannot be reached: trial 1's measurement is saved" in output
-    kept = json.loads((workdir / "studies/r/results/trial-00001.json").read_text())
+    assert "the storage cannot be reached: trial 0's measurement is saved" in output
+    kept = json.loads((workdir / "studies/r/results/trial-00000.json").read_text())
     assert kept["status"] == "ok"
     reconciled = subprocess.run([sys.executable, "-m", "autotune.cli", "reconcile", "--study", "r", "--storage",
                                  postgres_url], cwd=workdir, capture_output=True, text=True)
     assert reconciled.returncode == 0 and "0 measurement(s) imported" in reconciled.stdout, reconciled.stderr
     trials = load_shared(postgres_url).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
-    assert trials[1].user_attrs["status"] == "ok"
-    assert trials[1].value == kept["decode_tokens_per_s"]
+    assert trials[0].user_attrs["status"] == "ok"
+    assert trials[0].value == kept["decode_tokens_per_s"]
