@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 from faultkit import (create_command, finish_all, load, run_search, running_trial_worker, start_all,
                       start_search, wait_for, worker_command)
@@ -129,3 +130,24 @@ def test_r15_a_postgresql_outage_mid_trial_loses_nothing(workdir, postgres_url, 
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert trials[0].user_attrs["status"] == "ok"
     assert trials[0].value == kept["decode_tokens_per_s"]
+
+
+def test_search_gpus_shares_a_journal_file_and_retries_a_dead_workers_trial(workdir):
+    """`search --gpus 0,1` on one host: two workers on a journal file, each seeing its own device; one
+    killed mid-trial has its trial failed and retried, and is started again."""
+    proc = start_search(workdir, 5, "--gpus", "0,1", "--trial-timeout", "120", faults="0:slow15")
+    journal = workdir / "studies" / "r.log"
+    running_trial_worker(workdir, 0)
+    study = wait_for(lambda: optuna.load_study(study_name="r", storage=storage_for(str(journal))), timeout=60)
+    trial0 = wait_for(lambda: study.trials[0].user_attrs.get("worker"), timeout=60)
+    psutil.Process(trial0["pid"]).kill()  # the worker (an orchestrator), not the trial's process
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, output
+    assert f"worker for gpu {trial0['gpu']} stopped (exit -9); its running trial(s) [0] failed and retried" in output
+    trials = optuna.load_study(study_name="r", storage=storage_for(str(journal))).trials
+    assert all(t.state.is_finished() for t in trials) and len(trials) >= 5
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["failure_kind"] == "worker_died"
+    retry = next(t for t in trials if t.system_attrs.get("retry_history") == [0])
+    assert retry.user_attrs["status"] == "ok" and retry.user_attrs["role"] == "baseline"
+    assert {t.user_attrs["worker"]["gpu"] for t in trials[1:]} == {"0", "1"}
+    assert "preset written to studies/r.preset.json" in output
