@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -14,9 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 from autotune.errors import AutotuneError, InputError
+from autotune.progress import JsonProgress, Progress
 
 # Wide enough for the trial table when the output is a file or a pipe (a terminal keeps its own width).
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+# Where human-readable output goes when stdout carries JSON lines (--json-progress).
+err_console = Console(highlight=False, soft_wrap=True, stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 class CliError(click.ClickException):
@@ -56,66 +59,6 @@ def _fmt(value, spec: str, scale: float = 1.0) -> str:
     if value is None:
         return "-"
     return format(value if scale == 1.0 else value / scale, spec)
-
-
-class Progress:
-    """Prints one line when a trial starts and one when it ends."""
-
-    def __init__(self, quiet: bool = False):
-        self.quiet = quiet
-        self.started: dict[int, float] = {}
-
-    def __call__(self, event: str, **info) -> None:
-        if self.quiet:
-            return
-        if event == "probe":
-            console.print(f"inspecting the machine (--device {info['device']}) ...")
-        elif event == "left_out":
-            console.print(f"  left out {info['knob']}={info['value']}: {info['why']}", style="dim")
-        elif event == "stale":
-            console.print(f"trial {info['number']} was left running by an orchestrator that stopped "
-                          "(no heartbeat within the grace period): marked failed, retry enqueued")
-        elif event == "waiting_stale":
-            console.print(f"waiting for trial(s) {info['numbers']} of another run: failed once their heartbeat is "
-                          f"{info['grace']} s old", style="dim")
-        elif event == "lost_tell":
-            console.print(f"trial {info['number']} was finished elsewhere before its result was told "
-                          f"({info['error']}); its measurement is kept in results/")
-        elif event == "reconciled":
-            console.print(f"imported the measurement of trial {info['number']} from results/ (reconcile)")
-        elif event == "confirm":
-            console.print(f"re-measuring the best configuration (trial {info['number']}) {info['runs']} times "
-                          "in fresh processes ...")
-        elif event == "confirmed":
-            cv = "-" if info["cv"] is None else f"{100 * info['cv']:.1f} %"
-            runs = ", ".join("failed" if v is None else f"{v:.1f}" for v in info["runs"])
-            console.print(f"  -> {runs} decode tok/s; coefficient of variation {cv}: "
-                          + ("stable" if info["stable"] else "UNSTABLE (the preset is marked so)"))
-        elif event == "deleted":
-            console.print(f"deleted the earlier study {info['study']!r} (--new-study)")
-        elif event == "moved_aside":
-            console.print(f"its results and logs were moved to {info['path']}")
-        elif event == "start":
-            self.started[info["number"]] = time.perf_counter()
-            console.print(f"[bold]trial {info['number']}[/bold] ({info['role']}) {info['candidate'].describe()} ...")
-        elif event == "end":
-            self.print_end(info)
-
-    def print_end(self, info: dict) -> None:
-        m = info["measurement"]
-        seconds = time.perf_counter() - self.started.get(info["number"], time.perf_counter())
-        if info["duplicate_of"] is not None:
-            note = f"same configuration as trial {info['duplicate_of']}: result reused"
-        elif m.ok:
-            agreement = f"top-1 agreement {m.top1_agreement:.3f}"
-            if not m.equivalence_meaningful:
-                agreement += " (random weights: not judged)"
-            note = (f"{m.decode_tokens_per_s:.1f} decode tok/s, {agreement}, "
-                    f"peak {m.peak_memory_bytes / 2**20:.0f} MiB")
-        else:
-            note = f"{m.status} ({m.failure_kind}): {(m.message or '').splitlines()[0][:160]}"
-        best = "-" if info["best"] is None else f"{info['best']:.1f}"
-        console.print(f"  -> {note}  [{seconds:.1f} s, best so far {best} tok/s]")
 
 
 def trials_table(study) -> Table:
@@ -187,12 +130,16 @@ def trials_table(study) -> Table:
 @click.option("--grace-period", type=int, default=60, show_default=True,
               help="Seconds without a heartbeat after which a running trial is considered dead.")
 @click.option("--quiet", is_flag=True, help="No progress lines; the final table and preset path only.")
+@click.option("--json-progress", is_flag=True,
+              help="Progress as JSON lines on stdout (one object per event: trial, phase, elapsed_s, best); "
+                   "the table and messages go to stderr.")
 @click.option("--gpus", help="Run one worker per device on this host (0,1,2,3; each worker's trials see one device) "
                              "on a shared storage: --storage postgresql://..., or by default a journal file "
                              "studies/<study>.log. A SQLite --storage is refused for more than one.")
 def search(model, study_name, trials, device, storage, space, prompts, batch_size, max_new_tokens, assistant,
            min_agreement, sampling, sampling_seed, vram, seed, trial_timeout, repeats, warmup, out, root,
-           new_study, confirm, max_retry, max_initial_failures, heartbeat_interval, grace_period, quiet, gpus):
+           new_study, confirm, max_retry, max_initial_failures, heartbeat_interval, grace_period, quiet,
+           json_progress, gpus):
     from autotune.study import SearchSettings, Tuner, default_study_name
     from autotune.workload import Workload
 
@@ -213,21 +160,26 @@ def search(model, study_name, trials, device, storage, space, prompts, batch_siz
             max_initial_failures=max_initial_failures, heartbeat_interval=heartbeat_interval,
             grace_period=grace_period, command=shlex.join(["autotune", *sys.argv[1:]]), faults=_test_faults(),
             vram=budget)
-        tuner = Tuner(settings, report=Progress(quiet))
+        out_console = err_console if json_progress else console
+        report = JsonProgress() if json_progress else Progress(console, quiet)
+        tuner = Tuner(settings, report=report)
         tuner.prepare()
-        console.print(f"study {settings.study_name!r} in {settings.storage_url}: "
-                      f"{tuner.finished_count()} of {trials} trials done")
+        out_console.print(f"study {settings.study_name!r} in {settings.storage_url}: "
+                          f"{tuner.finished_count()} of {trials} trials done")
         try:
             tuner.run()
         except KeyboardInterrupt:
-            console.print("interrupted: the running trial was stopped and marked failed; "
-                          "rerun the same command to resume")
+            out_console.print("interrupted: the running trial was stopped and marked failed; "
+                              "rerun the same command to resume")
             raise SystemExit(130)
         finally:
-            console.print(trials_table(tuner.study))
+            if tuner.study is not None:
+                out_console.print(trials_table(tuner.study))
         tuner.confirm_best()
         path = tuner.export(out)
-        console.print(f"preset written to {path}")
+        out_console.print(f"preset written to {path}")
+        if json_progress:
+            report("preset", path=str(path), best=tuner.best_value())
 
     run_guarded(action)
 
@@ -388,7 +340,7 @@ def reconcile(study_name, storage, root, grace_period):
 
     def action():
         url = existing_study_url(storage, root, study_name)
-        imported = reconcile_study(study_name, url, root, grace_period, report=Progress())
+        imported = reconcile_study(study_name, url, root, grace_period, report=Progress(console))
         console.print(f"{len(imported)} measurement(s) imported" + (f": trials {imported}" if imported else ""))
 
     run_guarded(action)
@@ -462,7 +414,7 @@ def search_on_gpus(options: dict) -> None:
         gpus = parse_gpus(options["gpus"])
         name = options["study_name"] or _default_study_name(options["model"])
         url = shared_storage_url(options["storage"], options["root"], name, len(gpus))
-        report = WorkerProgress(options["quiet"])
+        report = WorkerProgress(console, options["quiet"])
         settings = settings_from_options(options, storage=url)
         creator = create_and_describe(settings, report)
         try:
@@ -493,7 +445,7 @@ def study():
 
 def _create(**options):
     def action():
-        create_and_describe(settings_from_options(options), WorkerProgress(options["quiet"]))
+        create_and_describe(settings_from_options(options), WorkerProgress(console, options["quiet"]))
         console.print("start workers with: autotune worker --study NAME --storage URL [--gpu N]")
 
     run_guarded(action)
@@ -501,7 +453,7 @@ def _create(**options):
 
 study.add_command(click.Command(
     "create", callback=_create,
-    params=[p for p in search.params if p.name not in ("out", "gpus")],
+    params=[p for p in search.params if p.name not in ("out", "gpus", "json_progress")],
     help="Create a study with its search space, workload, budget (--trials, over all workers) and baseline "
          "recorded in it, so that workers need only its name and storage.\n\n"
          "Takes the options of 'autotune search'. Running it again with the same options changes nothing."))
@@ -531,7 +483,7 @@ def worker(study_name, storage, gpu, root, quiet):
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything starts a process that sees devices
         if is_sqlite(storage):
             console.print("note: a SQLite storage takes one worker only; use PostgreSQL for several", style="dim")
-        w = join_study(study_name, storage, root=root, gpu=gpu, report=WorkerProgress(quiet), faults=_test_faults())
+        w = join_study(study_name, storage, root=root, gpu=gpu, report=WorkerProgress(console, quiet), faults=_test_faults())
         done = len(w.study.get_trials(deepcopy=False))
         console.print(f"worker {w.identity['host']}:{w.identity['pid']} joined study {study_name!r}: "
                       f"{done} of {w.settings.trials} trials started")
@@ -541,6 +493,96 @@ def worker(study_name, storage, gpu, root, quiet):
             console.print("interrupted: the running trial was stopped and marked failed")
             raise SystemExit(130)
         console.print(f"the study's budget of {w.settings.trials} trials is reached")
+
+
+# ---- show, report, dashboard ---------------------------------------------------------------------
+
+def open_existing_study(study_name: str, storage: str | None, root: str):
+    from autotune.study import existing_study_url, load_study
+
+    url = existing_study_url(storage, root, study_name)
+    return load_study(study_name, url), url
+
+
+def show_table(rows: list[dict], study_name: str) -> Table:
+    table = Table(title=f"study {study_name}: trials by decode tok/s (★ the exported one)")
+    for column in ("#", "role", "config", "decode tok/s", "speed-up", "peak MiB", "warm-up s", "top-1 agr.",
+                   "feasible", "status"):
+        table.add_column(column, justify="left" if column in ("role", "config", "status") else "right")
+    random_weights = False
+    for r in rows:
+        mark = ""
+        if r["equivalence_meaningful"] is False:
+            mark, random_weights = " (rw)", True
+        status = r["status"] + (f" ({r['failure_kind']})" if r["failure_kind"] else "")
+        if r["duplicate_of"] is not None:
+            status += f" = #{r['duplicate_of']}"
+        role = r["role"] + (" ★" if r["best"] else "")
+        table.add_row(str(r["number"]), role, r["config"], _fmt(r["decode_tokens_per_s"], ".1f"),
+                      _fmt(r["speedup"], ".2f"), _fmt(r["peak_memory_bytes"], ".0f", 2**20),
+                      _fmt(r["warmup_s"], ".1f"), _fmt(r["top1_agreement"], ".3f") + mark,
+                      "yes" if r["feasible"] else "no", status,
+                      style="bold" if r["best"] else ("cyan" if r["role"] in ("baseline", "seed-recipe") else None))
+    if random_weights:
+        table.caption = "(rw): random weights: the agreement figures are recorded but not judged"
+    return table
+
+
+@main.command(help="List a study's trials sorted by decode tok/s, with their measurements, feasibility and "
+                   "failure kinds; the baseline and the seed recipe marked.")
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db).")
+@click.option("--root", default="studies", show_default=True, help="Folder of the default storage.")
+@click.option("--json", "as_json", is_flag=True, help="Print the trials as a JSON list instead of a table.")
+def show(study_name, storage, root, as_json):
+    from autotune.report import trial_rows
+
+    def action():
+        study, _ = open_existing_study(study_name, storage, root)
+        rows = trial_rows(study)
+        if as_json:
+            click.echo(json.dumps(rows, indent=1, default=str))
+        else:
+            console.print(show_table(rows, study_name))
+
+    run_guarded(action)
+
+
+@main.command(help="Write one self-contained HTML report of a study: optimization history, decode tok/s "
+                   "against peak memory with the budget, parameter importances, speed-up per knob value, "
+                   "equivalence per trial and the exported preset.")
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db).")
+@click.option("--root", default="studies", show_default=True, help="Folder of the default storage and preset.")
+@click.option("--preset", type=click.Path(dir_okay=False),
+              help="Preset to summarize (default: studies/<study>.preset.json when it exists).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="HTML file (default: studies/<study>.report.html).")
+def report(study_name, storage, root, preset, out):
+    from autotune.report import write_report
+    from autotune.study import default_preset_path
+
+    def action():
+        study, _ = open_existing_study(study_name, storage, root)
+        path = write_report(study, out or Path(root) / f"{study_name}.report.html",
+                            preset or default_preset_path(root, study_name))
+        console.print(f"report written to {path}")
+
+    run_guarded(action)
+
+
+@main.command(help="Serve optuna-dashboard on a study's storage (loopback by default); Ctrl-C stops it.")
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db).")
+@click.option("--root", default="studies", show_default=True, help="Folder of the default storage.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=int, default=8080, show_default=True)
+def dashboard(study_name, storage, root, host, port):
+    from autotune.dashboard import serve, study_page
+
+    def action():
+        _, url = open_existing_study(study_name, storage, root)
+        console.print(f"optuna-dashboard for study {study_name!r} ({url}): {study_page(url, study_name, host, port)}")
+        serve(url, host, port)
 
     run_guarded(action)
 

@@ -416,7 +416,11 @@ class Tuner:
             return Measurement.failed("error", "no_baseline", f"the baseline reference {self.reference_path()} "
                                       "is missing; start the study over with --new-study")
         env = {"TORCHINDUCTOR_CACHE_DIR": str((s.study_dir / "inductor-cache").resolve())}
-        return launch(job, job_dir, s.trial_timeout, env=env)
+
+        def on_phase(phase: str) -> None:
+            self.report("phase", number=number, role=role, phase=phase, best=self.best_value())
+
+        return launch(job, job_dir, s.trial_timeout, env=env, on_phase=on_phase)
 
     # ---- the memory budget (autotune.memory) -------------------------------------------------------
     # Every trial gets a pre-launch estimate; with --vram, a candidate estimated over the budget is recorded

@@ -77,6 +77,12 @@ def run(job: Job) -> Measurement:
     from autotune.worker.build import build
     from autotune.worker.faults import inject
     from autotune.worker.measure import COMPILE_COUNTER, measure, memory_peaks
+    from autotune.worker.phase import write_phase
+
+    job_dir = Path(job.result_path).parent
+
+    def on_phase(phase: str) -> None:
+        write_phase(job_dir, phase)
 
     env = environment.describe(job.device)
     inject(job.fault)
@@ -84,20 +90,22 @@ def run(job: Job) -> Measurement:
         cap_device_memory(job.budget_bytes, job.device)  # before anything is allocated on the device
     except BudgetTooSmall as exc:
         return Measurement.failed("oom", "over_budget", str(exc), environment=env)
+    on_phase("load")
     built = build(job.model, job.candidate, job.workload, job.device)
     with built.runtime_context():
         if job.device == "cuda":
             from autotune.worker.contention import ContentionWatch
 
             with ContentionWatch() as watch:
-                figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup)
+                figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup, on_phase=on_phase)
             if watch.reason:  # not a valid measurement of this configuration: FAIL, retried
                 return Measurement.failed("error", "contended", watch.reason, environment=env, load_s=built.load_s)
         else:
-            figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup)
+            figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup, on_phase=on_phase)
         continuations = figures.pop("continuations")
         scores = {}
         if job.role != "benchmark":
+            on_phase("compare")
             if job.role == "baseline":
                 reference = equivalence.build_reference(built.model, built.tokenizer,
                                                         job.workload.prompts[:len(continuations)], continuations,

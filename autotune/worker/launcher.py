@@ -18,8 +18,10 @@ from pathlib import Path
 
 from autotune.measurement import Measurement
 from autotune.worker.job import Job
+from autotune.worker.phase import read_phases, write_phase
 
 KILL_GRACE_S = 5.0
+PHASE_POLL_S = 0.5
 
 
 def tail(path: Path, limit: int = 4000) -> str:
@@ -51,13 +53,43 @@ def worker_environment(extra: dict | None = None) -> dict:
     return env
 
 
-def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = None) -> Measurement:
+def wait_for(proc: subprocess.Popen, timeout_s: float, job_dir: Path, on_phase) -> int:
+    """Wait for the worker like `proc.wait(timeout_s)`, telling `on_phase(phase)` of every phase the
+    worker writes in its job folder, in order, including those it wrote just before it exited."""
+    if on_phase is None:
+        return proc.wait(timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+
+    def tell_new_phases():
+        nonlocal seen
+        phases = read_phases(job_dir)
+        for phase in phases[seen:]:
+            on_phase(phase)
+        seen = max(seen, len(phases))
+
+    while True:
+        tell_new_phases()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        try:
+            exit_code = proc.wait(timeout=min(PHASE_POLL_S, left))
+        except subprocess.TimeoutExpired:
+            continue
+        tell_new_phases()
+        return exit_code
+
+
+def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = None, on_phase=None) -> Measurement:
     """Run `job` in a fresh process and return its Measurement. Never raises for a worker's failure;
-    KeyboardInterrupt / SystemExit in the parent kill the worker and propagate."""
+    KeyboardInterrupt / SystemExit in the parent kill the worker and propagate. `on_phase(phase)` (optional)
+    hears the worker's phases (autotune.worker.phase) as they change."""
     job_dir = Path(job_dir).resolve()
     job_dir.mkdir(parents=True, exist_ok=True)
     job_path, result_path, log_path = job_dir / "job.json", Path(job.result_path), job_dir / "worker.log"
     result_path.unlink(missing_ok=True)
+    write_phase(job_dir, "start", fresh=True)
     job.write(job_path)
     started = time.perf_counter()
     with open(log_path, "wb") as log:
@@ -65,7 +97,7 @@ def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = N
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=worker_environment(env))
         try:
-            exit_code = proc.wait(timeout=timeout_s)
+            exit_code = wait_for(proc, timeout_s, job_dir, on_phase)
         except subprocess.TimeoutExpired:
             kill_group(proc)
             return Measurement.failed("timeout", "timeout", f"the worker did not finish within {timeout_s:g} s "

@@ -195,14 +195,17 @@ def memory_peaks(device: str) -> dict:
     return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
-def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1) -> dict:
+def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1, on_phase=None) -> dict:
     """Warm up (compiling whatever compiles), then time `repeats` passes. Returns the figures and the
-    continuations of the first measured pass."""
+    continuations of the first measured pass. `on_phase("warmup" | "measure")` is told as each begins."""
+    on_phase = on_phase or (lambda phase: None)
+    on_phase("warmup")
     started = time.perf_counter()
     for _ in range(warmup):
         run_pass(built, workload)
     warmup_s = time.perf_counter() - started
     phases = {"load_and_warmup": memory_peaks(built.device)}  # before the reset below: compilation is here
+    on_phase("measure")
 
     if built.device == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -1,0 +1,174 @@
+"""A static-cache decode loop with a compiled decode step: the seed guide's options 2 and 3.
+
+`generate()` with `cache_implementation="static"` compiles the model's forward and drives it from
+Python with all of generate's bookkeeping around each step. This loop keeps a `StaticCache`, runs the
+prefill eagerly (one call per batch, any prompt length), and compiles one function that does a whole
+decode step (forward through the cache, last-position logits, greedy choice) with `torch.compile`. Every
+input of that step has one shape for the whole generation: the token (batch x 1), its positions, its
+cache position, and an attention mask as long as the cache, updated in place. So the step compiles
+once, and with `mode="reduce-overhead"` it replays as one CUDA graph.
+
+It handles left-padded batches (positions count real tokens only), EOS (finished rows emit the pad
+token, the loop stops when every row is done), greedy decoding and seeded sampling (temperature, top-k,
+top-p, drawn like generate() draws: `torch.multinomial` on the processed distribution), and a streamer
+(`put` the prompt, then each step's tokens; `end`). Greedy output equals `generate()`'s on the same
+configuration (tests/test_decode_loop.py). Anything else generate() supports (beam search, repetition
+penalty, stop strings, ...) is refused with `UnsupportedGeneration`; callers fall back to generate().
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+SUPPORTED_SAMPLING = ("temperature", "top_k", "top_p")
+
+
+class UnsupportedGeneration(ValueError):
+    """The generation config asks for something this loop does not do."""
+
+
+def unsupported_reason(generation_config) -> str | None:
+    """Why this loop cannot run `generation_config` as generate() would, or None."""
+    g = generation_config
+    checks = [
+        (getattr(g, "num_beams", 1) not in (None, 1), "beam search"),
+        (getattr(g, "num_return_sequences", 1) not in (None, 1), "several sequences per prompt"),
+        (getattr(g, "repetition_penalty", 1.0) not in (None, 1.0), "a repetition penalty"),
+        (bool(getattr(g, "no_repeat_ngram_size", 0)), "no_repeat_ngram_size"),
+        (bool(getattr(g, "min_new_tokens", 0)) or bool(getattr(g, "min_length", 0)), "a minimum length"),
+        (bool(getattr(g, "stop_strings", None)), "stop strings"),
+        (bool(getattr(g, "bad_words_ids", None)), "bad_words_ids"),
+        (getattr(g, "prompt_lookup_num_tokens", None) is not None, "prompt lookup decoding"),
+        (getattr(g, "max_new_tokens", None) is None, "no max_new_tokens"),
+    ]
+    for failed, what in checks:
+        if failed:
+            return f"the static decode loop does not do {what}: use generate()"
+    return None
+
+
+def eos_ids(generation_config) -> list[int]:
+    eos = generation_config.eos_token_id
+    if eos is None:
+        return []
+    return [eos] if isinstance(eos, int) else list(eos)
+
+
+def process_for_sampling(logits: torch.Tensor, generation_config) -> torch.Tensor:
+    """Temperature, then top-k, then top-p, as generate() orders its warpers; returns probabilities."""
+    from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
+                                                        TopPLogitsWarper)
+
+    g = generation_config
+    scores = logits.float()
+    if g.temperature is not None and g.temperature != 1.0:
+        scores = TemperatureLogitsWarper(g.temperature)(None, scores)
+    if g.top_k is not None and g.top_k != 0:
+        scores = TopKLogitsWarper(top_k=g.top_k, min_tokens_to_keep=1)(None, scores)
+    if g.top_p is not None and g.top_p < 1.0:
+        scores = TopPLogitsWarper(top_p=g.top_p, min_tokens_to_keep=1)(None, scores)
+    return torch.softmax(scores, dim=-1)
+
+
+class StaticDecodeLoop:
+    """`generate(input_ids, attention_mask, generation_config=..., streamer=...)` through a StaticCache of
+    `max_cache_len` tokens and a decode step compiled with `compile_mode` (None: eager) and `fullgraph`.
+    One cache per batch size is kept and reset between calls."""
+
+    def __init__(self, model, max_cache_len: int, compile_mode: str | None = "reduce-overhead",
+                 fullgraph: bool = True):
+        self.model = model
+        self.max_cache_len = max_cache_len
+        self.compile_mode = compile_mode
+        self.caches: dict[int, object] = {}
+        # later transformers 5 releases rename `past_key_values` to `cache` (the old name warns, then goes)
+        self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        step = self.decode_step
+        if compile_mode is not None:
+            options = {} if compile_mode == "default" else {"mode": compile_mode}
+            step = torch.compile(step, fullgraph=fullgraph, **options)
+        self.step = step
+
+    def cache_for(self, batch_size: int):
+        from transformers import StaticCache
+
+        cache = self.caches.get(batch_size)
+        if cache is None:
+            cache = StaticCache(config=self.model.config, max_cache_len=self.max_cache_len)
+            self.caches[batch_size] = cache
+        else:
+            cache.reset()
+        return cache
+
+    def decode_step(self, token, position_ids, cache_position, attention_mask, cache):
+        out = self.model(input_ids=token, position_ids=position_ids, cache_position=cache_position,
+                         attention_mask=attention_mask, use_cache=True, **{self.cache_arg: cache})
+        logits = out.logits[:, -1, :]
+        return logits, logits.argmax(dim=-1)
+
+    @torch.inference_mode()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 generation_config=None, streamer=None, **kwargs) -> torch.Tensor:
+        g = generation_config if generation_config is not None else self.model.generation_config
+        if kwargs:
+            g = g.__class__.from_dict({**g.to_dict(), **kwargs})
+        reason = unsupported_reason(g)
+        if reason is not None:
+            raise UnsupportedGeneration(reason)
+        batch, prompt_len = input_ids.shape
+        total = prompt_len + g.max_new_tokens
+        if total > self.max_cache_len:
+            raise UnsupportedGeneration(f"{prompt_len} prompt + {g.max_new_tokens} new tokens do not fit the "
+                                        f"static cache of {self.max_cache_len}")
+        device = input_ids.device
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        cache = self.cache_for(batch)
+        mask = torch.zeros(batch, self.max_cache_len, dtype=attention_mask.dtype, device=device)
+        mask[:, :prompt_len] = attention_mask
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        if streamer is not None:
+            streamer.put(input_ids.cpu())
+
+        # prefill, eager: every prompt length is fine here
+        out = self.model(input_ids=input_ids, attention_mask=mask[:, :prompt_len], position_ids=positions,
+                         cache_position=torch.arange(prompt_len, device=device), use_cache=True,
+                         **{self.cache_arg: cache})
+        logits = out.logits[:, -1, :]
+        greedy = logits.argmax(-1)
+        next_position = positions[:, -1:] + 1
+        eos = torch.tensor(eos_ids(g), device=device)
+        pad = g.pad_token_id if g.pad_token_id is not None else (eos_ids(g) or [0])[0]
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        generated = []
+        cache_position = torch.tensor([prompt_len], device=device)
+        cuda_graphs = self.compile_mode in ("reduce-overhead", "max-autotune")
+        for step in range(g.max_new_tokens):
+            token = sample(logits, g) if g.do_sample else greedy
+            token = torch.where(finished, torch.full_like(token, pad), token)
+            generated.append(token)
+            if streamer is not None:
+                streamer.put(token.cpu())
+            if eos.numel():
+                finished |= torch.isin(token, eos)
+            if step == g.max_new_tokens - 1 or (eos.numel() and bool(finished.all())):
+                break
+            mask[:, prompt_len + step] = 1
+            if cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            logits, greedy = self.step(token[:, None], next_position.clone(), cache_position.clone(), mask, cache)
+            # a CUDA graph's outputs are overwritten by its next replay: keep what is used after it
+            greedy = greedy.clone()
+            logits = logits.clone() if g.do_sample else logits
+            next_position += 1
+            cache_position += 1
+        if streamer is not None:
+            streamer.end()
+        return torch.cat([input_ids, torch.stack(generated, dim=1)], dim=1)
+
+
+def sample(logits: torch.Tensor, generation_config) -> torch.Tensor:
+    """One token per row, drawn as generate() draws it."""
+    return torch.multinomial(process_for_sampling(logits, generation_config), num_samples=1).squeeze(1)

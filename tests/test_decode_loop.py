@@ -1,0 +1,125 @@
+"""The static-cache decode loop gives generate()'s tokens: greedy, left-padded batches, EOS, seeded sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from support import BUNDLED_MODEL
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+from autotune.decode_loop import StaticDecodeLoop, UnsupportedGeneration
+
+PROMPTS = ["def add(a, b):\n    return", "import os\n\ndef list_files(root):\n    for name in os.listdir(root):\n",
+           "class Point:\n    def __init__(self, x, y):\n"]
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer():
+    model = AutoModelForCausalLM.from_pretrained(BUNDLED_MODEL, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODEL)
+    tokenizer.padding_side = "left"
+    return model, tokenizer
+
+
+def batch(tokenizer, prompts=PROMPTS):
+    return tokenizer(prompts, return_tensors="pt", padding=True)
+
+
+def reference(model, inputs, config: GenerationConfig, seed: int = 0) -> torch.Tensor:
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        return model.generate(**inputs, generation_config=config)
+
+
+def greedy_config(model, **changes) -> GenerationConfig:
+    return GenerationConfig(**{**model.generation_config.to_dict(), "do_sample": False, "max_new_tokens": 24,
+                               **changes})
+
+
+def test_greedy_left_padded_batch_equals_generate(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    inputs = batch(tokenizer)
+    assert (inputs["attention_mask"] == 0).any()  # really left-padded
+    config = greedy_config(model)
+    loop = StaticDecodeLoop(model, max_cache_len=inputs["input_ids"].shape[1] + 24, compile_mode=None)
+    got = loop.generate(**inputs, generation_config=config)
+    assert torch.equal(got, reference(model, inputs, config))
+    again = loop.generate(**inputs, generation_config=config)  # the cache is reset between calls
+    assert torch.equal(again, got)
+
+
+def test_eos_stops_rows_and_the_loop_as_generate_does(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    inputs = batch(tokenizer)
+    config = greedy_config(model)
+    plain = reference(model, inputs, config)
+    new = plain[:, inputs["input_ids"].shape[1]:]
+    eos = int(new[0, 5])  # a token the first row emits early: rows end at different steps
+    config = greedy_config(model, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
+    loop = StaticDecodeLoop(model, max_cache_len=inputs["input_ids"].shape[1] + 24, compile_mode=None)
+    got = loop.generate(**inputs, generation_config=config)
+    expected = reference(model, inputs, config)
+    assert torch.equal(got, expected)
+    assert (got[0, inputs["input_ids"].shape[1]:] == tokenizer.pad_token_id).any()  # padded after its EOS
+
+
+def test_seeded_sampling_equals_generate(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    inputs = batch(tokenizer)
+    config = greedy_config(model, do_sample=True, temperature=0.8, top_k=40, top_p=0.9)
+    loop = StaticDecodeLoop(model, max_cache_len=inputs["input_ids"].shape[1] + 24, compile_mode=None)
+    torch.manual_seed(7)
+    got = loop.generate(**inputs, generation_config=config)
+    assert torch.equal(got, reference(model, inputs, config, seed=7))
+    assert not torch.equal(got, reference(model, inputs, greedy_config(model)))  # really sampled
+
+
+def test_streamer_hears_the_prompt_then_each_step(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    inputs = batch(tokenizer, PROMPTS[:1])
+
+    class Recorder:
+        def __init__(self):
+            self.puts, self.ended = [], False
+
+        def put(self, value):
+            self.puts.append(value)
+
+        def end(self):
+            self.ended = True
+
+    recorder = Recorder()
+    loop = StaticDecodeLoop(model, max_cache_len=inputs["input_ids"].shape[1] + 8, compile_mode=None)
+    out = loop.generate(**inputs, generation_config=greedy_config(model, max_new_tokens=8), streamer=recorder)
+    assert recorder.ended and len(recorder.puts) == 1 + 8
+    assert torch.equal(recorder.puts[0], inputs["input_ids"])
+    assert torch.equal(torch.cat([p.view(1, -1) for p in recorder.puts[1:]], dim=1), out[:, -8:])
+
+
+def test_what_the_loop_does_not_do_is_refused(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    inputs = batch(tokenizer)
+    loop = StaticDecodeLoop(model, max_cache_len=64, compile_mode=None)
+    with pytest.raises(UnsupportedGeneration, match="beam search"):
+        loop.generate(**inputs, generation_config=greedy_config(model, num_beams=2))
+    with pytest.raises(UnsupportedGeneration, match="repetition penalty"):
+        loop.generate(**inputs, generation_config=greedy_config(model, repetition_penalty=1.3))
+    with pytest.raises(UnsupportedGeneration, match="do not fit"):
+        loop.generate(**inputs, generation_config=greedy_config(model, max_new_tokens=200))
+
+
+@pytest.mark.slow
+def test_compiled_step_gives_the_same_tokens_and_compiles_once(model_and_tokenizer):
+    from autotune.worker.measure import COMPILE_COUNTER
+
+    model, tokenizer = model_and_tokenizer
+    inputs = batch(tokenizer)
+    config = greedy_config(model)
+    loop = StaticDecodeLoop(model, max_cache_len=inputs["input_ids"].shape[1] + 24, compile_mode="default",
+                            fullgraph=True)
+    before = COMPILE_COUNTER.recompiles or 0
+    got = loop.generate(**inputs, generation_config=config)
+    assert torch.equal(got, reference(model, inputs, config))
+    other = batch(tokenizer, [PROMPTS[2], PROMPTS[0], PROMPTS[0] + " a"])  # other prompt lengths, same batch size
+    assert torch.equal(loop.generate(**other, generation_config=config), reference(model, other, config))
+    assert (COMPILE_COUNTER.recompiles or 0) == before  # one shape for every decode step: no recompilation
