@@ -133,14 +133,19 @@ def trials_table(study) -> Table:
 @click.option("--json-progress", is_flag=True,
               help="Progress as JSON lines on stdout (one object per event: trial, phase, elapsed_s, best); "
                    "the table and messages go to stderr.")
+@click.option("--gpus", help="Run one worker per device on this host (0,1,2,3; each worker's trials see one device) "
+                             "on a shared storage: --storage postgresql://..., or by default a journal file "
+                             "studies/<study>.log. A SQLite --storage is refused for more than one.")
 def search(model, study_name, trials, device, storage, space, prompts, batch_size, max_new_tokens, assistant,
            min_agreement, sampling, sampling_seed, vram, seed, trial_timeout, repeats, warmup, out, root,
            new_study, confirm, max_retry, max_initial_failures, heartbeat_interval, grace_period, quiet,
-           json_progress):
+           json_progress, gpus):
     from autotune.study import SearchSettings, Tuner, default_study_name
     from autotune.workload import Workload
 
     terminate_on_sigterm()
+    if gpus:
+        return search_on_gpus(click.get_current_context().params)
 
     def action():
         budget = budget_option(vram, device)
@@ -339,6 +344,155 @@ def reconcile(study_name, storage, root, grace_period):
         console.print(f"{len(imported)} measurement(s) imported" + (f": trials {imported}" if imported else ""))
 
     run_guarded(action)
+
+
+# ---- several workers on one study (autotune.workers) ----------------------------------------------
+
+class WorkerProgress(Progress):
+    """Progress, plus what workers sharing a study report."""
+
+    def __call__(self, event: str, **info) -> None:
+        if self.quiet:
+            return
+        if event == "waiting_baseline":
+            console.print(f"trial {info['number']} waits for the study's baseline (measured by another worker)",
+                          style="dim")
+        elif event == "fetched_baseline":
+            console.print(f"took the study's baseline reference from the storage into {info['path']}", style="dim")
+        elif event == "waiting_same":
+            console.print(f"trial {info['number']} has the configuration trial {info['other']} is measuring now: "
+                          "waiting to reuse its result", style="dim")
+        elif event == "storage_down":
+            console.print(f"the storage cannot be reached: trial {info['number']}'s measurement is saved in "
+                          "results/; telling the study again every few seconds", style="dim")
+        elif event == "worker_started":
+            console.print(f"worker for gpu {info['gpu']} started (pid {info['pid']})")
+        elif event == "worker_line":
+            console.print(f"[gpu {info['gpu']}] {info['line']}", markup=False)
+        elif event == "worker_stopped":
+            failed = f"; its running trial(s) {info['failed']} failed and retried" if info["failed"] else ""
+            console.print(f"worker for gpu {info['gpu']} stopped (exit {info['code']}){failed}")
+        else:
+            super().__call__(event, **info)
+
+
+def settings_from_options(options: dict, storage: str | None = None):
+    """SearchSettings from the options of `search` (and `study create`, which takes the same ones)."""
+    from autotune.study import SearchSettings, default_study_name
+    from autotune.workload import Workload
+
+    o = options
+    workload_kw = dict(batch_size=o["batch_size"], max_new_tokens=o["max_new_tokens"], sampling=o["sampling"],
+                       seed=o["sampling_seed"])
+    workload = Workload.from_file(o["prompts"], **workload_kw) if o["prompts"] else Workload.default(**workload_kw)
+    return SearchSettings(
+        model=o["model"], workload=workload, study_name=o["study_name"] or default_study_name(o["model"]),
+        trials=o["trials"], space=o["space"], device=o["device"], storage=storage or o["storage"], root=o["root"],
+        assistant=o["assistant"], min_agreement=o["min_agreement"], seed=o["seed"],
+        trial_timeout=o["trial_timeout"], repeats=o["repeats"], warmup=o["warmup"], new_study=o["new_study"],
+        confirm=o["confirm"], max_retry=o["max_retry"], max_initial_failures=o["max_initial_failures"],
+        heartbeat_interval=o["heartbeat_interval"], grace_period=o["grace_period"],
+        command=shlex.join(["autotune", *sys.argv[1:]]), faults=_test_faults(),
+        vram=budget_option(o["vram"], o["device"]))
+
+
+def create_and_describe(settings, report):
+    from autotune.workers import create_study
+
+    creator = create_study(settings, report=report)
+    how = "created" if creator.created else "exists already, with the same settings"
+    console.print(f"study {settings.study_name!r} in {settings.storage_url} {how}: "
+                  f"{len(creator.study.trials)} trial(s), a total budget of {settings.trials}")
+    return creator
+
+
+def search_on_gpus(options: dict) -> None:
+    """`search --gpus`: make the study, run one worker per device on it, then confirm and export the best."""
+    from autotune.workers import parse_gpus, run_local_workers, shared_storage_url
+
+    def action():
+        gpus = parse_gpus(options["gpus"])
+        name = options["study_name"] or _default_study_name(options["model"])
+        url = shared_storage_url(options["storage"], options["root"], name, len(gpus))
+        report = WorkerProgress(console, options["quiet"])
+        settings = settings_from_options(options, storage=url)
+        creator = create_and_describe(settings, report)
+        try:
+            run_local_workers(settings, gpus, report)
+        except KeyboardInterrupt:
+            console.print("interrupted: the workers stopped and marked their trials failed; rerun the same command "
+                          "to resume")
+            raise SystemExit(130)
+        finally:
+            console.print(trials_table(creator.study))
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # the confirmation runs on the first device
+        creator.confirm_best()
+        console.print(f"preset written to {creator.export(options['out'])}")
+
+    run_guarded(action)
+
+
+def _default_study_name(model: str) -> str:
+    from autotune.study import default_study_name
+
+    return default_study_name(model)
+
+
+@main.group(help="Make a study once, for workers that share it (autotune worker).")
+def study():
+    pass
+
+
+def _create(**options):
+    def action():
+        create_and_describe(settings_from_options(options), WorkerProgress(console, options["quiet"]))
+        console.print("start workers with: autotune worker --study NAME --storage URL [--gpu N]")
+
+    run_guarded(action)
+
+
+study.add_command(click.Command(
+    "create", callback=_create,
+    params=[p for p in search.params if p.name not in ("out", "gpus", "json_progress")],
+    help="Create a study with its search space, workload, budget (--trials, over all workers) and baseline "
+         "recorded in it, so that workers need only its name and storage.\n\n"
+         "Takes the options of 'autotune search'. Running it again with the same options changes nothing."))
+
+
+@main.command(help="Join a study made by 'autotune study create' and run its trials until the study's total "
+                   "budget is reached over all workers. Start one per GPU, on one host or many, with the same "
+                   "--study and --storage (PostgreSQL for several hosts).")
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--storage", required=True,
+              help="Storage URL of the study (postgresql://user:password@host/db), or a journal file path "
+                   "shared by workers of one host.")
+@click.option("--gpu", help="Device index this worker's trials use (sets CUDA_VISIBLE_DEVICES for them).")
+@click.option("--root", default="studies", show_default=True,
+              help="Folder of this host's copy of results, logs and the baseline reference.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def worker(study_name, storage, gpu, root, quiet):
+    from autotune.storage import is_sqlite
+    from autotune.workers import join_study
+
+    terminate_on_sigterm()
+
+    def action():
+        if gpu is not None:
+            if not gpu.isdigit():
+                raise InputError(f"--gpu takes one device index (0, 1, ...), got {gpu!r}")
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything starts a process that sees devices
+        if is_sqlite(storage):
+            console.print("note: a SQLite storage takes one worker only; use PostgreSQL for several", style="dim")
+        w = join_study(study_name, storage, root=root, gpu=gpu, report=WorkerProgress(console, quiet), faults=_test_faults())
+        done = len(w.study.get_trials(deepcopy=False))
+        console.print(f"worker {w.identity['host']}:{w.identity['pid']} joined study {study_name!r}: "
+                      f"{done} of {w.settings.trials} trials started")
+        try:
+            w.run()
+        except KeyboardInterrupt:
+            console.print("interrupted: the running trial was stopped and marked failed")
+            raise SystemExit(130)
+        console.print(f"the study's budget of {w.settings.trials} trials is reached")
 
 
 # ---- show, report, dashboard ---------------------------------------------------------------------

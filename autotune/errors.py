@@ -48,3 +48,17 @@ class SystemicFailureError(AutotuneError):
     """The study cannot make progress (the baseline failed, or every trial fails the same way)."""
 
     exit_code = 4
+
+
+class WorkerExitError(AutotuneError):
+    """A worker started by `search --gpus` stopped with an error; the study keeps what it measured."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class StorageUnavailableError(AutotuneError):
+    """The study's storage (a database server) could not be reached for longer than a worker waits."""
+
+    exit_code = 6

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
@@ -246,6 +246,16 @@ class SearchSpace:
             "invalid": [{"if": {k: list(v) for k, v in r.conditions}, "reason": r.reason} for r in self.rules],
             "left_out": [{"knob": k, "value": v, "why": why} for k, v, why in self.left_out],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SearchSpace":
+        """The space `to_dict` recorded (in a study: workers that join it search the space it was made with)."""
+        knobs = {name: {"values": spec["values"], **({"when": spec["when"]} if spec.get("when") else {})}
+                 for name, spec in data["knobs"].items()}
+        space = cls.from_yaml(yaml.safe_dump({"knobs": knobs, "invalid": data.get("invalid") or []}, sort_keys=False),
+                              name=data.get("name", "recorded"), source="the study's recorded space")
+        left_out = tuple((item["knob"], item["value"], item["why"]) for item in data.get("left_out", ()))
+        return replace(space, left_out=left_out)
 
     def fingerprint(self) -> str:
         """Identifies the searched space (knobs, values, conditions), for refusing a changed space on resume."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -98,6 +98,21 @@ class SearchSettings:
             raise InputError(f"--study must be a plain name (no '/'), got {self.study_name!r}")
         if self.vram is not None and (not isinstance(self.vram, int) or self.vram <= 0):
             raise InputError(f"--vram must be a positive number of bytes, got {self.vram!r}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready: recorded in the study (`study create`), so that workers need only its name and storage."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["workload"] = self.workload.to_dict()
+        data["faults"] = [list(item) for item in self.faults]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict, **changes) -> "SearchSettings":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["workload"] = Workload.from_dict(values["workload"])
+        values["faults"] = tuple(tuple(item) for item in values.get("faults", ()))
+        return cls(**{**values, **changes})
 
     @property
     def study_dir(self) -> Path:
@@ -178,7 +193,7 @@ class Tuner:
         from autotune import environment
 
         s = self.settings
-        base_space = SearchSpace.load(s.space)  # fails fast on a bad file, before anything starts
+        base_space = self.base_space()  # fails fast on a bad file, before anything starts
         self.report("probe", device=s.device)
         self.environment = environment.probe(s.device)
         self.space = base_space.for_environment(
@@ -190,6 +205,9 @@ class Tuner:
         self.estimator = self.memory_estimator()
         self.study = self.open_study()
         return self.study
+
+    def base_space(self) -> SearchSpace:
+        return SearchSpace.load(self.settings.space)
 
     def study_attrs(self) -> dict:
         from autotune.environment import fingerprint
@@ -210,6 +228,7 @@ class Tuner:
             "vram": s.vram,
             "objective": OBJECTIVE,
             "command": s.command,
+            "settings": s.to_dict(),
         }
 
     def open_study(self) -> optuna.Study:
@@ -225,9 +244,7 @@ class Tuner:
                 aside = s.study_dir.with_name(f"{s.study_name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
                 s.study_dir.rename(aside)
                 self.report("moved_aside", path=str(aside))
-        sampler = optuna.samplers.TPESampler(seed=s.seed)
-        study = optuna.create_study(study_name=s.study_name, storage=storage, sampler=sampler,
-                                    direction="maximize", load_if_exists=True)
+        study = self.create_or_load(storage)
         attrs = self.study_attrs()
         existing = study.user_attrs.get(CONFIG_ATTR)
         if existing is None:
@@ -240,6 +257,14 @@ class Tuner:
         else:
             self.check_same_study(existing, attrs)
         return study
+
+    def create_or_load(self, storage: optuna.storages.BaseStorage) -> optuna.Study:
+        s = self.settings
+        return optuna.create_study(study_name=s.study_name, storage=storage, sampler=self.sampler(),
+                                   direction="maximize", load_if_exists=True)
+
+    def sampler(self) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.TPESampler(seed=self.settings.seed)
 
     def check_same_study(self, existing: dict, attrs: dict) -> None:
         checks = [("model", "model"), ("workload_fingerprint", "workload (prompts, batch size, new tokens)"),
@@ -296,18 +321,23 @@ class Tuner:
         self.fail_stale_trials()
         self.enqueue_seeds()
         while self.finished_count() < self.settings.trials:
-            trial = self.study.ask()
-            measurement = self.run_trial(trial)
-            if measurement.status == "oom" and trial.user_attrs.get("role") == "baseline" \
-                    and not self.reference_path().exists():
-                where = "the --vram budget" if self.settings.vram else "memory"
-                raise SystemicFailureError(
-                    f"the baseline (trial {trial.number}) does not fit in {where}: {measurement.message}. "
-                    "Every trial is compared with it, so it must run" + (": raise --vram" if self.settings.vram else ""))
-            if measurement.status in TRANSIENT:
-                self.stop_if_systemic(trial, measurement)
+            self.step()
         self.fail_stale_trials(wait=True)
         return self.study
+
+    def step(self) -> Measurement:
+        """Ask for one trial, run it, and stop the study if it shows that nothing can progress."""
+        trial = self.study.ask()
+        measurement = self.run_trial(trial)
+        if measurement.status == "oom" and trial.user_attrs.get("role") == "baseline" \
+                and not self.reference_path().exists():
+            where = "the --vram budget" if self.settings.vram else "memory"
+            raise SystemicFailureError(
+                f"the baseline (trial {trial.number}) does not fit in {where}: {measurement.message}. "
+                "Every trial is compared with it, so it must run" + (": raise --vram" if self.settings.vram else ""))
+        if measurement.status in TRANSIENT:
+            self.stop_if_systemic(trial, measurement)
+        return measurement
 
     def stop_if_systemic(self, trial: optuna.Trial, measurement: Measurement) -> None:
         """The study cannot make progress when its baseline fails, or when the first
@@ -355,7 +385,7 @@ class Tuner:
             elif self.over_budget(estimate) and role != "baseline":
                 measurement = Measurement.failed("oom", "over_budget", over_budget_message(estimate, s.vram))
             else:
-                duplicate_of, measurement = self.earlier_measurement(candidate)
+                duplicate_of, measurement = self.earlier_measurement(candidate, trial)
                 if measurement is None:
                     try:
                         measurement = self.launch(trial.number, role, candidate)
@@ -425,9 +455,11 @@ class Tuner:
             return False
         return self.settings.vram is not None and estimate is not None and estimate.total > self.settings.vram
 
-    def earlier_measurement(self, candidate: Candidate) -> tuple[int | None, Measurement | None]:
+    def earlier_measurement(self, candidate: Candidate, trial: optuna.Trial | None = None
+                            ) -> tuple[int | None, Measurement | None]:
         """A finished trial of the same effective configuration, whose result is reused (not re-measured):
-        a COMPLETE one, or the last FAIL of a configuration that has used up its retries."""
+        a COMPLETE one, or the last FAIL of a configuration that has used up its retries. Its result file,
+        or, where another host measured it, the figures recorded in the trial."""
         key = candidate.key()
         same = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
                 if t.user_attrs.get("candidate_key") == key and t.user_attrs.get("duplicate_of") is None]
@@ -435,7 +467,7 @@ class Tuner:
         failed = [t for t in same if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "interrupted"]
         earlier = complete[:1] or (failed[-1:] if len(failed) > self.settings.max_retry else [])
         for t in earlier:
-            record = self.records().load(t.number)
+            record = self.records().load(t.number) or (t.user_attrs if "status" in t.user_attrs else None)
             if record is not None:
                 return t.number, Measurement.from_dict(record)
         return None, None

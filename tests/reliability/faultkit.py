@@ -19,11 +19,31 @@ DATA = ROOT / "tests" / "data"
 FAULT_ENV = {"AUTOTUNE_ALLOW_FAULTS": "1"}
 
 
-def search_command(trials: int, *extra: str, study: str = "r") -> list[str]:
-    return [sys.executable, "-m", "autotune.cli", "search", "--model", str(MODEL), "--device", "cpu",
+def search_command(trials: int, *extra: str, study: str = "r", command: tuple = ("search",)) -> list[str]:
+    return [sys.executable, "-m", "autotune.cli", *command, "--model", str(MODEL), "--device", "cpu",
             "--study", study, "--trials", str(trials), "--space", str(DATA / "small_space.yaml"),
             "--prompts", str(DATA / "one_prompt.jsonl"), "--max-new-tokens", "4", "--repeats", "1",
             "--warmup", "0", "--confirm", "0", "--heartbeat-interval", "1", "--grace-period", "3", *extra]
+
+
+def create_command(storage: str, trials: int, *extra: str) -> list[str]:
+    """`autotune study create` of the quick study, on `storage`."""
+    return search_command(trials, "--storage", storage, *extra, command=("study", "create"))
+
+
+def worker_command(storage: str, *extra: str, study: str = "r") -> list[str]:
+    return [sys.executable, "-m", "autotune.cli", "worker", "--study", study, "--storage", storage, *extra]
+
+
+def start_all(commands: list[list[str]], workdir: Path, faults: str = "") -> list[subprocess.Popen]:
+    """Start processes in the same moment; their output is collected by `finish_all`."""
+    return [subprocess.Popen(c, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=environment(faults)) for c in commands]
+
+
+def finish_all(procs: list[subprocess.Popen], timeout: float = 900) -> list[tuple[int, str]]:
+    outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+    return [(p.returncode, output) for p, output in zip(procs, outputs)]
 
 
 def environment(faults: str = "", **extra) -> dict:

@@ -1,0 +1,402 @@
+"""Several workers on one study: `autotune study create`, `autotune worker`, `autotune search --gpus`.
+
+A worker is the study's loop (autotune.study.Tuner) run by one process per GPU, on one host or many,
+against one shared storage (../shared/RELIABILITY.md R12-R15):
+
+- `create_study` makes the study once, with everything a worker needs recorded in it (settings, search
+  space, workload, device) and the baseline and the seed recipe enqueued; workers need only its name and
+  storage, and one that finds no study says to create it.
+- `StudyWorker` joins it and runs trials until the study's total budget is reached over all workers
+  (Optuna's `MaxTrialsCallback(n, states=None)` rule: every trial counts, whatever its state), with
+  heartbeats on RDB storage so that a dead worker's trial is failed and retried by another.
+- Each worker waits for the study's one baseline instead of measuring its own: the reference is shared
+  through the study (a user attribute per machine), so a worker on another host fetches it; a candidate
+  that another worker is measuring right now is waited for and reused (`duplicate_of`), not measured twice.
+- `run_local_workers` starts one worker process per device on this host (each sees one device through
+  CUDA_VISIBLE_DEVICES) and watches them: with a journal file there are no heartbeats, so a worker that
+  dies has its running trial failed and retried by the parent, and is restarted.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from autotune.candidate import Candidate
+from autotune.environment import fingerprint
+from autotune.errors import InputError, StorageUnavailableError, SystemicFailureError, WorkerExitError
+from autotune.measurement import Measurement
+from autotune.space import SearchSpace
+from autotune.storage import is_shareable, storage_for
+from autotune.study import CONFIG_ATTR, SearchSettings, Tuner
+
+WORKER_ATTR = "worker"  # trial user attr: which worker runs it ({host, pid, gpu})
+REFERENCE_ATTR = "baseline_reference:"  # study user attr prefix, + machine fingerprint: the reference file, base64
+POLL_S = 1.0
+OUTAGE_RETRY_S = 2.0
+CONFIG_EXIT_CODES = (2, 3, 4, 5)  # a worker that stopped for these would stop again: not restarted
+
+
+# ---- the study, made once ------------------------------------------------------------------------
+
+class StudyCreator(Tuner):
+    """Makes the study and enqueues its seeds, once: of several `study create` started at the same time,
+    only the one that made the study enqueues the baseline; the others find it, with the same settings."""
+
+    created = False
+
+    def create_or_load(self, storage: optuna.storages.BaseStorage) -> optuna.Study:
+        try:
+            study = optuna.create_study(study_name=self.settings.study_name, storage=storage,
+                                        sampler=self.sampler(), direction="maximize")
+            self.created = True
+            return study
+        except optuna.exceptions.DuplicatedStudyError:
+            return optuna.load_study(study_name=self.settings.study_name, storage=storage, sampler=self.sampler())
+
+
+def create_study(settings: SearchSettings, report: Callable[..., None] | None = None) -> StudyCreator:
+    """`autotune study create`: the study with its settings recorded and its seeds enqueued. Running it
+    again with the same settings changes nothing; with other settings it is refused (StudyMismatchError)."""
+    creator = StudyCreator(settings, report)
+    creator.prepare()
+    if creator.created or settings.new_study:
+        creator.enqueue_seeds()
+    return creator
+
+
+def recorded_settings(study_name: str, storage_url: str, **changes) -> SearchSettings:
+    """The settings a study was made with (by `study create` or `search`), for a worker that joins it."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage_for(storage_url, heartbeat_interval=None))
+    except KeyError:
+        raise InputError(f"no study named {study_name!r} in {storage_url}: create it first with "
+                         f"'autotune study create --study {study_name} --storage {storage_url} --model ...' "
+                         "(and the search options), then start the workers") from None
+    attrs = study.user_attrs.get(CONFIG_ATTR) or {}
+    if "settings" not in attrs:
+        raise InputError(f"study {study_name!r} in {storage_url} records no autotune settings (it was made by "
+                         "another tool or an older autotune): create a new one with 'autotune study create'")
+    return SearchSettings.from_dict(attrs["settings"], study_name=study_name, storage=storage_url,
+                                    new_study=False, **changes)
+
+
+# ---- one worker ----------------------------------------------------------------------------------
+
+def worker_identity(gpu: str | None = None) -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "gpu": gpu}
+
+
+class StudyWorker(Tuner):
+    """A Tuner that joins a study made beforehand and shares it with other workers."""
+
+    def __init__(self, settings: SearchSettings, report: Callable[..., None] | None = None,
+                 gpu: str | None = None):
+        super().__init__(settings, report)
+        self.identity = worker_identity(gpu)
+        self.recorded: dict = {}
+
+    # ---- joining ---------------------------------------------------------------------------------
+
+    def base_space(self) -> SearchSpace:
+        """The space the study was made with (recorded in it), not a file that may exist on one host only."""
+        study = optuna.load_study(study_name=self.settings.study_name,
+                                  storage=storage_for(self.settings.storage_url, heartbeat_interval=None))
+        self.recorded = study.user_attrs[CONFIG_ATTR]
+        return SearchSpace.from_dict(self.recorded["space"])
+
+    def create_or_load(self, storage: optuna.storages.BaseStorage) -> optuna.Study:
+        return optuna.load_study(study_name=self.settings.study_name, storage=storage, sampler=self.sampler())
+
+    def sampler(self) -> optuna.samplers.BaseSampler:
+        """TPE with the constant liar (running trials count as bad ones, so parallel workers spread out),
+        seeded differently in every worker: the same seed everywhere would propose the same points."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(constant_liar=True, seed=None)
+
+    # ---- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> optuna.Study:
+        """Run trials until the study's total budget is reached over all its workers; trials enqueued
+        (retries) are still run, so none is left WAITING."""
+        if self.study is None:
+            self.prepare()
+        self.reconcile()
+        self.fail_stale_trials()
+        while True:
+            if self.budget_reached() and not self.waiting():
+                self.fail_stale_trials(wait=True)  # a dead worker's trial: failed and its retry enqueued
+                if not self.waiting():
+                    return self.study
+            self.step()
+
+    def budget_reached(self) -> bool:
+        """Optuna's MaxTrialsCallback(n, states=None) rule: every trial of the study counts, whichever
+        worker runs it. Workers that check at the same moment may each start one more (at most n +
+        workers - 1 in all)."""
+        return len(self.study.get_trials(deepcopy=False)) >= self.settings.trials
+
+    def waiting(self) -> list:
+        return self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+
+    def run_trial(self, trial: optuna.Trial) -> Measurement:
+        trial.set_user_attr(WORKER_ATTR, self.identity)
+        return super().run_trial(trial)
+
+    # ---- not measuring twice -------------------------------------------------------------------------
+
+    def earlier_measurement(self, candidate: Candidate, trial: optuna.Trial | None = None
+                            ) -> tuple[int | None, Measurement | None]:
+        """As for one worker, and also: the same configuration running now in an earlier trial of another
+        worker is waited for, then reused."""
+        if trial is not None:
+            trial.set_user_attr("candidate_key", candidate.key())  # seen by the other workers from now on
+            self.wait_for_same_running(candidate.key(), trial.number)
+        return super().earlier_measurement(candidate, trial)
+
+    def wait_for_same_running(self, key: str, number: int) -> None:
+        deadline = time.monotonic() + self.settings.trial_timeout + self.settings.grace_period
+        told = False
+        while time.monotonic() < deadline:
+            same = [t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                    if t.number < number and t.user_attrs.get("candidate_key") == key]
+            if not same:
+                return
+            if not told:
+                told = True
+                self.report("waiting_same", number=number, other=same[0])
+            time.sleep(POLL_S)
+            self.fail_stale_trials()  # a dead worker's trial is not waited for
+
+    # ---- the one baseline ------------------------------------------------------------------------
+
+    @property
+    def machine(self) -> str:
+        return fingerprint(self.environment)
+
+    def launch(self, number: int, role: str, candidate: Candidate, job_name: str | None = None) -> Measurement:
+        if role != "baseline":
+            self.wait_for_reference(number)
+        return super().launch(number, role, candidate, job_name)
+
+    def wait_for_reference(self, number: int) -> None:
+        """A candidate is compared with the study's baseline: wait until it is measured (by whichever worker
+        took trial 0), taking its reference from the study when this host has no copy."""
+        deadline = time.monotonic() + self.settings.trial_timeout + self.settings.grace_period
+        told = False
+        while not self.reference_path().exists() and not self.fetch_reference():
+            self.stop_if_baseline_failed()
+            if time.monotonic() > deadline:
+                return  # launch() records the missing reference as this trial's failure
+            if not told:
+                told = True
+                self.report("waiting_baseline", number=number)
+            time.sleep(POLL_S)
+            self.fail_stale_trials()
+
+    def fetch_reference(self) -> bool:
+        encoded = self.study._storage.get_study_user_attrs(self.study._study_id).get(REFERENCE_ATTR + self.machine)
+        if encoded is None:
+            return False
+        path = self.reference_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+        partial.write_bytes(base64.b64decode(encoded))
+        partial.replace(path)
+        self.report("fetched_baseline", path=str(path))
+        return True
+
+    def publish_reference(self) -> None:
+        self.study.set_user_attr(REFERENCE_ATTR + self.machine,
+                                 base64.b64encode(self.reference_path().read_bytes()).decode("ascii"))
+
+    def stop_if_baseline_failed(self) -> None:
+        baselines = [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("role") == "baseline"]
+        if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in baselines):
+            return
+        if any(t.state == TrialState.COMPLETE and t.user_attrs.get("status") == "ok" for t in baselines):
+            return  # measured: its reference is on its way
+        last = baselines[-1] if baselines else None
+        raise SystemicFailureError(
+            "the study's baseline " + (f"(trial {last.number}) failed ({last.user_attrs.get('failure_kind')}: "
+                                       f"{last.user_attrs.get('message')})" if last else "was never enqueued")
+            + ", so nothing can be compared with it: check the model and device, then make the study again "
+            "with 'autotune study create --new-study'")
+
+    def record(self, trial: optuna.Trial, candidate: Candidate, m: Measurement, duplicate_of: int | None) -> None:
+        """Write the measurement, then tell the study; a storage outage (a database server restarting) is
+        outlasted: the result is on disk already, and the tell is tried again until the server is back."""
+        outlast_outage(lambda: super(StudyWorker, self).record(trial, candidate, m, duplicate_of),
+                       self.settings.trial_timeout, lambda: self.report("storage_down", number=trial.number))
+        if trial.user_attrs.get("role") == "baseline" and m.ok and self.reference_path().exists():
+            outlast_outage(self.publish_reference, self.settings.trial_timeout, lambda: None)
+
+
+def storage_unavailable(exc: BaseException) -> bool:
+    """An error of a storage that cannot be reached (not a wrong request)."""
+    import sqlalchemy.exc
+
+    return isinstance(exc, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
+                            sqlalchemy.exc.InterfaceError))
+
+
+def outlast_outage(action: Callable[[], None], limit_s: float, on_outage: Callable[[], None]) -> None:
+    """Run `action`, again every few seconds while the storage cannot be reached, for at most `limit_s`;
+    then StorageUnavailableError (the measurement is on disk: `autotune reconcile` imports it later)."""
+    deadline = time.monotonic() + limit_s
+    told = False
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if not storage_unavailable(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise StorageUnavailableError(
+                    f"the storage could not be reached for {limit_s:g} s ({type(exc).__name__}); the measurement "
+                    "is saved under the study's results/: once the storage is back, start the worker again or "
+                    "run 'autotune reconcile' to import it") from None
+            if not told:
+                told = True
+                on_outage()
+            time.sleep(OUTAGE_RETRY_S)
+
+
+def join_study(study_name: str, storage_url: str, root: str = "studies", gpu: str | None = None,
+               report: Callable[..., None] | None = None, **changes) -> StudyWorker:
+    """`autotune worker`: a worker for a study made by `autotune study create`."""
+    settings = recorded_settings(study_name, storage_url, root=root, **changes)
+    worker = StudyWorker(settings, report, gpu=gpu)
+    worker.prepare()
+    return worker
+
+
+# ---- several workers on this host (search --gpus) ------------------------------------------------
+
+def parse_gpus(text: str) -> tuple[str, ...]:
+    gpus = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not gpus or len(set(gpus)) != len(gpus) or not all(g.isdigit() for g in gpus):
+        raise InputError(f"--gpus takes distinct device indices separated by commas (0,1,2,3), got {text!r}")
+    return gpus
+
+
+def shared_storage_url(storage: str | None, root: str, study_name: str, workers: int) -> str:
+    """Where the workers of `search --gpus` meet: the given PostgreSQL URL (or journal file), by default a
+    journal file beside the study's folder. SQLite is refused for more than one worker."""
+    url = storage or str(Path(root) / f"{study_name}.log")
+    if workers > 1 and not is_shareable(url):
+        raise InputError(f"{workers} workers cannot share the SQLite storage {url}: SQLite is not made for "
+                         "parallel optimization (Optuna's own advice). Give a PostgreSQL URL "
+                         "(--storage postgresql://user:password@host/db), or leave --storage out for a "
+                         f"journal file ({Path(root) / (study_name + '.log')}) that workers on this host share")
+    return url
+
+
+@dataclass
+class LocalWorker:
+    gpu: str
+    proc: subprocess.Popen
+    restarts: int = 0
+
+
+def worker_command(study_name: str, storage_url: str, root: str, gpu: str) -> list[str]:
+    return [sys.executable, "-m", "autotune.cli", "worker", "--study", study_name, "--storage", storage_url,
+            "--root", root, "--gpu", gpu]
+
+
+def start_worker(study_name: str, storage_url: str, root: str, gpu: str,
+                 report: Callable[..., None]) -> subprocess.Popen:
+    """One worker process; its output comes back line by line as `worker_line` events."""
+    proc = subprocess.Popen(worker_command(study_name, storage_url, root, gpu), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def forward():
+        for line in proc.stdout:
+            report("worker_line", gpu=gpu, line=line.rstrip("\n"))
+
+    threading.Thread(target=forward, daemon=True, name=f"worker-{gpu}-output").start()
+    report("worker_started", gpu=gpu, pid=proc.pid)
+    return proc
+
+
+def fail_trials_of(study: optuna.Study, pid: int, max_retry: int) -> list[int]:
+    """Fail the RUNNING trials of a worker process of this host that died, and enqueue their retries (what
+    heartbeats do on RDB storage; a journal file has none)."""
+    host = socket.gethostname()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        who = t.user_attrs.get(WORKER_ATTR) or {}
+        if who.get("host") != host or who.get("pid") != pid:
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, "failure_kind", "worker_died")
+        try:
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, study._storage.get_trial(t._trial_id))
+        failed.append(t.number)
+    return failed
+
+
+def run_local_workers(settings: SearchSettings, gpus: tuple[str, ...], report: Callable[..., None],
+                      max_restarts: int = 2) -> None:
+    """Start one worker per device on the study (made already), watch them until all have stopped. A worker
+    that died has its trial failed and retried and is restarted (at most `max_restarts` times); one that
+    stopped for its input or a systemic failure is not. Raises WorkerExitError if any stopped that way."""
+    url, study_name, root = settings.storage_url, settings.study_name, settings.root
+    study = optuna.load_study(study_name=study_name, storage=storage_for(url, heartbeat_interval=None))
+    workers = [LocalWorker(gpu, start_worker(study_name, url, root, gpu, report)) for gpu in gpus]
+    stopped: dict[str, int] = {}
+    try:
+        while len(stopped) < len(workers):
+            for w in workers:
+                code = w.proc.poll()
+                if code is None or w.gpu in stopped:
+                    continue
+                failed = fail_trials_of(study, w.proc.pid, settings.max_retry)
+                report("worker_stopped", gpu=w.gpu, code=code, failed=failed)
+                unfinished = len(study.get_trials(deepcopy=False)) < settings.trials or \
+                    study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                if code not in (0, *CONFIG_EXIT_CODES) and unfinished and w.restarts < max_restarts:
+                    w.proc, w.restarts = start_worker(study_name, url, root, w.gpu, report), w.restarts + 1
+                else:
+                    stopped[w.gpu] = code
+            time.sleep(0.2)
+    except BaseException:  # Ctrl-C, SIGTERM: the workers stop too (they mark their trials failed)
+        stop_workers(workers)
+        raise
+    bad = {gpu: code for gpu, code in stopped.items() if code != 0}
+    if bad:
+        code = next((c for c in bad.values() if c in CONFIG_EXIT_CODES), 1)
+        raise WorkerExitError(f"worker(s) stopped with an error: {', '.join(f'gpu {g}: exit {c}' for g, c in bad.items())}"
+                              "; their output is above. Rerun the same command to resume the study", code)
+
+
+def stop_workers(workers: list[LocalWorker], grace_s: float = 30.0) -> None:
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for w in workers:
+        try:
+            w.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.proc.kill()

@@ -1,0 +1,61 @@
+"""autotune.workers without processes: what a study records for its workers, and the input they refuse."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from support import ROOT
+
+from autotune.cli import main
+from autotune.errors import InputError
+from autotune.space import SearchSpace
+from autotune.storage import is_journal, is_shareable, with_driver
+from autotune.study import SearchSettings
+from autotune.workers import parse_gpus, shared_storage_url
+from autotune.workload import Workload
+
+
+def test_settings_round_trip_through_json():
+    settings = SearchSettings(model="/m", workload=Workload(prompts=("a", "b"), max_new_tokens=4), study_name="s",
+                              trials=12, vram=2**30, faults=(("1", "hang"),))
+    assert SearchSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    assert SearchSettings.from_dict(settings.to_dict(), root="elsewhere").root == "elsewhere"
+
+
+@pytest.mark.parametrize("name", ["default", str(ROOT / "tests" / "data" / "small_space.yaml")])
+def test_a_recorded_space_is_the_same_space(name):
+    space = SearchSpace.load(name).for_environment("cpu", batch_size=1, assistant=None, has_bf16=True,
+                                                   has_flash_attn=False, has_flex_attention=True)
+    again = SearchSpace.from_dict(json.loads(json.dumps(space.to_dict())))
+    assert again.fingerprint() == space.fingerprint() and again.to_dict() == space.to_dict()
+
+
+def test_gpus_option():
+    assert parse_gpus("0,1, 3") == ("0", "1", "3")
+    for bad in ("", "0,0", "a,b", "-1"):
+        with pytest.raises(InputError, match="--gpus takes distinct device indices"):
+            parse_gpus(bad)
+
+
+def test_storages_several_workers_may_share():
+    assert shared_storage_url(None, "studies", "s", 4) == "studies/s.log" and is_journal("studies/s.log")
+    assert shared_storage_url("postgresql://u:p@h/db", "studies", "s", 4) == "postgresql://u:p@h/db"
+    assert shared_storage_url("sqlite:///x.db", "studies", "s", 1) == "sqlite:///x.db"
+    with pytest.raises(InputError, match="SQLite is not made for parallel optimization"):
+        shared_storage_url("sqlite:///x.db", "studies", "s", 2)
+    assert not is_shareable("sqlite:///x.db") and is_shareable("postgresql://h/db")
+    assert with_driver("postgresql://u@h/db") in ("postgresql+psycopg://u@h/db", "postgresql://u@h/db")
+
+
+def test_a_worker_without_a_study_says_to_create_it(tmp_path):
+    result = CliRunner().invoke(main, ["worker", "--study", "nope", "--storage", str(tmp_path / "s.log")])
+    assert result.exit_code == 2 and "autotune study create --study nope" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_search_refuses_several_workers_on_sqlite(tmp_path, bundled_model):
+    result = CliRunner().invoke(main, ["search", "--model", str(bundled_model), "--device", "cpu", "--gpus", "0,1",
+                                       "--storage", f"sqlite:///{tmp_path}/x.db"])
+    assert result.exit_code == 2 and "SQLite is not made for parallel optimization" in result.output
