@@ -494,6 +494,8 @@ def worker(study_name, storage, gpu, root, quiet):
             raise SystemExit(130)
         console.print(f"the study's budget of {w.settings.trials} trials is reached")
 
+    run_guarded(action)
+
 
 # ---- show, report, dashboard ---------------------------------------------------------------------
 

@@ -420,7 +420,8 @@ class Tuner:
         def on_phase(phase: str) -> None:
             self.report("phase", number=number, role=role, phase=phase, best=self.best_value())
 
-        return launch(job, job_dir, s.trial_timeout, env=env, on_phase=on_phase)
+        # phases of trials only: a confirmation run (job_name) is reported as a whole by confirm_best
+        return launch(job, job_dir, s.trial_timeout, env=env, on_phase=None if job_name else on_phase)
 
     # ---- the memory budget (autotune.memory) -------------------------------------------------------
     # Every trial gets a pre-launch estimate; with --vram, a candidate estimated over the budget is recorded
