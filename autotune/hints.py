@@ -61,14 +61,21 @@ def apply_compile(model, generation_config, hint: dict | None) -> None:
         generation_config.compile_config = CompileConfig(mode=hint["mode"], fullgraph=hint["fullgraph"])
 
 
+def decode_loop_for(model, hint: dict, max_cache_len: int | None = None):
+    """The StaticDecodeLoop a decode-loop hint describes (the worker's and load_preset's alike)."""
+    from autotune.decode_loop import StaticDecodeLoop
+
+    return StaticDecodeLoop(model, max_cache_len, compile_mode=hint["mode"], fullgraph=hint["fullgraph"],
+                            offloading=hint.get("offloading", False))
+
+
 def apply_decode_loop(model, hint: dict | None, max_cache_len: int | None = None):
     """Make `model.generate` run the static decode loop (no change without a hint). Returns the loop."""
     if not hint:
         return None
-    from autotune.decode_loop import StaticDecodeLoop, UnsupportedGeneration
+    from autotune.decode_loop import UnsupportedGeneration
 
-    loop = StaticDecodeLoop(model, max_cache_len, compile_mode=hint["mode"], fullgraph=hint["fullgraph"],
-                            offloading=hint.get("offloading", False))
+    loop = decode_loop_for(model, hint, max_cache_len)
     plain_generate = model.generate
     loop_kwargs = {"input_ids", "attention_mask", "generation_config", "streamer"}
 

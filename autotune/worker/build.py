@@ -128,11 +128,6 @@ def build(model_id: str, candidate: Candidate, workload: Workload, device: str) 
     if candidate.cache_implementation in STATIC_CACHES:
         max_cache_len = static_cache_length(tokenizer, workload, candidate.pad_to_multiple_of)
     config = generation_config_for(model, candidate, workload, tokenizer.pad_token_id, max_cache_len)
-    loop = None
     hint = candidate.runtime().get("decode_loop")
-    if hint:
-        from autotune.decode_loop import StaticDecodeLoop
-
-        loop = StaticDecodeLoop(model, max_cache_len, compile_mode=hint["mode"], fullgraph=hint["fullgraph"],
-                                offloading=hint["offloading"])
+    loop = hints.decode_loop_for(model, hint, max_cache_len) if hint else None
     return Built(model, tokenizer, config, assistant, candidate, device, load_s, max_cache_len, loop)
