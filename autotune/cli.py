@@ -124,6 +124,9 @@ def trials_table(study) -> Table:
 @click.option("--confirm", type=int, default=3, show_default=True,
               help="Re-measure the best configuration this many times in fresh processes (stability check).")
 @click.option("--max-retry", type=int, default=1, show_default=True, help="Retries of a trial that crashed, hung or errored.")
+@click.option("--early-stop", type=float, default=0.5, show_default=True,
+              help="Stop a trial after its first timed pass when it runs under this fraction of the best decode "
+                   "tok/s so far (it is PRUNED: it cannot win); 0: run every trial to the end.")
 @click.option("--max-initial-failures", type=int, default=3, show_default=True,
               help="Stop the study when this many trials after the baseline failed and none ran.")
 @click.option("--heartbeat-interval", type=int, default=10, show_default=True, help="Seconds between heartbeats of a running trial.")
@@ -138,28 +141,17 @@ def trials_table(study) -> Table:
                              "studies/<study>.log. A SQLite --storage is refused for more than one.")
 def search(model, study_name, trials, device, storage, space, prompts, batch_size, max_new_tokens, assistant,
            min_agreement, sampling, sampling_seed, vram, seed, trial_timeout, repeats, warmup, out, root,
-           new_study, confirm, max_retry, max_initial_failures, heartbeat_interval, grace_period, quiet,
+           new_study, confirm, max_retry, early_stop, max_initial_failures, heartbeat_interval, grace_period, quiet,
            json_progress, gpus):
-    from autotune.study import SearchSettings, Tuner, default_study_name
-    from autotune.workload import Workload
+    from autotune.study import Tuner
 
     terminate_on_sigterm()
+    options = click.get_current_context().params
     if gpus:
-        return search_on_gpus(click.get_current_context().params)
+        return search_on_gpus(options)
 
     def action():
-        budget = budget_option(vram, device)
-        settings_kw = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, sampling=sampling,
-                           seed=sampling_seed)
-        workload = Workload.from_file(prompts, **settings_kw) if prompts else Workload.default(**settings_kw)
-        settings = SearchSettings(
-            model=model, workload=workload, study_name=study_name or default_study_name(model), trials=trials,
-            space=space, device=device, storage=storage, root=root, assistant=assistant,
-            min_agreement=min_agreement, seed=seed, trial_timeout=trial_timeout, repeats=repeats, warmup=warmup,
-            new_study=new_study, confirm=confirm, max_retry=max_retry,
-            max_initial_failures=max_initial_failures, heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period, command=shlex.join(["autotune", *sys.argv[1:]]), faults=_test_faults(),
-            vram=budget)
+        settings = settings_from_options(options)
         out_console = err_console if json_progress else console
         report = JsonProgress() if json_progress else Progress(console, quiet)
         tuner = Tuner(settings, report=report)
@@ -390,7 +382,8 @@ def settings_from_options(options: dict, storage: str | None = None):
         trials=o["trials"], space=o["space"], device=o["device"], storage=storage or o["storage"], root=o["root"],
         assistant=o["assistant"], min_agreement=o["min_agreement"], seed=o["seed"],
         trial_timeout=o["trial_timeout"], repeats=o["repeats"], warmup=o["warmup"], new_study=o["new_study"],
-        confirm=o["confirm"], max_retry=o["max_retry"], max_initial_failures=o["max_initial_failures"],
+        confirm=o["confirm"], max_retry=o["max_retry"], early_stop=o["early_stop"],
+        max_initial_failures=o["max_initial_failures"],
         heartbeat_interval=o["heartbeat_interval"], grace_period=o["grace_period"],
         command=shlex.join(["autotune", *sys.argv[1:]]), faults=_test_faults(),
         vram=budget_option(o["vram"], o["device"]))

@@ -1,8 +1,9 @@
 """Measurement: what one trial's worker returns, and how it is kept on disk.
 
 A worker never raises across the process boundary: it writes a Measurement whose `status` says what
-happened (`ok`, `oom`, `unsupported`, `error`, `timeout`, `crash`) and, when it failed, a `failure_kind`
-and the tail of the traceback or stderr.
+happened (`ok`, `oom`, `unsupported`, `error`, `timeout`, `crash`, or `stopped` for a trial stopped early
+because it clearly could not beat the best so far) and, when it failed, a `failure_kind` and the tail of the
+traceback or stderr.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-STATUSES = ("ok", "oom", "unsupported", "error", "timeout", "crash")
+STATUSES = ("ok", "oom", "unsupported", "error", "timeout", "crash", "stopped")
 # Statuses that say the configuration cannot run within its limits: data for the sampler (COMPLETE with a
 # violated constraint), not an accident of the run (FAIL).
 INFEASIBLE_STATUSES = ("oom", "unsupported")
@@ -57,6 +58,9 @@ class Measurement:
     # False for random-weight models: their text is degenerate, their agreement figures prove nothing
     equivalence_meaningful: bool = True
     max_cache_len: int | None = None  # the static cache's length (longest padded prompt + new tokens)
+    # Early stopping (status "stopped"): {"after": "warm-up" | "pass 1", "tokens_per_s": what that pass ran
+    # at, "threshold": the tok/s under which a trial stops}. The trial is PRUNED in Optuna.
+    stopped_early: dict | None = None
     runs: tuple = ()  # per-repeat figures, for inspection
     environment: dict = field(default_factory=dict)
     pid: int | None = None
@@ -71,6 +75,10 @@ class Measurement:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def stopped(self) -> bool:
+        return self.status == "stopped"
 
     @property
     def infeasible(self) -> bool:

@@ -74,7 +74,8 @@ class Records:
         write_atomic(result_path(self.study_dir, number), json.dumps(record, sort_keys=True, indent=1))
 
     def tell(self, trial: optuna.Trial, candidate: Candidate, m: Measurement, duplicate_of: int | None) -> None:
-        """Tell Optuna: COMPLETE with constraints for measured and infeasible trials; FAIL (and a retry
+        """Tell Optuna: COMPLETE with constraints for measured and infeasible trials; PRUNED for a trial
+        stopped early (its pass's tok/s as intermediate value); FAIL (and a retry
         with identical params, at most `max_retry` times) for transient failures."""
         for key, value in trial_attrs(candidate, m, duplicate_of).items():
             trial.set_user_attr(key, value)
@@ -82,6 +83,11 @@ class Records:
             for key, value in constraint_values(m, self.min_agreement).items():
                 trial.set_constraint(key, value)
             self.study.tell(trial, objective_value(m))
+            return
+        if m.stopped:  # early stopping: the one pass it ran is its intermediate value, for TPE to rank it
+            if m.decode_tokens_per_s is not None:
+                trial.report(m.decode_tokens_per_s, step=0)
+            self.study.tell(trial, state=TrialState.PRUNED)
             return
         self.study.tell(trial, state=TrialState.FAIL)
         if duplicate_of is None:

@@ -50,7 +50,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 CONFIG_ATTR = "autotune"
 STABILITY_ATTR = "stability"
 TRANSIENT = ("error", "timeout", "crash")
-STABLE_CV = 0.05  # coefficient of variation of re-measured decode tok/s under which a preset is stable
+STABLE_CV = 0.05
+EARLY_STOP = 0.5  # a trial under half the best so far cannot beat it, whatever noise its measurement has  # coefficient of variation of re-measured decode tok/s under which a preset is stable
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class SearchSettings:
     new_study: bool = False
     command: str | None = None
     vram: int | None = None  # memory budget in bytes (--vram); None: no budget
+    # Early stopping: a trial whose first timed pass runs under this fraction of the best feasible decode
+    # tok/s so far stops there (PRUNED, status "stopped"); 0 never stops a trial.
+    early_stop: float = EARLY_STOP
     # Test-only: (selector, fault) pairs (autotune.worker.faults); honoured by a worker only when its
     # environment has AUTOTUNE_ALLOW_FAULTS=1.
     faults: tuple = ()
@@ -96,6 +100,9 @@ class SearchSettings:
             raise InputError("--heartbeat-interval must be at least 1 s and --grace-period at least as long")
         if not self.study_name or "/" in self.study_name:
             raise InputError(f"--study must be a plain name (no '/'), got {self.study_name!r}")
+        if not 0 <= self.early_stop < 1:
+            raise InputError(f"--early-stop is a fraction of the best tok/s from 0 (never) to below 1, "
+                             f"got {self.early_stop}")
         if self.vram is not None and (not isinstance(self.vram, int) or self.vram <= 0):
             raise InputError(f"--vram must be a positive number of bytes, got {self.vram!r}")
 
@@ -411,7 +418,9 @@ class Tuner:
                   reference_path=str(self.reference_path().resolve()),
                   result_path=str(job_dir.resolve() / "result.json"),
                   repeats=s.repeats, warmup=s.warmup, trial_number=number,
-                  fault=None if job_name else fault_for(s.faults, number, candidate), budget_bytes=s.vram)
+                  fault=None if job_name else fault_for(s.faults, number, candidate), budget_bytes=s.vram,
+                  stop_below=None if job_name or role == "baseline" else self.stop_below(),
+                  judge_warmup=candidate.compile == "off")
         if role != "baseline" and not self.reference_path().exists():
             return Measurement.failed("error", "no_baseline", f"the baseline reference {self.reference_path()} "
                                       "is missing; start the study over with --new-study")
@@ -422,6 +431,14 @@ class Tuner:
 
         # phases of trials only: a confirmation run (job_name) is reported as a whole by confirm_best
         return launch(job, job_dir, s.trial_timeout, env=env, on_phase=None if job_name else on_phase)
+
+    def stop_below(self) -> float | None:
+        """Decode tok/s under which a trial stops early: `--early-stop` times the best so far (None: no
+        best yet, or early stopping off). Confirmation runs and the baseline always run to the end."""
+        best = self.best_value()
+        if not self.settings.early_stop or not best:
+            return None
+        return self.settings.early_stop * best
 
     # ---- the memory budget (autotune.memory) -------------------------------------------------------
     # Every trial gets a pre-launch estimate; with --vram, a candidate estimated over the budget is recorded
@@ -459,12 +476,12 @@ class Tuner:
     def earlier_measurement(self, candidate: Candidate, trial: optuna.Trial | None = None
                             ) -> tuple[int | None, Measurement | None]:
         """A finished trial of the same effective configuration, whose result is reused (not re-measured):
-        a COMPLETE one, or the last FAIL of a configuration that has used up its retries. Its result file,
+        a COMPLETE one (or one stopped early: PRUNED), or the last FAIL of a configuration that has used up its retries. Its result file,
         or, where another host measured it, the figures recorded in the trial."""
         key = candidate.key()
-        same = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+        same = [t for t in self.study.get_trials(deepcopy=False, states=FINISHED)
                 if t.user_attrs.get("candidate_key") == key and t.user_attrs.get("duplicate_of") is None]
-        complete = [t for t in same if t.state == TrialState.COMPLETE]
+        complete = [t for t in same if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         failed = [t for t in same if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "interrupted"]
         earlier = complete[:1] or (failed[-1:] if len(failed) > self.settings.max_retry else [])
         for t in earlier:

@@ -103,3 +103,50 @@ def test_random_weights_record_their_agreement_without_judging_it(settings):
     assert judged.constraints["top1_agreement"] > 0  # infeasible: 0.2 < 0.99
     assert not_judged.constraints["top1_agreement"] == 0 and not_judged.user_attrs["top1_agreement"] == 0.2
     assert not_judged.user_attrs["equivalence_meaningful"] is False
+
+
+def test_a_hopeless_trial_stops_after_one_pass_and_is_pruned(settings, monkeypatch):
+    """Early stopping: a configuration far slower than the best so far (the `slowgen` fault delays every
+    decoding step) stops after its first timed pass, is PRUNED with that pass's tok/s, is not compared, and
+    a repeat of it reuses the result."""
+    monkeypatch.setenv("AUTOTUNE_ALLOW_FAULTS", "1")
+    tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 3, "repeats": 3,
+                                    "faults": (("cache_implementation=static", "slowgen"),)}))
+    tuner.prepare()
+    tuner.enqueue_seeds()
+    static = tuner.space.params_of(Candidate(cache_implementation="static"))
+    tuner.study.enqueue_trial(static)
+    tuner.study.enqueue_trial(static)
+    baseline, slow, repeat = tuner.run().trials
+    assert baseline.state == TrialState.COMPLETE
+    assert slow.state == TrialState.PRUNED
+    a = slow.user_attrs
+    assert (a["status"], a["failure_kind"]) == ("stopped", "hopeless")
+    assert "stopped after the pass 1 pass" in a["message"]
+    assert a["top1_agreement"] is None  # not compared with the baseline
+    tok_s = slow.intermediate_values[0]
+    assert tok_s == a["decode_tokens_per_s"] and 0 < tok_s < 0.5 * baseline.value
+    record = tuner.records().load(slow.number)
+    assert record["stopped_early"]["after"] == "pass 1" and len(record["runs"]) == 1
+    assert record["stopped_early"]["threshold"] == pytest.approx(0.5 * baseline.value)
+    assert repeat.state == TrialState.PRUNED and repeat.user_attrs["duplicate_of"] == slow.number
+    assert tuner.best_value() == baseline.value
+
+
+def test_early_stop_zero_runs_every_trial_to_the_end(settings, monkeypatch):
+    monkeypatch.setenv("AUTOTUNE_ALLOW_FAULTS", "1")
+    tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 2, "repeats": 2, "early_stop": 0.0,
+                                    "faults": (("cache_implementation=static", "slowgen"),)}))
+    tuner.prepare()
+    tuner.enqueue_seeds()
+    tuner.study.enqueue_trial(tuner.space.params_of(Candidate(cache_implementation="static")))
+    baseline, slow = tuner.run().trials
+    assert slow.state == TrialState.COMPLETE and slow.user_attrs["status"] == "ok"
+    assert slow.value < 0.5 * baseline.value and slow.user_attrs["top1_agreement"] is not None
+
+
+def test_early_stop_must_be_a_fraction(settings):
+    from autotune.errors import InputError
+
+    with pytest.raises(InputError, match="--early-stop"):
+        SearchSettings(**{**settings.__dict__, "early_stop": 1.5})

@@ -75,7 +75,7 @@ def run(job: Job) -> Measurement:
     from autotune.worker import equivalence
     from autotune.worker.budget import BudgetTooSmall, cap_device_memory, judge_measured
     from autotune.worker.build import build
-    from autotune.worker.faults import inject
+    from autotune.worker.faults import inject, slow_generation
     from autotune.worker.measure import COMPILE_COUNTER, measure, memory_peaks
     from autotune.worker.phase import write_phase
 
@@ -92,17 +92,28 @@ def run(job: Job) -> Measurement:
         return Measurement.failed("oom", "over_budget", str(exc), environment=env)
     on_phase("load")
     built = build(job.model, job.candidate, job.workload, job.device)
+    slow_generation(built, job.fault)
     with built.runtime_context():
         if job.device == "cuda":
             from autotune.worker.contention import ContentionWatch
 
             with ContentionWatch() as watch:
-                figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup, on_phase=on_phase)
+                figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup, on_phase=on_phase,
+                                  stop_below=job.stop_below, judge_warmup=job.judge_warmup)
             if watch.reason:  # not a valid measurement of this configuration: FAIL, retried
                 return Measurement.failed("error", "contended", watch.reason, environment=env, load_s=built.load_s)
         else:
-            figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup, on_phase=on_phase)
+            figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup, on_phase=on_phase,
+                              stop_below=job.stop_below, judge_warmup=job.judge_warmup)
         continuations = figures.pop("continuations")
+        if figures.get("stopped_early"):  # clearly slower than the best so far: not compared, not judged
+            early = figures["stopped_early"]
+            message = (f"stopped after the {early['after']} pass: {early['tokens_per_s']:.1f} decode tok/s, under "
+                       f"{early['threshold']:.1f} (the best so far times --early-stop)")
+            stopped = Measurement(status="stopped", failure_kind="hopeless", message=message, load_s=built.load_s,
+                                  environment=env, max_cache_len=built.max_cache_len,
+                                  equivalence_meaningful=not models.is_random(job.model), **figures)
+            return judge_measured(stopped, job.budget_bytes, job.device)
         scores = {}
         if job.role != "benchmark":
             on_phase("compare")

@@ -14,6 +14,7 @@ import signal
 import time
 
 FAULTS = ("oom", "hang", "kill", "exit", "cuda_error", "error", "slowN (sleep N seconds, then run normally)",
+          "slowgen (every decoding step of every generate call takes 0.2 s longer: a hopeless configuration)",
           # real CUDA faults, on a GPU only:
           "cuda_oom (allocate more than the card has)", "cuda_assert (a device-side assert: an embedding index "
           "out of range)", "cuda_hang (a kernel that spins for hours, then a synchronize)")
@@ -33,6 +34,8 @@ def prescreen_disabled() -> bool:
 def inject(fault: str | None) -> None:
     if not fault or not allowed():
         return
+    if fault == "slowgen":
+        return  # applied to the built model: slow_generation
     if fault.startswith("slow"):
         time.sleep(float(fault[4:] or 30))
         return
@@ -92,3 +95,34 @@ def fault_for(spec: list[tuple[str, str]], number: int, candidate) -> str | None
         elif selector == str(number):
             return fault
     return None
+
+
+class SlowStreamer:
+    """Passes every decoding step's tokens on to `streamer` STEP_DELAY_S late."""
+
+    STEP_DELAY_S = 0.2
+
+    def __init__(self, streamer):
+        self.streamer = streamer
+        self.prompt_seen = False
+
+    def put(self, value):
+        if self.prompt_seen:
+            time.sleep(self.STEP_DELAY_S)
+        self.prompt_seen = True
+        self.streamer.put(value)
+
+    def end(self):
+        self.streamer.end()
+
+
+def slow_generation(built, fault: str | None) -> None:
+    """The `slowgen` fault: the built candidate generates as it should, but each step is late."""
+    if fault != "slowgen" or not allowed():
+        return
+    generate = built.generate
+
+    def slow_generate(inputs, streamer=None):
+        return generate(inputs, streamer=SlowStreamer(streamer) if streamer is not None else None)
+
+    built.generate = slow_generate

@@ -195,26 +195,44 @@ def memory_peaks(device: str) -> dict:
     return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
-def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1, on_phase=None) -> dict:
+def hopeless(summary: dict, stop_below: float | None) -> bool:
+    """A pass so slow that the trial clearly cannot beat the best so far (early stopping)."""
+    value = summary.get("decode_tokens_per_s")
+    return stop_below is not None and value is not None and value < stop_below
+
+
+def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1, on_phase=None,
+            stop_below: float | None = None, judge_warmup: bool = False) -> dict:
     """Warm up (compiling whatever compiles), then time `repeats` passes. Returns the figures and the
-    continuations of the first measured pass. `on_phase("warmup" | "measure")` is told as each begins."""
+    continuations of the first measured pass. `on_phase("warmup" | "measure")` is told as each begins.
+
+    Early stopping: when a timed pass runs under `stop_below` decode tok/s, no further pass is run and
+    the figures carry `stopped_early`. The first measured pass is judged, and the last warm-up pass too
+    when `judge_warmup` (for a candidate that compiles nothing, whose warm-up already runs at speed)."""
     on_phase = on_phase or (lambda phase: None)
     on_phase("warmup")
     started = time.perf_counter()
+    warm_timings = []
     for _ in range(warmup):
-        run_pass(built, workload)
+        _, warm_timings = run_pass(built, workload)
     warmup_s = time.perf_counter() - started
     phases = {"load_and_warmup": memory_peaks(built.device)}  # before the reset below: compilation is here
+    if judge_warmup and warm_timings and hopeless(summarize_pass(warm_timings), stop_below):
+        warm = summarize_pass(warm_timings)
+        return stopped_figures(warm, "warm-up", stop_below, warmup_s, phases, built.device)
     on_phase("measure")
 
     if built.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     passes, gaps, continuations = [], [], None
-    for _ in range(repeats):
+    for index in range(repeats):
         conts, timings = run_pass(built, workload)
         continuations = continuations if continuations is not None else conts
         passes.append(summarize_pass(timings))
         gaps += [gap for t in timings for gap in t.step_gaps]
+        if index == 0 and repeats > 1 and hopeless(passes[0], stop_below):
+            phases["measured"] = memory_peaks(built.device)
+            return stopped_figures(passes[0], "pass 1", stop_below, warmup_s, phases, built.device)
     peak, peak_kind = peak_memory(built.device)
     phases["measured"] = memory_peaks(built.device)
 
@@ -237,5 +255,26 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
         "generated_tokens": passes[0]["generated_tokens"],
         "runs": passes,
         "continuations": continuations,
+        "memory_phases": phases,
+    }
+
+
+def stopped_figures(summary: dict, after: str, stop_below: float, warmup_s: float, phases: dict,
+                    device: str) -> dict:
+    """The figures of a trial stopped early: the one pass that decided it, no continuations."""
+    peak, peak_kind = peak_memory(device)
+    return {
+        "stopped_early": {"after": after, "tokens_per_s": summary["decode_tokens_per_s"], "threshold": stop_below},
+        "decode_tokens_per_s": summary["decode_tokens_per_s"],
+        "e2e_tokens_per_s": summary["e2e_tokens_per_s"],
+        "ttft_s": summary["ttft_s"],
+        "peak_memory_bytes": peak,
+        "peak_memory_kind": peak_kind,
+        "warmup_s": warmup_s,
+        "recompiles": COMPILE_COUNTER.recompiles,
+        "repeats": 1 if after == "pass 1" else 0,
+        "generated_tokens": summary["generated_tokens"],
+        "runs": [summary],
+        "continuations": None,
         "memory_phases": phases,
     }

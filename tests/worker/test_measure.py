@@ -38,3 +38,20 @@ def test_static_cache_with_explicit_compile_measures_and_counts(bundled_model):
     assert figures["decode_tokens_per_s"] > 0 and figures["warmup_s"] > 0
     assert COMPILE_COUNTER.compiles > compiles_before  # the forward really was compiled
     assert isinstance(figures["recompiles"], int)
+
+
+def test_a_hopeless_pass_stops_the_measurement(bundled_model):
+    workload = Workload(prompts=("def add(a, b):\n",), max_new_tokens=4)
+    built = build(str(bundled_model), Candidate(), workload, "cpu")
+    full = measure(built, workload, repeats=2, warmup=1)
+    assert full.get("stopped_early") is None and len(full["runs"]) == 2
+
+    after_pass = measure(built, workload, repeats=3, warmup=1, stop_below=1e9)
+    assert after_pass["stopped_early"]["after"] == "pass 1" and len(after_pass["runs"]) == 1
+    assert after_pass["continuations"] is None and after_pass["decode_tokens_per_s"] > 0
+
+    after_warmup = measure(built, workload, repeats=3, warmup=1, stop_below=1e9, judge_warmup=True)
+    assert after_warmup["stopped_early"]["after"] == "warm-up" and after_warmup["repeats"] == 0
+
+    fast_enough = measure(built, workload, repeats=2, warmup=1, stop_below=1e-9, judge_warmup=True)
+    assert fast_enough.get("stopped_early") is None and len(fast_enough["runs"]) == 2
