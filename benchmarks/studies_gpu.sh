@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The GPU studies of issues 3, 4, 5 and 7, one after the other, through the CLI as a user runs them:
+#   a  random:gemma-2b, batch 1, 256 new tokens, --vram 24GB, 30 trials of the default space; the best
+#      configuration re-measured 3 times in fresh processes (R23); estimate vs peak of every trial (issue 4)
+#   b  the trained fixtures: codelm-12m with --assistant codelm-4m-draft, 20 trials, then study a's best
+#      configuration added to it (its agreement with the codelm-12m baseline)
+#   c  the decode loops at batch 1 and 8, 256 new tokens (benchmarks/knobs.py --loops)
+# On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
+#   export PYTHONPATH=$PWD/.gpu-site:$PWD
+#   bash benchmarks/studies_gpu.sh OUTDIR [a] [b] [c]
+# Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
+# To try the plumbing on a CPU (small models, few trials):
+#   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
+#     bash benchmarks/studies_gpu.sh /tmp/try a b
+set -u
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [b] [c]}
+shift
+parts=${*:-a b c}
+mkdir -p "$out/studies"
+out=$(cd "$out" && pwd)
+device=${DEVICE:-cuda}
+fixtures=${FIXTURES:-.fixtures}
+trials_a=${TRIALS_A:-30}
+trials_b=${TRIALS_B:-20}
+at() { python -m autotune.cli "$@"; }
+stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+enqueue_best_of() {  # enqueue the best feasible configuration of study $1 into study $2 (both under $out/studies)
+  python - "$1" "$2" "$out/studies" <<'EOF'
+import sys
+
+import optuna
+
+from autotune.candidate import Candidate
+from autotune.preset import best_feasible_trial
+from autotune.space import SearchSpace
+
+source, target, root = sys.argv[1:]
+best = best_feasible_trial(optuna.load_study(study_name=source, storage=f"sqlite:///{root}/{source}.db").trials)
+study = optuna.load_study(study_name=target, storage=f"sqlite:///{root}/{target}.db")
+space = SearchSpace.from_dict(study.user_attrs["autotune"]["space"])
+candidate = Candidate.from_json(best.user_attrs["candidate"])
+study.enqueue_trial(space.params_of(candidate), user_attrs={"enqueued_from": f"{source} trial {best.number}"})
+print(f"enqueued {source}'s best (trial {best.number}, {best.value:.1f} tok/s): {candidate.describe()}")
+EOF
+}
+
+for part in $parts; do
+  case $part in
+    a)
+      stamp "a: random:gemma-2b study"
+      at search --model "${MODEL_A:-random:gemma-2b}" --device "$device" --vram 24GB --trials "$trials_a" --batch-size 1 \
+        --max-new-tokens 256 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 240 --confirm 3 \
+        --study g24 --root "$out/studies" > "$out/a.log" 2>&1
+      stamp "a: exit $?"
+      at show --study g24 --storage "sqlite:///$out/studies/g24.db" > "$out/a-show.txt" 2>&1
+      ;;
+    b)
+      stamp "b: fixture study"
+      common=(--model "$fixtures/codelm-12m" --assistant "$fixtures/codelm-4m-draft" --device "$device" --max-new-tokens 64
+              --prompts benchmarks/data/four-prompts.jsonl --repeats 2 --trial-timeout 150 --confirm 0
+              --early-stop 0 --study fx --root "$out/studies")
+      at search "${common[@]}" --trials "$trials_b" > "$out/b.log" 2>&1
+      stamp "b: exit $?"
+      if [ -f "$out/studies/g24.db" ] && enqueue_best_of g24 fx >> "$out/b.log" 2>&1; then
+        at search "${common[@]}" --trials $((trials_b + 1)) >> "$out/b.log" 2>&1
+        stamp "b: with g24's best, exit $?"
+      fi
+      at show --study fx --storage "sqlite:///$out/studies/fx.db" > "$out/b-show.txt" 2>&1
+      ;;
+    c)
+      stamp "c: decode loops"
+      python benchmarks/knobs.py --device "$device" --loops --batch-sizes 1 8 --max-new-tokens 256 --budget-s 420 --timeout 200 \
+        --workdir "$out/knobs" --out "$out/c-loops.json" > "$out/c.log" 2>&1
+      stamp "c: exit $?"
+      ;;
+    *) echo "unknown part $part (a, b or c)"; exit 2 ;;
+  esac
+done
+stamp "done"
