@@ -128,7 +128,7 @@ def trials_table(study) -> Table:
               help="Stop a trial after its first timed pass when it runs under this fraction of the best decode "
                    "tok/s so far (it is PRUNED: it cannot win); 0: run every trial to the end.")
 @click.option("--max-initial-failures", type=int, default=3, show_default=True,
-              help="Stop the study when this many trials after the baseline failed and none ran.")
+              help="Stop the study when this many configurations after the baseline failed and none ran.")
 @click.option("--heartbeat-interval", type=int, default=10, show_default=True, help="Seconds between heartbeats of a running trial.")
 @click.option("--grace-period", type=int, default=60, show_default=True,
               help="Seconds without a heartbeat after which a running trial is considered dead.")

@@ -2,8 +2,9 @@
 and the GenerationConfig, and how it is applied to a loaded model. The worker and `load_preset` use the
 same functions, so a preset runs as its trial was measured.
 
-- `compile`: `{"api": "explicit", ...}` -> `model.forward = torch.compile(model.forward, mode, fullgraph)`
-  (the GenerationConfig carries `disable_compile=True` with it); `{"api": "generate", ...}` ->
+- `compile`: `{"api": "explicit", ...}` -> `model.forward = torch.compile(model.forward, mode, fullgraph)` for
+  the decode steps, the prefill eager (`compiled_decode_forward`; the GenerationConfig carries
+  `disable_compile=True` with it); `{"api": "generate", ...}` ->
   `generation_config.compile_config = CompileConfig(mode, fullgraph)`, for generate()'s own compile.
 - `decode_loop`: `{"kind": "static", "mode", "fullgraph", "offloading"}` -> `model.generate` runs
   `autotune.decode_loop.StaticDecodeLoop` (a StaticCache and one compiled decode step), falling back to
@@ -52,13 +53,47 @@ def apply_compile(model, generation_config, hint: dict | None) -> None:
     if not hint:
         return
     if hint["api"] == "explicit":
-        import torch
-
-        model.forward = torch.compile(model.forward, mode=hint["mode"], fullgraph=hint["fullgraph"])
+        model.forward = compiled_decode_forward(model.forward, hint["mode"], hint["fullgraph"])
     else:
         from transformers import CompileConfig
 
         generation_config.compile_config = CompileConfig(mode=hint["mode"], fullgraph=hint["fullgraph"])
+
+
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def compiled_decode_forward(forward, mode: str, fullgraph: bool):
+    """The seed guide's `model.forward = torch.compile(model.forward, mode=..., fullgraph=...)`, made to run
+    on transformers 5: decode steps (one new token per row) go through the compiled forward, the prefill
+    (several tokens) runs eagerly.
+
+    Why: transformers 5 allocates a static cache lazily, on its first update. Compiled verbatim, that first
+    update happens inside the compiled prefill, so with CUDA graphs the cache tensors are outputs of a graph
+    that the next replay overwrites. On the H200 (transformers 5.17, torch 2.11) the verbatim recipe failed
+    every time: "accessing tensor output of CUDAGraphs that has been overwritten" (random gemma-2b), or a
+    segmentation fault (codelm-12m). With an eager prefill the cache is allocated outside any graph, and
+    prompts of every length no longer recompile the forward. Each compiled call with CUDA graphs starts a
+    new graph step (`cudagraph_mark_step_begin`), so outputs of one step may be read until the next."""
+    import torch
+
+    options = {} if mode == "default" else {"mode": mode}
+    compiled = torch.compile(forward, fullgraph=fullgraph, **options)
+    cuda_graphs = mode in CUDA_GRAPH_MODES
+
+    @functools.wraps(forward)
+    def decode_compiled(*args, **kwargs):
+        tokens = kwargs.get("input_ids", args[0] if args else None)
+        if tokens is None:
+            tokens = kwargs.get("inputs_embeds")
+        if tokens is None or tokens.shape[1] != 1:
+            return forward(*args, **kwargs)
+        if cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args, **kwargs)
+
+    decode_compiled.autotune_compiled = compiled
+    return decode_compiled
 
 
 def decode_loop_for(model, hint: dict, max_cache_len: int | None = None):

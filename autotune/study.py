@@ -348,7 +348,9 @@ class Tuner:
 
     def stop_if_systemic(self, trial: optuna.Trial, measurement: Measurement) -> None:
         """The study cannot make progress when its baseline fails, or when the first
-        `--max-initial-failures` trials launched after it all failed (nothing has run at all)."""
+        `--max-initial-failures` configurations launched after it all failed (nothing has run at all). A
+        retry of a configuration is not a configuration of its own: the seed recipe crashing and crashing
+        again on its retry says nothing about the others (seen on the H200)."""
         if trial.user_attrs.get("role") == "baseline":
             raise SystemicFailureError(
                 f"the baseline (trial {trial.number}) failed, so nothing can be compared with it: "
@@ -358,10 +360,10 @@ class Tuner:
                   if t.user_attrs.get("role") != "baseline"]
         if any(t.user_attrs.get("status") in ("ok", "oom", "unsupported") for t in others):
             return
-        failed = [t for t in others if t.state == TrialState.FAIL]
+        failed = {t.user_attrs.get("candidate_key") or t.number for t in others if t.state == TrialState.FAIL}
         if len(failed) >= self.settings.max_initial_failures:
             raise SystemicFailureError(
-                f"the first {len(failed)} trials after the baseline all failed (last: "
+                f"the first {len(failed)} configurations after the baseline all failed (last: "
                 f"{measurement.failure_kind}: {measurement.message}); stopping instead of spending more time. "
                 f"Worker logs are under {self.settings.study_dir / 'trials'}")
 

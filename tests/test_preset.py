@@ -130,3 +130,36 @@ def test_load_preset_runs_the_static_decode_loop(tmp_path, bundled_model):
     assert torch.equal(out, plain.generate(**inputs, max_new_tokens=3, do_sample=False, pad_token_id=0))
     beams = model.generate(**inputs, generation_config=gen, num_beams=2)  # not the loop's: plain generate()
     assert beams.shape[1] == inputs["input_ids"].shape[1] + 3
+
+
+def test_explicit_compile_runs_the_decode_steps_compiled_and_the_prefill_eager(bundled_model, monkeypatch):
+    """hints.compiled_decode_forward: one new token per row goes through torch.compile, a prefill does not
+    (transformers 5 allocates the static cache on the first update, which must not happen inside a graph)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from autotune import hints
+
+    model = AutoModelForCausalLM.from_pretrained(str(bundled_model), dtype=torch.float32).eval()
+    inputs = AutoTokenizer.from_pretrained(str(bundled_model))(["def add(a, b):\n"], return_tensors="pt")
+    settings = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, cache_implementation="static",
+                    disable_compile=True)
+    with torch.inference_mode():
+        expected = model.generate(**inputs, **settings)
+
+    real_compile, lengths = torch.compile, []
+
+    def spying_compile(fn, **options):
+        compiled = real_compile(fn, **options)
+
+        def call(*args, **kwargs):
+            lengths.append(kwargs["input_ids"].shape[1])
+            return compiled(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(torch, "compile", spying_compile)
+    model.forward = hints.compiled_decode_forward(model.forward, "default", True)
+    with torch.inference_mode():
+        out = model.generate(**inputs, **settings)
+    assert out.tolist() == expected.tolist()
+    assert lengths == [1] * 5  # the 5 decode steps after the prefill's first token, each compiled

@@ -150,3 +150,18 @@ def test_early_stop_must_be_a_fraction(settings):
 
     with pytest.raises(InputError, match="--early-stop"):
         SearchSettings(**{**settings.__dict__, "early_stop": 1.5})
+
+
+def test_a_retry_is_not_another_failed_configuration(settings, monkeypatch):
+    """--max-initial-failures counts configurations: a configuration that fails and fails again on its retry
+    (the seed recipe on the H200) does not stop a study that has other configurations to try."""
+    monkeypatch.setenv("AUTOTUNE_ALLOW_FAULTS", "1")
+    tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 4, "max_initial_failures": 2,
+                                    "faults": (("1", "error"), ("2", "error"))}))
+    tuner.prepare()
+    tuner.enqueue_seeds()
+    tuner.study.enqueue_trial(tuner.space.params_of(Candidate(cache_implementation="static")))
+    trials = tuner.run().trials
+    assert [t.state for t in trials[1:3]] == [TrialState.FAIL, TrialState.FAIL]
+    assert trials[2].system_attrs["retry_history"] == [1]
+    assert any(t.user_attrs.get("status") == "ok" for t in trials[3:])

@@ -47,6 +47,11 @@ def exit_with_parent(interval: float = 0.5) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
+# Errors of torch.compile that belong to the configuration, not to the run (seen on the H200: float32 +
+# flex_attention under max-autotune raised InductorError / LoweringException / NoValidChoicesError).
+COMPILE_ERRORS = ("InductorError", "LoweringException", "NoValidChoicesError", "BackendCompilerFailed")
+
+
 def classify(exc: BaseException) -> tuple[str, str]:
     """Map an exception to a (status, failure_kind) pair."""
     import torch
@@ -56,10 +61,16 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return "oom", "oom"
     if "CUDA error" in text or "device-side assert" in text or "illegal memory access" in text:
         return "error", "cuda_error"
-    if "No viable backend for scaled_dot_product_attention" in text:
+    if "No viable backend for scaled_dot_product_attention" in text or "No available kernel" in text:
         # the chosen SDPA backend cannot run these inputs (dtype, mask, head size): a property of the
-        # configuration, data for the sampler
+        # configuration, data for the sampler (both messages seen on the H200)
         return "unsupported", "unsupported"
+    if any(name in text for name in COMPILE_ERRORS):
+        # torch.compile cannot build this configuration (an Inductor lowering with no kernel choice, a graph
+        # that cannot be captured): it fails the same way every time, so it is infeasible, not retried
+        return "unsupported", "compile_error"
+    if "accessing tensor output of CUDAGraphs that has been overwritten" in text:
+        return "unsupported", "cudagraph_overwritten"
     if isinstance(exc, (NotImplementedError,)) or "not supported" in text.lower() or "unsupported" in text.lower():
         return "unsupported", "unsupported"
     return "error", "error"

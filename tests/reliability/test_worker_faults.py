@@ -88,7 +88,7 @@ def test_r6_systemic_failure_aborts_fast(workdir):
     assert len(list((workdir / "studies/r/trials").iterdir())) == 1  # one launch, not K+1
 
     run = run_search(workdir, 10, "--new-study", "--max-retry", "0", faults="1:error,2:error,3:error")
-    assert run.returncode == 4 and "the first 3 trials after the baseline all failed" in run.stderr
+    assert run.returncode == 4 and "the first 3 configurations after the baseline all failed" in run.stderr
     # At most the baseline + K launches (a configuration that failed is not launched again with --max-retry 0)
     assert len(list((workdir / "studies/r/trials").iterdir())) <= 4
 
