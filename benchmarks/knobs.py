@@ -14,6 +14,7 @@ On the GPU machine (torch 2.11, transformers 5.17; optuna, sqlalchemy and bitsan
     python benchmarks/knobs.py --quick              # 8 configurations, within 10 minutes
     python benchmarks/knobs.py --quick --out $OUT/knobs.json
     python benchmarks/knobs.py --loops --batch-sizes 1 8 --max-new-tokens 256   # the decode loops (issue 7)
+    python benchmarks/knobs.py --base studies/g24.preset.json   # every knob varied from a study's best (issue 3)
 
 Here, on CPU, to check that it works:
 
@@ -146,7 +147,7 @@ def measure_one(model: str, candidate: Candidate, workload: Workload, device: st
     job = Job(model=model, candidate=candidate, workload=workload, device=device, role="benchmark",
               reference_path=str(job_dir / "unused.pt"), result_path=str(job_dir / "result.json"),
               repeats=args.repeats, warmup=args.warmup)
-    env = {"TORCHINDUCTOR_CACHE_DIR": str(workdir / "inductor-cache")}
+    env = {"TORCHINDUCTOR_CACHE_DIR": str(workdir / "inductor-cache"), **dict(args.env)}
     return launch(job, job_dir, args.timeout, env=env)
 
 
@@ -192,11 +193,31 @@ def table(results: list[dict], batch_sizes: list[int]) -> str:
     return "\n".join(out)
 
 
+def base_from(text: str) -> Candidate:
+    """The base of the table from --base: a preset file (the configuration a study exported) or a Candidate
+    as JSON."""
+    path = Path(text)
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Candidate.from_dict(data["measurement"]["candidate"])
+    return Candidate.from_json(text)
+
+
+def env_item(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--env takes KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="random:gemma-2b", help="model folder, hub id or random:<architecture>")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--base", default=None,
+                        help="the configuration every knob is varied from: a preset file (a study's best, e.g. "
+                             "studies/g24.preset.json) or a Candidate as JSON (default: static cache + compile)")
     parser.add_argument("--dtype", default=None, help="dtype of the base (default: bfloat16 on CUDA, float32 on CPU)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--prompt-tokens", type=int, default=32)
@@ -214,6 +235,9 @@ def parse_args(argv=None):
                         help="start no worker after this many seconds (default: 420 with --quick)")
     parser.add_argument("--workdir", default=None, help="folder for worker logs and the inductor cache")
     parser.add_argument("--out", default=None, help="also write every measurement to this JSON file")
+    parser.add_argument("--env", nargs="+", default=[], type=env_item, metavar="KEY=VALUE",
+                        help="environment of every worker, e.g. TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 (Inductor's "
+                             "coordinate-descent tuning of its kernels, as gpt-fast sets it)")
     args = parser.parse_args(argv)
     if args.quick:  # leave room for the last worker and the table within a 10-minute command
         args.budget_s = 420 if args.budget_s is None else args.budget_s
@@ -228,7 +252,7 @@ def main(argv=None) -> int:
     env = environment.probe(args.device)
     device = env["device"]
     dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
-    base = base_candidate(device, dtype)
+    base = base_from(args.base) if args.base else base_candidate(device, dtype)
     space = SearchSpace.load("default").for_environment(
         device, batch_size=min(args.batch_sizes), assistant=None, has_bf16=env["has_bf16"],
         has_flash_attn=env["has_flash_attn"], has_flex_attention=env["has_flex_attention"],
@@ -245,6 +269,7 @@ def main(argv=None) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="autotune-knobs-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"{model} on {env.get('device_name')} ({device}); torch {env['torch']}, transformers {env['transformers']}; "
+          f"worker environment {dict(args.env) or 'as is'}; "
           f"{args.prompt_tokens}-token prompts, {args.max_new_tokens} new tokens, batch sizes {args.batch_sizes}; "
           f"{len(rows)} configurations; worker logs under {workdir}", flush=True)
     if models.is_random(model):
