@@ -11,7 +11,8 @@ once, and with `mode="reduce-overhead"` it replays as one CUDA graph.
 It handles left-padded batches (positions count real tokens only), EOS (finished rows emit the pad
 token, the loop stops when every row is done; `min_new_tokens` holds EOS back as generate() does), greedy decoding and seeded sampling (temperature, top-k,
 top-p, drawn like generate() draws: `torch.multinomial` on the processed distribution), and a streamer
-(`put` the prompt, then each step's tokens; `end`). Greedy output equals `generate()`'s on the same
+(`put` the prompt, the first token, then the tokens of every `sync_every` steps at once; `end`). The host
+waits for the device only at those points (SYNC_EVERY), not after every step as generate() does. Greedy output equals `generate()`'s on the same
 configuration (tests/test_decode_loop.py). Anything else generate() supports (beam search, repetition
 penalty, stop strings, ...) is refused with `UnsupportedGeneration`; callers fall back to generate().
 """
@@ -72,14 +73,24 @@ def process_for_sampling(logits: torch.Tensor, generation_config) -> torch.Tenso
     return torch.softmax(scores, dim=-1)
 
 
+# Steps between two waits of the host for the device. Between them the host queues the next steps while the
+# device runs, so the per-step Python work is hidden behind the device's; at each wait the chunk's tokens go
+# to the streamer and the loop stops if every row has finished (steps run past the last EOS are cut off, so
+# the output is generate()'s). 1 waits after every step, as generate() does.
+SYNC_EVERY = 8
+
+
 class StaticDecodeLoop:
     """`generate(input_ids, attention_mask, generation_config=..., streamer=...)` through a StaticCache of
     `max_cache_len` tokens and a decode step compiled with `compile_mode` (None: eager) and `fullgraph`.
     One cache per batch size is kept and reset between calls."""
 
     def __init__(self, model, max_cache_len: int | None = None, compile_mode: str | None = "reduce-overhead",
-                 fullgraph: bool = True, offloading: bool = False):
+                 fullgraph: bool = True, offloading: bool = False, sync_every: int = SYNC_EVERY):
+        if sync_every < 1:
+            raise ValueError(f"sync_every must be at least 1, got {sync_every}")
         self.model = model
+        self.sync_every = sync_every
         self.max_cache_len = max_cache_len  # None: sized by the first call, grown (in steps of 256) when needed
         self.offloading = offloading
         self.compile_mode = compile_mode
@@ -153,19 +164,30 @@ class StaticDecodeLoop:
         next_position = positions[:, -1:] + 1
         pad = g.pad_token_id if g.pad_token_id is not None else (eos_ids(g) or [0])[0]
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
-        generated = []
+        generated: list[torch.Tensor] = []
+        all_done: list[torch.Tensor] = []  # per step since the last wait: has every row finished?
+        streamed = 0  # tokens per row handed to the streamer so far
         cache_position = torch.tensor([prompt_len], device=device)
         cuda_graphs = self.compile_mode in ("reduce-overhead", "max-autotune")
         for step in range(g.max_new_tokens):
             token = sample(logits, g) if g.do_sample else greedy
             token = torch.where(finished, torch.full_like(token, pad), token)
             generated.append(token)
-            if streamer is not None:
-                streamer.put(token.cpu())
             if eos.numel():
                 finished |= torch.isin(token, eos)
-            if step == g.max_new_tokens - 1 or (eos.numel() and bool(finished.all())):
-                break
+                all_done.append(finished.all())
+            last = step == g.max_new_tokens - 1
+            # wait for the device after the first token (time to first token), then every sync_every steps
+            if last or step == 0 or (step % self.sync_every) == 0:
+                stop = _first_true(all_done)
+                if stop is not None:  # every row finished `stop` steps into this chunk: drop what ran past
+                    del generated[streamed + stop + 1:]
+                if streamer is not None:
+                    chunk = generated[streamed:]
+                    streamer.put(chunk[0].cpu() if len(chunk) == 1 else torch.stack(chunk, dim=1).cpu())
+                streamed, all_done = len(generated), []
+                if stop is not None or last:
+                    break
             mask[:, prompt_len + step] = 1
             if step + 1 == min_new:
                 suppress.zero_()  # min_new_tokens reached: EOS may come from the next token on
@@ -181,6 +203,14 @@ class StaticDecodeLoop:
         if streamer is not None:
             streamer.end()
         return torch.cat([input_ids, torch.stack(generated, dim=1)], dim=1)
+
+
+def _first_true(flags: list[torch.Tensor]) -> int | None:
+    """Index of the first true flag (one wait for the device), or None."""
+    if not flags:
+        return None
+    hits = torch.stack(flags).nonzero()
+    return int(hits[0, 0]) if hits.numel() else None
 
 
 def sample(logits: torch.Tensor, generation_config) -> torch.Tensor:

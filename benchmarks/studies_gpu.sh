@@ -4,16 +4,17 @@
 #      configuration re-measured 3 times in fresh processes (R23); estimate vs peak of every trial (issue 4)
 #   b  the trained fixtures: codelm-12m with --assistant codelm-4m-draft, 20 trials, then study a's best
 #      configuration added to it (its agreement with the codelm-12m baseline)
+#   k  the per-knob table: every knob varied alone from study a's best, batch 1 and 8 (benchmarks/knobs.py --base)
 #   c  the decode loops at batch 1 and 8, 256 new tokens (benchmarks/knobs.py --loops)
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
-#   bash benchmarks/studies_gpu.sh OUTDIR [a] [b] [c]
+#   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
 # To try the plumbing on a CPU (small models, few trials):
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
 set -u
-out=${1:?usage: studies_gpu.sh OUTDIR [a] [b] [c]}
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c]}
 shift
 parts=${*:-a b c}
 mkdir -p "$out/studies"
@@ -68,13 +69,20 @@ for part in $parts; do
       fi
       at show --study fx --storage "sqlite:///$out/studies/fx.db" > "$out/b-show.txt" 2>&1
       ;;
+    k)
+      stamp "k: every knob varied alone from study a's best, batch 1 and 8"
+      python benchmarks/knobs.py --device "$device" --model "${MODEL_A:-random:gemma-2b}" \
+        --base "$out/studies/g24.preset.json" --batch-sizes 1 8 --max-new-tokens 256 --budget-s "${BUDGET_K:-900}" \
+        --timeout 200 --workdir "$out/knobs-k" --out "$out/k-knobs.json" > "$out/k.log" 2>&1
+      stamp "k: exit $?"
+      ;;
     c)
       stamp "c: decode loops"
       python benchmarks/knobs.py --device "$device" --loops --batch-sizes 1 8 --max-new-tokens 256 --budget-s 420 --timeout 200 \
         --workdir "$out/knobs" --out "$out/c-loops.json" > "$out/c.log" 2>&1
       stamp "c: exit $?"
       ;;
-    *) echo "unknown part $part (a, b or c)"; exit 2 ;;
+    *) echo "unknown part $part (a, k, b or c)"; exit 2 ;;
   esac
 done
 stamp "done"

@@ -100,11 +100,35 @@ def test_streamer_hears_the_prompt_then_each_step(model_and_tokenizer):
             self.ended = True
 
     recorder = Recorder()
-    loop = StaticDecodeLoop(model, max_cache_len=inputs["input_ids"].shape[1] + 8, compile_mode=None)
+    loop = StaticDecodeLoop(model, max_cache_len=inputs["input_ids"].shape[1] + 8, compile_mode=None, sync_every=1)
     out = loop.generate(**inputs, generation_config=greedy_config(model, max_new_tokens=8), streamer=recorder)
     assert recorder.ended and len(recorder.puts) == 1 + 8
     assert torch.equal(recorder.puts[0], inputs["input_ids"])
     assert torch.equal(torch.cat([p.view(1, -1) for p in recorder.puts[1:]], dim=1), out[:, -8:])
+
+    # waiting for the device every 4 steps: the first token alone (time to first token), then 4, 4, 3 tokens
+    chunked = Recorder()
+    loop = StaticDecodeLoop(model, max_cache_len=inputs["input_ids"].shape[1] + 12, compile_mode=None, sync_every=4)
+    out = loop.generate(**inputs, generation_config=greedy_config(model, max_new_tokens=12), streamer=chunked)
+    assert [p.shape[-1] if p.dim() > 1 else 1 for p in chunked.puts[1:]] == [1, 4, 4, 3]
+    assert torch.equal(torch.cat([p.view(1, -1) for p in chunked.puts[1:]], dim=1), out[:, -12:])
+
+
+@pytest.mark.parametrize("sync_every", [1, 3, 8, 64])
+def test_eos_inside_a_chunk_cuts_what_ran_past_it(model_and_tokenizer, sync_every):
+    """Steps queued past the point where every row has finished are dropped: the output is generate()'s,
+    whatever the distance between two waits for the device."""
+    model, tokenizer = model_and_tokenizer
+    inputs = batch(tokenizer)
+    plain = reference(model, inputs, greedy_config(model))
+    new = plain[:, inputs["input_ids"].shape[1]:]
+    eos = [int(new[0, 2]), int(new[1, 6]), int(new[2, 4])]  # every row ends early, each at another step
+    config = greedy_config(model, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
+    expected = reference(model, inputs, config)
+    assert expected.shape[1] < plain.shape[1]  # generate() stopped early
+    loop = StaticDecodeLoop(model, max_cache_len=inputs["input_ids"].shape[1] + 24, compile_mode=None,
+                            sync_every=sync_every)
+    assert torch.equal(loop.generate(**inputs, generation_config=config), expected)
 
 
 def test_what_the_loop_does_not_do_is_refused(model_and_tokenizer):

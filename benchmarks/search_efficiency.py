@@ -1,0 +1,207 @@
+"""Search efficiency (issue 7): how much of an exhaustive grid's GPU time the tuner's sampler needs to get
+within 5 % of the grid's best configuration.
+
+Two steps:
+
+1. `grid`: measure every configuration of a search space once, as a study's trials (each in a fresh worker,
+   exactly as `autotune search` does, with early stopping off). Writes a table: each configuration's
+   decode tok/s, whether it is feasible, and the seconds its trial took (0 for a configuration recorded
+   without a launch: an invalid combination, or one over the --vram budget).
+
+       python benchmarks/search_efficiency.py grid --model random:gemma-2b --device cuda \\
+           --space benchmarks/data/grid-space.yaml --max-new-tokens 256 \\
+           --prompts benchmarks/data/one-prompt.jsonl --out grid.json
+
+2. `replay`: run the tuner's sampler (Optuna's TPESampler, seeded, the baseline first, as `autotune search`
+   does) over the same space many times, answering each trial from the table instead of the GPU: the
+   objective and constraints a study would have recorded, and the trial's measured seconds as its cost. A
+   configuration seen before in the same run costs nothing (the tuner reuses it). Prints, per seed, the GPU
+   seconds spent until the best feasible value is within 5 % of the grid's best, as a share of the whole
+   grid's seconds, and the median over seeds.
+
+       python benchmarks/search_efficiency.py replay grid.json --seeds 20
+
+A replay answers from measurements, so its figures hold as far as the grid's measurements do: it leaves
+out measurement noise between two runs of one configuration, and early stopping (which would make the
+sampler's slow trials cheaper still).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
+    sys.path.insert(0, str(ROOT))
+
+import optuna  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+
+from autotune.candidate import Candidate  # noqa: E402
+from autotune.measurement import Measurement  # noqa: E402
+from autotune.records import constraint_values  # noqa: E402
+from autotune.space import SearchSpace  # noqa: E402
+
+WITHIN = 0.05
+
+
+# ---- step 1: the grid ------------------------------------------------------------------------------
+
+def measure_grid(args) -> dict:
+    from autotune.study import SearchSettings, Tuner
+    from autotune.workload import Workload
+
+    workload_kw = dict(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+    workload = Workload.from_file(args.prompts, **workload_kw) if args.prompts else Workload.default(**workload_kw)
+    root = args.root or tempfile.mkdtemp(prefix="autotune-grid-")
+    settings = SearchSettings(
+        model=args.model, workload=workload, study_name=args.study, space=args.space, device=args.device,
+        root=root, repeats=args.repeats, warmup=args.warmup, trial_timeout=args.trial_timeout, confirm=0,
+        early_stop=0.0, max_retry=0, vram=args.vram, max_initial_failures=10**6)
+    tuner = Tuner(settings, report=print_event)
+    tuner.prepare()
+    tuner.enqueue_seeds()
+    configurations = unique(tuner.space.candidates())
+    for candidate in configurations:
+        tuner.study.enqueue_trial(tuner.space.params_of(candidate))
+    # every enqueued trial runs (repeats of the baseline and the seed recipe are reused, not measured)
+    tuner.settings = replace(settings, trials=len(tuner.study.trials))
+    print(f"grid of {len(configurations)} configurations of {args.space}; study under {root}", flush=True)
+    study = tuner.run()
+    return grid_table(study, tuner.space, args)
+
+
+def unique(candidates) -> list[Candidate]:
+    seen, out = set(), []
+    for candidate in candidates:
+        if candidate.key() not in seen:
+            seen.add(candidate.key())
+            out.append(candidate)
+    return out
+
+
+def grid_table(study: optuna.Study, space: SearchSpace, args) -> dict:
+    rows = {}
+    for t in study.trials:
+        if t.state not in (TrialState.COMPLETE, TrialState.FAIL) or t.user_attrs.get("duplicate_of") is not None:
+            continue
+        launched = t.user_attrs.get("failure_kind") not in ("invalid_combination", "over_budget")
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if launched else 0.0
+        feasible = t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
+        rows[t.user_attrs["candidate_key"]] = {
+            "config": t.user_attrs["config"], "candidate": json.loads(t.user_attrs["candidate"]),
+            "status": t.user_attrs.get("status"), "value": t.value if feasible else 0.0, "feasible": feasible,
+            "seconds": seconds, "trial": t.number}
+    return {"space": space.to_dict(), "model": args.model, "device": args.device, "rows": rows}
+
+
+def print_event(event: str, **info) -> None:
+    if event == "end":
+        m = info["measurement"]
+        what = f"{m.decode_tokens_per_s:.1f} tok/s" if m.ok else f"{m.status} ({m.failure_kind})"
+        print(f"  trial {info['number']}: {info['candidate'].describe()}: {what}", flush=True)
+
+
+# ---- step 2: the replay ----------------------------------------------------------------------------
+
+def replay(grid: dict, seed: int) -> dict:
+    """One run of the sampler over the grid's space, answered from the grid. Returns the seconds and trials
+    spent until the best feasible value came within WITHIN of the grid's best."""
+    space = SearchSpace.from_dict(grid["space"])
+    rows = grid["rows"]
+    target = (1 - WITHIN) * max(r["value"] for r in rows.values() if r["feasible"])
+    total = sum(r["seconds"] for r in rows.values())
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.enqueue_trial(space.params_of(Candidate()))  # the baseline first, as autotune search does
+    spent, seen, best, trials = 0.0, set(), 0.0, 0
+    while best < target and trials < 20 * len(rows):
+        trial = study.ask()
+        key = space.suggest(trial).key()
+        row = rows.get(key)
+        if row is None:
+            raise SystemExit(f"configuration {space.suggest(trial).describe()} is not in the grid: measure the "
+                             "grid with the same space")
+        if key not in seen:  # the tuner measures a configuration once and reuses it
+            spent += row["seconds"]
+            seen.add(key)
+        trials += 1
+        m = Measurement(status="ok" if row["feasible"] else "unsupported", decode_tokens_per_s=row["value"],
+                        equivalence_meaningful=False)
+        for name, value in constraint_values(m, 0.99).items():
+            trial.set_constraint(name, value)
+        study.tell(trial, row["value"])
+        if row["feasible"]:
+            best = max(best, row["value"])
+    return {"seed": seed, "seconds": spent, "share": spent / total if total else None, "trials": trials,
+            "distinct": len(seen), "reached": best >= target}
+
+
+def replay_all(grid: dict, seeds: int) -> list[dict]:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return [replay(grid, seed) for seed in range(seeds)]
+
+
+def summary(grid: dict, runs: list[dict]) -> str:
+    rows = grid["rows"]
+    feasible = [r for r in rows.values() if r["feasible"]]
+    best = max(feasible, key=lambda r: r["value"])
+    total = sum(r["seconds"] for r in rows.values())
+    shares = [r["share"] for r in runs]
+    lines = [f"grid: {len(rows)} configurations ({len(feasible)} feasible), {total:.0f} s of trials; best "
+             f"{best['value']:.1f} tok/s ({best['config']}); target {(1 - WITHIN) * best['value']:.1f} tok/s",
+             "seed | GPU s to target | share of the grid | trials | distinct configurations"]
+    lines += [f"{r['seed']} | {r['seconds']:.0f} | {100 * r['share']:.1f} % | {r['trials']} | {r['distinct']}"
+              for r in runs]
+    lines.append(f"median share {100 * statistics.median(shares):.1f} %, worst {100 * max(shares):.1f} % over "
+                 f"{len(runs)} seeds; target reached in {sum(r['reached'] for r in runs)} of {len(runs)}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    grid = sub.add_parser("grid", help="measure every configuration of a space once")
+    grid.add_argument("--model", required=True)
+    grid.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    grid.add_argument("--space", default=str(ROOT / "benchmarks" / "data" / "grid-space.yaml"))
+    grid.add_argument("--prompts", default=None)
+    grid.add_argument("--batch-size", type=int, default=1)
+    grid.add_argument("--max-new-tokens", type=int, default=64)
+    grid.add_argument("--repeats", type=int, default=3)
+    grid.add_argument("--warmup", type=int, default=1)
+    grid.add_argument("--trial-timeout", type=float, default=300)
+    grid.add_argument("--vram", type=int, default=None, help="budget in bytes")
+    grid.add_argument("--study", default="grid")
+    grid.add_argument("--root", default=None, help="folder of the grid's study (default: a temporary one)")
+    grid.add_argument("--out", required=True, help="the grid's table (JSON)")
+    grid.add_argument("--seeds", type=int, default=20, help="replay this many seeds right after")
+    grid.add_argument("--grid-only", action="store_true", help="measure and write the table, no replay")
+    rep = sub.add_parser("replay", help="replay the sampler over a measured grid")
+    rep.add_argument("grid", help="a table written by the grid step")
+    rep.add_argument("--seeds", type=int, default=20)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.step == "grid":
+        grid = measure_grid(args)
+        Path(args.out).write_text(json.dumps(grid, indent=1), encoding="utf-8")
+        print(f"grid table written to {args.out}")
+        if args.grid_only:
+            return 0
+    else:
+        grid = json.loads(Path(args.grid).read_text(encoding="utf-8"))
+    print(summary(grid, replay_all(grid, args.seeds)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

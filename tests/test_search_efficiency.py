@@ -1,0 +1,58 @@
+"""benchmarks/search_efficiency.py: the replay of the sampler over a measured grid (the GPU grid itself is
+measured on the GPU machine; here a grid of made-up figures over a small space)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from autotune.candidate import Candidate
+from autotune.space import SearchSpace
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACE = """
+knobs:
+  dtype: {values: [auto, float16, bfloat16]}
+  cache_implementation: {values: [dynamic, static]}
+  compile: {values: ["off", default, max-autotune], when: {cache_implementation: [static]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def efficiency():
+    spec = importlib.util.spec_from_file_location("search_efficiency", ROOT / "benchmarks" / "search_efficiency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def made_up_grid(efficiency) -> dict:
+    space = SearchSpace.from_yaml(SPACE)
+    rows = {}
+    for i, c in enumerate(efficiency.unique(space.candidates())):
+        value = 100.0 + 50 * (c.compile != "off") + 30 * (c.compile == "max-autotune") + 5 * (c.dtype == "bfloat16")
+        feasible = not (c.dtype == "float16" and c.compile == "max-autotune")  # say it disagrees
+        rows[c.key()] = {"config": c.describe(), "candidate": c.to_dict(), "value": value if feasible else 0.0,
+                         "feasible": feasible, "seconds": 10.0 + 40 * (c.compile != "off"), "trial": i}
+    return {"space": space.to_dict(), "model": "made-up", "device": "cpu", "rows": rows}
+
+
+def test_replay_counts_each_configuration_once_until_within_five_percent(efficiency):
+    grid = made_up_grid(efficiency)
+    total = sum(r["seconds"] for r in grid["rows"].values())
+    best = max(r["value"] for r in grid["rows"].values() if r["feasible"])
+    for run in efficiency.replay_all(grid, seeds=5):
+        assert run["reached"] and 0 < run["seconds"] <= total
+        assert run["share"] == pytest.approx(run["seconds"] / total)
+        assert run["distinct"] <= len(grid["rows"]) and run["trials"] >= run["distinct"]
+    text = efficiency.summary(grid, efficiency.replay_all(grid, seeds=3))
+    assert f"best {best:.1f} tok/s" in text and "median share" in text
+
+
+def test_a_configuration_missing_from_the_grid_is_an_error(efficiency):
+    grid = made_up_grid(efficiency)
+    del grid["rows"][Candidate().key()]  # the baseline, which every replay asks for first
+    with pytest.raises(SystemExit, match="not in the grid"):
+        efficiency.replay(grid, 0)
