@@ -6,15 +6,16 @@
 #      configuration added to it (its agreement with the codelm-12m baseline)
 #   k  the per-knob table: every knob varied alone from study a's best, batch 1 and 8 (benchmarks/knobs.py --base)
 #   c  the decode loops at batch 1 and 8, 256 new tokens (benchmarks/knobs.py --loops)
+#   e  search efficiency: a 24-configuration grid measured once, then the sampler replayed over it
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
-#   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c]
+#   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
 # To try the plumbing on a CPU (small models, few trials):
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
 set -u
-out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c]}
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c] [e]}
 shift
 parts=${*:-a b c}
 mkdir -p "$out/studies"
@@ -76,13 +77,20 @@ for part in $parts; do
         --timeout 200 --workdir "$out/knobs-k" --out "$out/k-knobs.json" > "$out/k.log" 2>&1
       stamp "k: exit $?"
       ;;
+    e)
+      stamp "e: search efficiency, the grid (benchmarks/data/grid-space.yaml, 24 configurations)"
+      python benchmarks/search_efficiency.py grid --model "${MODEL_A:-random:gemma-2b}" --device "$device" \
+        --max-new-tokens 128 --prompts benchmarks/data/one-prompt.jsonl --repeats 2 --trial-timeout 240 \
+        --root "$out/grid" --out "$out/e-grid.json" --seeds 20 > "$out/e.log" 2>&1
+      stamp "e: exit $?"
+      ;;
     c)
       stamp "c: decode loops"
       python benchmarks/knobs.py --device "$device" --loops --batch-sizes 1 8 --max-new-tokens 256 --budget-s 420 --timeout 200 \
         --workdir "$out/knobs" --out "$out/c-loops.json" > "$out/c.log" 2>&1
       stamp "c: exit $?"
       ;;
-    *) echo "unknown part $part (a, k, b or c)"; exit 2 ;;
+    *) echo "unknown part $part (a, k, b, c or e)"; exit 2 ;;
   esac
 done
 stamp "done"
