@@ -56,9 +56,9 @@ def main():
 # ---- search --------------------------------------------------------------------------------------
 
 def _fmt(value, spec: str, scale: float = 1.0) -> str:
-    if value is None:
-        return "-"
-    return format(value if scale == 1.0 else value / scale, spec)
+    from autotune.report import fmt
+
+    return fmt(value, spec, scale)
 
 
 def trials_table(study) -> Table:

@@ -87,10 +87,13 @@ def test_r6_systemic_failure_aborts_fast(workdir):
     assert "baseline" in run.stderr and "Traceback" not in run.stderr
     assert len(list((workdir / "studies/r/trials").iterdir())) == 1  # one launch, not K+1
 
-    run = run_search(workdir, 10, "--new-study", "--max-retry", "0", faults="1:error,2:error,3:error")
+    # every configuration but the baseline fails: the study stops once K (3) configurations have failed
+    every_other = "dtype=float32:error," + ",".join(f"pad_to_multiple_of={n}:error" for n in (8, 16, 32))
+    run = run_search(workdir, 10, "--new-study", "--max-retry", "0", faults=every_other)
     assert run.returncode == 4 and "the first 3 configurations after the baseline all failed" in run.stderr
-    # At most the baseline + K launches (a configuration that failed is not launched again with --max-retry 0)
-    assert len(list((workdir / "studies/r/trials").iterdir())) <= 4
+    # The baseline + K launches: a configuration that failed is not launched again with --max-retry 0 (a repeat
+    # of it reuses the failure and is not another configuration)
+    assert len(list((workdir / "studies/r/trials").iterdir())) == 4
 
 
 def test_r7_baseline_first(workdir):
