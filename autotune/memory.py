@@ -108,11 +108,19 @@ CUDA_ALLOCATOR_TRANSIENT_FRACTION = 0.25  # of activations + compile workspace
 
 # CUDA: torch.compile. Inductor's generated kernels mostly live in host memory; on the device there are
 # its workspace buffers and (modes reduce-overhead / max-autotune) the CUDA-graph memory pool, which keeps
-# the intermediate buffers of every captured graph (explicit compile of the forward captures the prefill
-# shapes too). Assumptions, PENDING calibration on the H200:
-CUDA_COMPILE_FIXED_BYTES = 256 * MiB
-CUDA_GRAPH_POOL_ACTIVATION_COPIES = 2.0   # pool size as a multiple of the activations term
-CUDA_MAX_AUTOTUNE_EXTRA_BYTES = 512 * MiB  # benchmark buffers of autotuning
+# the intermediate buffers of the captured graphs. Every compiled path autotune builds captures decode
+# steps only (generate()'s own compile, the explicit compile through hints.compiled_decode_forward, the
+# static decode loop): the prefill runs eager. So the pool is counted from one decode step's activations.
+# Calibrated on the H200 (torch 2.11, transformers 5.17; BENCHMARKS.md, third GPU session): random gemma-2b
+# bf16 with a static cache, batch 1, 32 + 256 tokens, peak reserved 4926 MiB with reduce-overhead and 4894
+# MiB with max-autotune against 4786 MiB of weights + cache (batch 8: 5044 against 4831); codelm-12m with
+# the static loop and max-autotune, 142 MiB reserved for 25 MiB of weights. So compilation costs tens of
+# MiB to ~140 MiB on the device, prefill activations included, and max-autotune's benchmark buffers do not
+# raise the peak. The constants used before (256 MiB fixed, a pool of twice the largest activations,
+# 512 MiB more for max-autotune) put those trials at 1.5-2.1x their measured peak.
+CUDA_COMPILE_FIXED_BYTES = 64 * MiB
+CUDA_GRAPH_POOL_ACTIVATION_COPIES = 2.0   # pool size as a multiple of one decode step's activations
+CUDA_MAX_AUTOTUNE_EXTRA_BYTES = 0          # measured: no higher peak than reduce-overhead
 
 # CPU: the resident memory of a worker before any model-sized memory: python, torch, transformers and the
 # tokenizers library imported, the tokenizer loaded, the loading machinery touched, a first float32
@@ -578,7 +586,8 @@ class MemoryModel:
             else:
                 compile_workspace = cal.cuda_compile_fixed_bytes
                 if candidate.compile in ("reduce-overhead", "max-autotune"):
-                    compile_workspace += int(cal.cuda_graph_pool_activation_copies * activations)
+                    decode_step = self.forward_bytes(shapes, batch, 1, max_cache_len, 1, size, attn)
+                    compile_workspace += int(cal.cuda_graph_pool_activation_copies * decode_step)
                 if candidate.compile == "max-autotune":
                     compile_workspace += cal.cuda_max_autotune_extra_bytes
 

@@ -395,3 +395,19 @@ def test_quantization_of_reads_the_candidates_bitsandbytes_knobs():
     assert quantization_of(Candidate(quantization="bnb_8bit")) == Quantization("int8", False)
     assert quantization_of(Candidate(quantization="bnb_4bit", bnb_4bit_quant_type="fp4",
                                      bnb_4bit_use_double_quant=True)) == Quantization("fp4", True)
+
+
+def test_cuda_estimates_hold_for_the_peaks_measured_on_the_h200(fixture_models):
+    """The CUDA calibration against what the H200 measured (tests/data/h200_fixture_peaks.json: the fixture
+    study of BENCHMARKS.md's third GPU session, eager, quantized, prompt-lookup and compiled static-loop
+    trials): every estimate within 10 % of the peak reserved memory plus the CUDA context."""
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parent / "data" / "h200_fixture_peaks.json").read_text())
+    root = Path(__file__).resolve().parent.parent
+    workload = Workload.from_file(str(root / data["prompts"]), max_new_tokens=data["max_new_tokens"])
+    estimate = Estimator.for_model(str(fixture_models / data["model"]), workload)
+    for row in data["trials"]:
+        measured = row["peak_reserved_bytes"] + CUDA_CONTEXT_BYTES
+        got = estimate(Candidate.from_dict(row["candidate"]), "cuda").total
+        assert 0.9 <= got / measured <= 1.1, (row["trial"], got / measured)
