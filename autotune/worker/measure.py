@@ -217,8 +217,8 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
         _, warm_timings = run_pass(built, workload)
     warmup_s = time.perf_counter() - started
     phases = {"load_and_warmup": memory_peaks(built.device)}  # before the reset below: compilation is here
-    if judge_warmup and warm_timings and hopeless(summarize_pass(warm_timings), stop_below):
-        warm = summarize_pass(warm_timings)
+    warm = summarize_pass(warm_timings) if judge_warmup and warm_timings else {}
+    if hopeless(warm, stop_below):
         return stopped_figures(warm, "warm-up", stop_below, warmup_s, phases, built.device)
     on_phase("measure")
 
