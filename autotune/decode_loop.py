@@ -78,6 +78,8 @@ def process_for_sampling(logits: torch.Tensor, generation_config) -> torch.Tenso
 # to the streamer and the loop stops if every row has finished (steps run past the last EOS are cut off, so
 # the output is generate()'s). 1 waits after every step, as generate() does.
 SYNC_EVERY = 8
+# torch.compile modes that capture CUDA graphs (each replay overwrites the previous replay's outputs)
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 class StaticDecodeLoop:
@@ -168,7 +170,7 @@ class StaticDecodeLoop:
         all_done: list[torch.Tensor] = []  # per step since the last wait: has every row finished?
         streamed = 0  # tokens per row handed to the streamer so far
         cache_position = torch.tensor([prompt_len], device=device)
-        cuda_graphs = self.compile_mode in ("reduce-overhead", "max-autotune")
+        cuda_graphs = self.compile_mode in CUDA_GRAPH_MODES
         for step in range(g.max_new_tokens):
             token = sample(logits, g) if g.do_sample else greedy
             token = torch.where(finished, torch.full_like(token, pad), token)

@@ -60,9 +60,6 @@ def apply_compile(model, generation_config, hint: dict | None) -> None:
         generation_config.compile_config = CompileConfig(mode=hint["mode"], fullgraph=hint["fullgraph"])
 
 
-CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
-
-
 def compiled_decode_forward(forward, mode: str, fullgraph: bool):
     """The seed guide's `model.forward = torch.compile(model.forward, mode=..., fullgraph=...)`, made to run
     on transformers 5: decode steps (one new token per row) go through the compiled forward, the prefill
@@ -76,6 +73,8 @@ def compiled_decode_forward(forward, mode: str, fullgraph: bool):
     prompts of every length no longer recompile the forward. Each compiled call with CUDA graphs starts a
     new graph step (`cudagraph_mark_step_begin`), so outputs of one step may be read until the next."""
     import torch
+
+    from autotune.decode_loop import CUDA_GRAPH_MODES
 
     options = {} if mode == "default" else {"mode": mode}
     compiled = torch.compile(forward, fullgraph=fullgraph, **options)
@@ -92,7 +91,6 @@ def compiled_decode_forward(forward, mode: str, fullgraph: bool):
             torch.compiler.cudagraph_mark_step_begin()
         return compiled(*args, **kwargs)
 
-    decode_compiled.autotune_compiled = compiled
     return decode_compiled
 
 

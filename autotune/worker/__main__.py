@@ -104,26 +104,29 @@ def run(job: Job) -> Measurement:
     on_phase("load")
     built = build(job.model, job.candidate, job.workload, job.device)
     slow_generation(built, job.fault)
+    built_facts = dict(load_s=built.load_s, environment=env, max_cache_len=built.max_cache_len,
+                       equivalence_meaningful=not models.is_random(job.model))
     with built.runtime_context():
+        def measure_job() -> dict:
+            return measure(built, job.workload, repeats=job.repeats, warmup=job.warmup, on_phase=on_phase,
+                           stop_below=job.stop_below, judge_warmup=job.judge_warmup)
+
         if job.device == "cuda":
             from autotune.worker.contention import ContentionWatch
 
             with ContentionWatch() as watch:
-                figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup, on_phase=on_phase,
-                                  stop_below=job.stop_below, judge_warmup=job.judge_warmup)
+                figures = measure_job()
             if watch.reason:  # not a valid measurement of this configuration: FAIL, retried
                 return Measurement.failed("error", "contended", watch.reason, environment=env, load_s=built.load_s)
         else:
-            figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup, on_phase=on_phase,
-                              stop_below=job.stop_below, judge_warmup=job.judge_warmup)
+            figures = measure_job()
         continuations = figures.pop("continuations")
         if figures.get("stopped_early"):  # clearly slower than the best so far: not compared, not judged
             early = figures["stopped_early"]
             message = (f"stopped after the {early['after']} pass: {early['tokens_per_s']:.1f} decode tok/s, under "
                        f"{early['threshold']:.1f} (the best so far times --early-stop)")
-            stopped = Measurement(status="stopped", failure_kind="hopeless", message=message, load_s=built.load_s,
-                                  environment=env, max_cache_len=built.max_cache_len,
-                                  equivalence_meaningful=not models.is_random(job.model), **figures)
+            stopped = Measurement(status="stopped", failure_kind="hopeless", message=message, **built_facts,
+                                  **figures)
             return judge_measured(stopped, job.budget_bytes, job.device)
         scores = {}
         if job.role != "benchmark":
@@ -139,8 +142,7 @@ def run(job: Job) -> Measurement:
                                          job.device)
             figures["memory_phases"]["scoring"] = memory_peaks(job.device)
     figures["recompiles"] = COMPILE_COUNTER.recompiles
-    measurement = Measurement(status="ok", load_s=built.load_s, environment=env, max_cache_len=built.max_cache_len,
-                              equivalence_meaningful=not models.is_random(job.model), **figures, **scores)
+    measurement = Measurement(status="ok", **built_facts, **figures, **scores)
     return judge_measured(measurement, job.budget_bytes, job.device)
 
 
