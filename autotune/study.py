@@ -483,6 +483,8 @@ class Tuner:
         key = candidate.key()
         same = [t for t in self.study.get_trials(deepcopy=False, states=FINISHED)
                 if t.user_attrs.get("candidate_key") == key and t.user_attrs.get("duplicate_of") is None]
+        if trial is not None and trial.user_attrs.get("role") == "baseline":
+            same = [t for t in same if t.user_attrs.get("role") == "baseline"]  # only a baseline makes a reference
         complete = [t for t in same if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         failed = [t for t in same if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "interrupted"]
         earlier = complete[:1] or (failed[-1:] if len(failed) > self.settings.max_retry else [])

@@ -165,16 +165,21 @@ class StudyWorker(Tuner):
         """As for one worker, and also: the same configuration running now in an earlier trial of another
         worker is waited for, then reused."""
         if trial is not None:
+            role = trial.user_attrs.get("role", "search")
             trial.set_user_attr("candidate_key", candidate.key())  # seen by the other workers from now on
-            self.wait_for_same_running(candidate.key(), trial.number)
+            if role != "baseline":
+                # first the reference: a search trial of the baseline's configuration then reuses the
+                # baseline's result instead of measuring it again
+                self.wait_for_reference(trial.number)
+            self.wait_for_same_running(candidate.key(), trial.number, role)
         return super().earlier_measurement(candidate, trial)
 
-    def wait_for_same_running(self, key: str, number: int) -> None:
+    def wait_for_same_running(self, key: str, number: int, role: str) -> None:
         deadline = time.monotonic() + self.settings.trial_timeout + self.settings.grace_period
         told = False
         while time.monotonic() < deadline:
-            same = [t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                    if t.number < number and t.user_attrs.get("candidate_key") == key]
+            same = trials_to_wait_for(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)),
+                                      key, number, role)
             if not same:
                 return
             if not told:
@@ -225,12 +230,21 @@ class StudyWorker(Tuner):
         self.study.set_user_attr(REFERENCE_ATTR + self.machine,
                                  base64.b64encode(self.reference_path().read_bytes()).decode("ascii"))
 
-    def stop_if_baseline_failed(self) -> None:
+    def baseline_pending(self) -> tuple[bool, list]:
+        """Whether the study's baseline is still to come (enqueued, running, or measured with its reference
+        on its way), and the baseline trials."""
         baselines = [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("role") == "baseline"]
-        if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in baselines):
+        return any(t.state in (TrialState.WAITING, TrialState.RUNNING) or
+                   (t.state == TrialState.COMPLETE and t.user_attrs.get("status") == "ok") for t in baselines), baselines
+
+    def stop_if_baseline_failed(self) -> None:
+        pending, baselines = self.baseline_pending()
+        if not pending:
+            # a dead worker's baseline is failed first and its retry enqueued just after: look again
+            time.sleep(2 * POLL_S)
+            pending, baselines = self.baseline_pending()
+        if pending:
             return
-        if any(t.state == TrialState.COMPLETE and t.user_attrs.get("status") == "ok" for t in baselines):
-            return  # measured: its reference is on its way
         last = baselines[-1] if baselines else None
         raise SystemicFailureError(
             "the study's baseline " + (f"(trial {last.number}) failed ({last.user_attrs.get('failure_kind')}: "
@@ -245,6 +259,15 @@ class StudyWorker(Tuner):
                        self.settings.trial_timeout, lambda: self.report("storage_down", number=trial.number))
         if trial.user_attrs.get("role") == "baseline" and m.ok and self.reference_path().exists():
             outlast_outage(self.publish_reference, self.settings.trial_timeout, lambda: None)
+
+
+def trials_to_wait_for(running: list, key: str, number: int, role: str) -> list[int]:
+    """The running trials (earlier than `number`, same configuration) whose result a trial waits for and
+    reuses. A baseline waits for baselines only: a search trial of the same configuration cannot finish
+    before the baseline does (it is compared with the baseline's reference), so waiting for it would be a
+    deadlock, and its result is no reference."""
+    return [t.number for t in running if t.number < number and t.user_attrs.get("candidate_key") == key
+            and (role != "baseline" or t.user_attrs.get("role") == "baseline")]
 
 
 def storage_unavailable(exc: BaseException) -> bool:

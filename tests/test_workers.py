@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -13,7 +14,7 @@ from autotune.errors import InputError
 from autotune.space import SearchSpace
 from autotune.storage import is_journal, is_shareable, with_driver
 from autotune.study import SearchSettings
-from autotune.workers import parse_gpus, shared_storage_url
+from autotune.workers import parse_gpus, shared_storage_url, trials_to_wait_for
 from autotune.workload import Workload
 
 
@@ -59,3 +60,17 @@ def test_search_refuses_several_workers_on_sqlite(tmp_path, bundled_model):
     result = CliRunner().invoke(main, ["search", "--model", str(bundled_model), "--device", "cpu", "--gpus", "0,1",
                                        "--storage", f"sqlite:///{tmp_path}/x.db"])
     assert result.exit_code == 2 and "SQLite is not made for parallel optimization" in result.output
+
+
+def test_a_baseline_waits_only_for_a_baseline_of_its_configuration():
+    """Trial 0 (the baseline) died and its retry is trial 2; trial 1, a search trial of the same
+    configuration, is running and waits for the reference. Trial 2 must not wait for trial 1 (a deadlock
+    that ended with the baseline reusing trial 1's "no baseline" error), but a search trial waits for both."""
+    def running(number, role):
+        return SimpleNamespace(number=number, user_attrs={"candidate_key": "k", "role": role})
+
+    trials = [running(1, "search"), running(2, "baseline")]
+    assert trials_to_wait_for(trials, "k", 2, "baseline") == []
+    assert trials_to_wait_for(trials, "k", 3, "baseline") == [2]
+    assert trials_to_wait_for(trials, "k", 3, "search") == [1, 2]
+    assert trials_to_wait_for(trials, "other", 3, "search") == []
