@@ -349,6 +349,9 @@ class WorkerProgress(Progress):
         if event == "waiting_baseline":
             console.print(f"trial {info['number']} waits for the study's baseline (measured by another worker)",
                           style="dim")
+        elif event == "own_baseline":
+            console.print(f"trial {info['number']}: this type of machine ({info['machine']}) has no baseline in the "
+                          "study yet: measuring its own", style="dim")
         elif event == "fetched_baseline":
             console.print(f"took the study's baseline reference from the storage into {info['path']}", style="dim")
         elif event == "waiting_same":

@@ -335,7 +335,10 @@ class Tuner:
     def step(self) -> Measurement:
         """Ask for one trial, run it, and stop the study if it shows that nothing can progress."""
         trial = self.study.ask()
-        measurement = self.run_trial(trial)
+        return self.judge(trial, self.run_trial(trial))
+
+    def judge(self, trial: optuna.Trial, measurement: Measurement) -> Measurement:
+        """Stop the study (SystemicFailureError) where this trial's result shows that nothing can progress."""
         if measurement.status == "oom" and trial.user_attrs.get("role") == "baseline" \
                 and not self.reference_path().exists():
             where = "the --vram budget" if self.settings.vram else "memory"
@@ -483,8 +486,8 @@ class Tuner:
         key = candidate.key()
         same = [t for t in self.study.get_trials(deepcopy=False, states=FINISHED)
                 if t.user_attrs.get("candidate_key") == key and t.user_attrs.get("duplicate_of") is None]
-        if trial is not None and trial.user_attrs.get("role") == "baseline":
-            same = [t for t in same if t.user_attrs.get("role") == "baseline"]  # only a baseline makes a reference
+        if trial is not None:
+            same = [t for t in same if self.may_reuse(t, trial.user_attrs.get("role", "search"))]
         complete = [t for t in same if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         failed = [t for t in same if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "interrupted"]
         earlier = complete[:1] or (failed[-1:] if len(failed) > self.settings.max_retry else [])
@@ -493,6 +496,11 @@ class Tuner:
             if record is not None:
                 return t.number, Measurement.from_dict(record)
         return None, None
+
+    def may_reuse(self, earlier: optuna.trial.FrozenTrial, role: str) -> bool:
+        """Whether a trial of this role may take the result of `earlier` (same configuration): a baseline
+        only a baseline's, which made the reference."""
+        return role != "baseline" or earlier.user_attrs.get("role") == "baseline"
 
     def record(self, trial: optuna.Trial, candidate: Candidate, m: Measurement, duplicate_of: int | None) -> None:
         """Write the measurement to disk first, then tell Optuna. A trial failed meanwhile from elsewhere

@@ -45,6 +45,7 @@ from autotune.storage import is_shareable, storage_for
 from autotune.study import CONFIG_ATTR, SearchSettings, Tuner
 
 WORKER_ATTR = "worker"  # trial user attr: which worker runs it ({host, pid, gpu})
+MACHINE_ATTR = "machine"  # trial user attr: the fingerprint of the machine type it ran on (autotune.environment)
 REFERENCE_ATTR = "baseline_reference:"  # study user attr prefix, + machine fingerprint: the reference file, base64
 POLL_S = 1.0
 OUTAGE_RETRY_S = 2.0
@@ -156,7 +157,14 @@ class StudyWorker(Tuner):
 
     def run_trial(self, trial: optuna.Trial) -> Measurement:
         trial.set_user_attr(WORKER_ATTR, self.identity)
+        trial.set_user_attr(MACHINE_ATTR, self.machine)
         return super().run_trial(trial)
+
+    def check_same_study(self, existing: dict, attrs: dict) -> None:
+        """As for one process, except the machine: a worker may run on another type of device than the
+        one the study was made on (it then measures a baseline of its own, see wait_for_reference). Its
+        knobs must be the same: a device that lacks one (bfloat16, say) is refused by the space check."""
+        super().check_same_study(existing, {**attrs, "machine_fingerprint": existing.get("machine_fingerprint")})
 
     # ---- not measuring twice -------------------------------------------------------------------------
 
@@ -174,12 +182,16 @@ class StudyWorker(Tuner):
             self.wait_for_same_running(candidate.key(), trial.number, role)
         return super().earlier_measurement(candidate, trial)
 
+    def may_reuse(self, earlier: optuna.trial.FrozenTrial, role: str) -> bool:
+        """A baseline reuses only a baseline of the same type of machine: its reference is made there."""
+        return super().may_reuse(earlier, role) and (role != "baseline" or self.machine_of(earlier) == self.machine)
+
     def wait_for_same_running(self, key: str, number: int, role: str) -> None:
         deadline = time.monotonic() + self.settings.trial_timeout + self.settings.grace_period
         told = False
         while time.monotonic() < deadline:
             same = trials_to_wait_for(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)),
-                                      key, number, role)
+                                      key, number, role, self.machine)
             if not same:
                 return
             if not told:
@@ -188,11 +200,46 @@ class StudyWorker(Tuner):
             time.sleep(POLL_S)
             self.fail_stale_trials()  # a dead worker's trial is not waited for
 
-    # ---- the one baseline ------------------------------------------------------------------------
+    # ---- one baseline per type of machine ---------------------------------------------------------
+    # Trial 0 is the study's baseline, measured once by whichever worker takes it. A worker on another
+    # type of device (the machine fingerprint: device and its name) is not compared with it: it measures a
+    # baseline of its own, once for all the workers of that type, and shares its reference the same way.
 
     @property
     def machine(self) -> str:
         return fingerprint(self.environment)
+
+    def reference_path(self) -> Path:
+        """The study's machine keeps baseline.pt; another type of machine has a file of its own (two types
+        of GPU in one host share the study's folder)."""
+        if self.machine == self.recorded.get("machine_fingerprint"):
+            return super().reference_path()
+        slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.machine)
+        return self.settings.study_dir / f"baseline-{slug}.pt"
+
+    def machine_of(self, trial: optuna.trial.FrozenTrial) -> str | None:
+        """The machine type a trial ran on; None for one not started yet (it may become anyone's). A
+        finished trial that does not say (run by a single `search`) ran on the study's machine."""
+        if MACHINE_ATTR in trial.user_attrs:
+            return trial.user_attrs[MACHINE_ATTR]
+        return None if trial.state in (TrialState.WAITING, TrialState.RUNNING) else self.recorded.get(
+            "machine_fingerprint")
+
+    def own_baselines(self) -> list:
+        """The baseline trials that are, or may become, this machine type's."""
+        return [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("role") == "baseline"
+                and self.machine_of(t) in (None, self.machine)]
+
+    def measure_own_baseline(self) -> Measurement:
+        """A baseline trial for this type of machine, made and run here at once (not enqueued: a worker on
+        another type could take it)."""
+        storage = self.study._storage
+        trial_id = storage.create_new_trial(self.study._study_id)  # RUNNING, this worker's
+        storage.set_trial_system_attr(trial_id, "fixed_params", self.space.params_of(Candidate()))
+        trial = optuna.Trial(self.study, trial_id)
+        trial.set_user_attr("role", "baseline")
+        self.report("own_baseline", number=trial.number, machine=self.machine)
+        return self.judge(trial, self.run_trial(trial))
 
     def launch(self, number: int, role: str, candidate: Candidate, job_name: str | None = None) -> Measurement:
         if role != "baseline":
@@ -200,11 +247,16 @@ class StudyWorker(Tuner):
         return super().launch(number, role, candidate, job_name)
 
     def wait_for_reference(self, number: int) -> None:
-        """A candidate is compared with the study's baseline: wait until it is measured (by whichever worker
-        took trial 0), taking its reference from the study when this host has no copy."""
+        """A candidate is compared with the baseline of its type of machine: wait until it is measured (by
+        whichever worker took it), taking its reference from the study when this host has no copy. Where
+        the study has none for this type of machine, measure it here first."""
         deadline = time.monotonic() + self.settings.trial_timeout + self.settings.grace_period
         told = False
         while not self.reference_path().exists() and not self.fetch_reference():
+            if not self.own_baselines():
+                self.measure_own_baseline()
+                deadline = time.monotonic() + self.settings.trial_timeout + self.settings.grace_period
+                continue
             self.stop_if_baseline_failed()
             if time.monotonic() > deadline:
                 return  # launch() records the missing reference as this trial's failure
@@ -231,9 +283,9 @@ class StudyWorker(Tuner):
                                  base64.b64encode(self.reference_path().read_bytes()).decode("ascii"))
 
     def baseline_pending(self) -> tuple[bool, list]:
-        """Whether the study's baseline is still to come (enqueued, running, or measured with its reference
-        on its way), and the baseline trials."""
-        baselines = [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("role") == "baseline"]
+        """Whether this machine type's baseline is still to come (enqueued, running, or measured with its
+        reference on its way), and its baseline trials."""
+        baselines = self.own_baselines()
         return any(t.state in (TrialState.WAITING, TrialState.RUNNING) or
                    (t.state == TrialState.COMPLETE and t.user_attrs.get("status") == "ok") for t in baselines), baselines
 
@@ -261,13 +313,14 @@ class StudyWorker(Tuner):
             outlast_outage(self.publish_reference, self.settings.trial_timeout, lambda: None)
 
 
-def trials_to_wait_for(running: list, key: str, number: int, role: str) -> list[int]:
+def trials_to_wait_for(running: list, key: str, number: int, role: str, machine: str) -> list[int]:
     """The running trials (earlier than `number`, same configuration) whose result a trial waits for and
-    reuses. A baseline waits for baselines only: a search trial of the same configuration cannot finish
-    before the baseline does (it is compared with the baseline's reference), so waiting for it would be a
-    deadlock, and its result is no reference."""
+    reuses. A baseline waits for baselines of its type of machine only: a search trial of the same
+    configuration cannot finish before the baseline does (it is compared with the baseline's reference),
+    so waiting for it would be a deadlock, and its result is no reference; nor is another machine's."""
     return [t.number for t in running if t.number < number and t.user_attrs.get("candidate_key") == key
-            and (role != "baseline" or t.user_attrs.get("role") == "baseline")]
+            and (role != "baseline" or (t.user_attrs.get("role") == "baseline"
+                                        and t.user_attrs.get(MACHINE_ATTR) == machine))]
 
 
 def storage_unavailable(exc: BaseException) -> bool:

@@ -66,11 +66,13 @@ def test_a_baseline_waits_only_for_a_baseline_of_its_configuration():
     """Trial 0 (the baseline) died and its retry is trial 2; trial 1, a search trial of the same
     configuration, is running and waits for the reference. Trial 2 must not wait for trial 1 (a deadlock
     that ended with the baseline reusing trial 1's "no baseline" error), but a search trial waits for both."""
-    def running(number, role):
-        return SimpleNamespace(number=number, user_attrs={"candidate_key": "k", "role": role})
+    def running(number, role, machine="cuda:H200"):
+        return SimpleNamespace(number=number, user_attrs={"candidate_key": "k", "role": role, "machine": machine})
 
     trials = [running(1, "search"), running(2, "baseline")]
-    assert trials_to_wait_for(trials, "k", 2, "baseline") == []
-    assert trials_to_wait_for(trials, "k", 3, "baseline") == [2]
-    assert trials_to_wait_for(trials, "k", 3, "search") == [1, 2]
-    assert trials_to_wait_for(trials, "other", 3, "search") == []
+    assert trials_to_wait_for(trials, "k", 2, "baseline", "cuda:H200") == []
+    assert trials_to_wait_for(trials, "k", 3, "baseline", "cuda:H200") == [2]
+    assert trials_to_wait_for(trials, "k", 3, "search", "cuda:H200") == [1, 2]
+    assert trials_to_wait_for(trials, "other", 3, "search", "cuda:H200") == []
+    # another type of machine has a baseline of its own: it does not wait for this one
+    assert trials_to_wait_for(trials, "k", 3, "baseline", "cuda:H100") == []

@@ -15,8 +15,8 @@ from pathlib import Path
 import optuna
 import psutil
 import pytest
-from faultkit import (create_command, finish_all, load, run_search, running_trial_worker, start_all,
-                      start_search, wait_for, worker_command)
+from faultkit import (create_command, environment, finish_all, load, run_search, running_trial_worker,
+                      start_all, start_search, wait_for, worker_command)
 from optuna.trial import TrialState
 
 from autotune.storage import storage_for
@@ -151,3 +151,30 @@ def test_search_gpus_shares_a_journal_file_and_retries_a_dead_workers_trial(work
     assert retry.user_attrs["status"] == "ok" and retry.user_attrs["role"] == "baseline"
     assert {t.user_attrs["worker"]["gpu"] for t in trials[1:]} == {"0", "1"}
     assert "preset written to studies/r.preset.json" in output
+
+
+def test_a_worker_on_another_type_of_device_measures_a_baseline_of_its_own(workdir):
+    """Workers of one study on two types of device (the second one's name faked): trial 0 is the first
+    type's baseline; the second type measures one of its own, once, and its candidates are compared with
+    that one, not refused or failed for a missing reference."""
+    journal = "studies/r.log"
+    created = subprocess.run(create_command(journal, 5), cwd=workdir, capture_output=True, text=True)
+    assert created.returncode == 0, created.stdout + created.stderr
+    first = start_all([worker_command(journal)], workdir, faults="1:slow20")[0]
+    wait_for(lambda: load_shared(str(workdir / journal)).trials[0].state == TrialState.COMPLETE, timeout=300)
+    other = subprocess.Popen(worker_command(journal), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, env=environment(AUTOTUNE_FAKE_DEVICE_NAME="Another GPU"))
+    outputs = finish_all([first, other], timeout=600)
+    assert_clean(outputs)
+    assert "this type of machine (cpu:Another GPU) has no baseline in the study yet" in outputs[1][1]
+    study = load_shared(str(workdir / journal))
+    baselines = [t for t in study.trials if t.user_attrs.get("role") == "baseline"]
+    machines = [t.user_attrs["machine"] for t in baselines]
+    assert len(baselines) == 2 and machines[1] == "cpu:Another GPU" and machines[0] != machines[1], machines
+    assert {t.user_attrs["status"] for t in study.trials} == {"ok"}
+    assert [t.user_attrs.get("duplicate_of") for t in baselines] == [None, None]  # each measured, not reused
+    assert {key.split(":", 1)[1] for key in study.user_attrs if key.startswith("baseline_reference:")} == set(machines)
+    assert (workdir / "studies/r/baseline.pt").is_file()
+    assert (workdir / "studies/r/baseline-cpu-Another-GPU.pt").is_file()
+    ran_there = [t for t in study.trials if t.user_attrs["machine"] == "cpu:Another GPU"]
+    assert len(ran_there) >= 2, [(t.number, t.user_attrs["machine"]) for t in study.trials]
