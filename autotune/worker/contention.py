@@ -1,7 +1,8 @@
 """Is another process using this trial's GPU? A measurement taken while the GPU is shared is not valid.
 
-The signal is the list of compute processes NVIDIA's driver reports on this GPU
-(`nvidia-smi --query-compute-apps`), other than this worker, polled through the measured passes (R22 of
+The signal is the list of compute processes NVIDIA's driver reports on this GPU (through NVML in this
+process where nvidia-ml-py is installed, else `nvidia-smi --query-compute-apps`), other than this worker,
+polled through the measured passes (R22 of
 ../shared/RELIABILITY.md; optimum-benchmark isolates its benchmarks the same way). Device memory is not
 used as a signal: on the H200 a worker's own memory outside torch's allocator (CUDA context, cuBLAS and
 compile workspaces, CUDA graphs) grew by 2.2 GiB during one flex_attention trial, which a memory
@@ -27,6 +28,46 @@ def gpu_uuid() -> str | None:
 
 def foreign_pids() -> set[int]:
     """PIDs of other compute processes on this GPU, as the driver lists them (empty if it cannot say)."""
+    uuid = gpu_uuid()
+    pids = nvml_pids(uuid)
+    if pids is None:
+        pids = nvidia_smi_pids(uuid)
+    return pids - {os.getpid(), os.getppid()}
+
+
+def nvml_pids(uuid: str | None) -> set[int] | None:
+    """The driver's list through NVML in this process (nvidia-ml-py), None where NVML cannot be used. The
+    first choice: a query of a few microseconds, where running `nvidia-smi` every second starts a process
+    beside a measurement that may be bound by the host."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        if not nvml_started(pynvml):
+            return None
+        handles = ([pynvml.nvmlDeviceGetHandleByUUID(uuid.encode())] if uuid else
+                   [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())])
+        return {p.pid for h in handles for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)}
+    except Exception:  # pynvml.NVMLError and its many subclasses: fall back to nvidia-smi
+        return None
+
+
+_nvml_state: dict = {}
+
+
+def nvml_started(pynvml) -> bool:
+    """nvmlInit once per process; False where it fails (no driver, no GPU)."""
+    if "ok" not in _nvml_state:
+        try:
+            pynvml.nvmlInit()
+            _nvml_state["ok"] = True
+        except Exception:
+            _nvml_state["ok"] = False
+    return _nvml_state["ok"]
+
+
+def nvidia_smi_pids(uuid: str | None) -> set[int]:
     if shutil.which("nvidia-smi") is None:
         return set()
     try:
@@ -34,13 +75,12 @@ def foreign_pids() -> set[int]:
                              capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired):
         return set()
-    mine, uuid = {os.getpid(), os.getppid()}, gpu_uuid()
     pids = set()
     for line in out.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) == 2 and parts[1].isdigit() and (uuid is None or parts[0] == uuid):
             pids.add(int(parts[1]))
-    return pids - mine
+    return pids
 
 
 class ContentionWatch:
