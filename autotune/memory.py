@@ -1,7 +1,11 @@
 """MemoryModel: an estimate of a trial's peak memory, in pure Python, before any process starts.
 
     estimate = weights + kv_cache + assistant + activations
-             + cuda_context (CUDA) or process_baseline (CPU) + allocator_overhead + compile_workspace
+             + cuda_context (CUDA) or process_baseline (CPU) + kernel_cache + allocator_overhead
+             + compile_workspace
+
+(kernel_cache: on CPU, oneDNN's low-precision kernels; on CUDA, memory outside the allocator beyond the
+context: bnb 8-bit's libraries and float32 flex_attention's kernels.)
 
 Every term is reported on its own (`MemoryEstimate`), so that measurements can calibrate each one.
 No weights are loaded: parameter counts come from the model built on the meta device
@@ -11,8 +15,10 @@ config, prompt lengths from the tokenizer (or an upper bound without one).
 What the budget bounds:
 
 - on CUDA, the device memory of one worker process: its CUDA context plus everything the caching
-  allocator holds. The worker caps its allocator with `torch.cuda.set_per_process_memory_fraction`
-  at (budget - CUDA context) / card total, so a 24 GB study on a larger card finds what a 24 GB card would;
+  allocator holds, plus the kernels outside it. The worker caps its allocator with
+  `torch.cuda.set_per_process_memory_fraction` at (budget - CUDA context) / card total, so a 24 GB study on
+  a larger card finds what a 24 GB card would; what lies outside the allocator is not capped, so the
+  estimate's kernel_cache term keeps a candidate that needs it out before launch;
 - on CPU, the worker's peak resident memory (RSS), which includes python, torch and transformers
   themselves (`process_baseline`). It is checked after the trial, not enforced (see the worker).
 
@@ -122,6 +128,16 @@ CUDA_COMPILE_FIXED_BYTES = 64 * MiB
 CUDA_GRAPH_POOL_ACTIVATION_COPIES = 2.0   # pool size as a multiple of one decode step's activations
 CUDA_MAX_AUTOTUNE_EXTRA_BYTES = 0          # measured: no higher peak than reduce-overhead
 
+# CUDA: device memory outside the caching allocator beyond the context (the `kernel_cache` term on CUDA),
+# which set_per_process_memory_fraction does not cap. Measured on the H200 (third GPU session; device memory
+# in use minus peak reserved, tests/data/h200_fixture_peaks.json): 686-702 MiB for eager, SDPA, bf16
+# flex_attention and bnb 4-bit trials (the context alone); 752-796 MiB with bnb 8-bit (its int8 matmul
+# libraries: +64-108 MiB); 2764-3002 MiB with float32 flex_attention (+2076-2314 MiB; bf16 flex_attention
+# adds nothing), with the model 12M parameters: kernels and their state, not model-sized. On gemma-2b the
+# float32 flex_attention trials used 2.1-2.4 GB more too, before failing in Inductor.
+CUDA_BNB_8BIT_KERNEL_BYTES = 96 * MiB
+CUDA_FLEX_FLOAT32_KERNEL_BYTES = 2200 * MiB
+
 # CPU: the resident memory of a worker before any model-sized memory: python, torch, transformers and the
 # tokenizers library imported, the tokenizer loaded, the loading machinery touched, a first float32
 # forward run. Measured on this 2-core Xeon (torch 2.13 CPU, transformers 5.24): imports 246 MiB,
@@ -191,6 +207,8 @@ class Calibration:
     cuda_compile_fixed_bytes: int = CUDA_COMPILE_FIXED_BYTES
     cuda_graph_pool_activation_copies: float = CUDA_GRAPH_POOL_ACTIVATION_COPIES
     cuda_max_autotune_extra_bytes: int = CUDA_MAX_AUTOTUNE_EXTRA_BYTES
+    cuda_bnb_8bit_kernel_bytes: int = CUDA_BNB_8BIT_KERNEL_BYTES
+    cuda_flex_float32_kernel_bytes: int = CUDA_FLEX_FLOAT32_KERNEL_BYTES
     cpu_process_baseline_bytes: int = CPU_PROCESS_BASELINE_BYTES
     cpu_allocator_fraction: float = CPU_ALLOCATOR_FRACTION
     cpu_compile_workspace_bytes: int = CPU_COMPILE_WORKSPACE_BYTES
@@ -595,6 +613,7 @@ class MemoryModel:
         kernel_cache = 0
         if device == "cuda":
             cuda_context, baseline = cal.cuda_context_bytes, 0
+            kernel_cache = self.cuda_kernel_bytes(quantization, dtype, attn)
             overhead = int(cal.cuda_library_workspace_bytes + cal.cuda_allocator_resident_fraction * resident
                            + cal.cuda_allocator_transient_fraction * (activations + compile_workspace))
         else:
@@ -608,6 +627,14 @@ class MemoryModel:
             allocator_overhead=overhead,
             compile_workspace=compile_workspace, device=device, dtype=dtype, batch_size=batch,
             max_cache_len=max_cache_len, quantization=quantization.describe() if quantization else None)
+
+    def cuda_kernel_bytes(self, quantization: Quantization | None, dtype: str, attention: str) -> int:
+        """Device memory outside the allocator and the context (see CUDA_FLEX_FLOAT32_KERNEL_BYTES)."""
+        cal = self.calibration
+        extra = cal.cuda_bnb_8bit_kernel_bytes if quantization is not None and quantization.scheme == "int8" else 0
+        if attention == "flex_attention" and dtype == "float32":
+            extra += cal.cuda_flex_float32_kernel_bytes
+        return extra
 
     def cpu_kernel_cache_bytes(self, batch_lengths: list[int], scoring_lengths: list[int], new: int,
                                static: bool, attention: str, draft: int = 0) -> int:
