@@ -22,6 +22,8 @@ from autotune.errors import CandidateError
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 STATIC_CACHES = ("static", "offloaded_static")
 BNB_QUANTIZATIONS = ("bnb_8bit", "bnb_4bit")
+# autotune's own weight-only int8 (autotune.quantize), applied after loading: a runtime hint of the preset
+WEIGHT_ONLY_QUANTIZATIONS = ("int8_weight_only",)
 
 # knob -> allowed values (a tuple), or a type (int, float) for numeric knobs. Search spaces may use any subset.
 KNOBS: dict[str, tuple | type] = {
@@ -29,8 +31,9 @@ KNOBS: dict[str, tuple | type] = {
     "attn_implementation": ("auto", "eager", "sdpa", "flash_attention_2", "flex_attention"),
     # torch.nn.attention.sdpa_kernel(SDPBackend...) around generate; "auto" lets PyTorch choose.
     "sdpa_backend": ("auto", "flash", "efficient", "math", "cudnn"),
-    # bitsandbytes through BitsAndBytesConfig: LLM.int8() or 4-bit (nf4/fp4) weights.
-    "quantization": ("none",) + BNB_QUANTIZATIONS,
+    # bitsandbytes through BitsAndBytesConfig: LLM.int8() or 4-bit (nf4/fp4) weights; or weight-only int8
+    # in plain torch (autotune.quantize), fast when compiled.
+    "quantization": ("none",) + BNB_QUANTIZATIONS + WEIGHT_ONLY_QUANTIZATIONS,
     "llm_int8_threshold": float,
     "bnb_4bit_quant_type": ("nf4", "fp4"),
     "bnb_4bit_use_double_quant": (False, True),
@@ -180,6 +183,8 @@ class Candidate:
             hints["pad_to_multiple_of"] = self.pad_to_multiple_of
         if self.sdpa_backend != "auto" and self.attn_implementation == "sdpa":
             hints["sdpa_backend"] = self.sdpa_backend
+        if self.quantization == "int8_weight_only":
+            hints["weight_quantization"] = "int8"
         if self.uses_static_loop():
             hints["decode_loop"] = {"kind": "static", "mode": self.compile, "fullgraph": self.compile_fullgraph,
                                     "offloading": self.cache_implementation == "offloaded_static"}

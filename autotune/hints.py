@@ -9,6 +9,8 @@ same functions, so a preset runs as its trial was measured.
 - `decode_loop`: `{"kind": "static", "mode", "fullgraph", "offloading"}` -> `model.generate` runs
   `autotune.decode_loop.StaticDecodeLoop` (a StaticCache and one compiled decode step), falling back to
   the plain generate() for what the loop does not do (beam search, an assistant model, ...).
+- `weight_quantization`: `int8` -> every `nn.Linear` of the loaded model becomes an int8 weight-only linear
+  (`autotune.quantize`), before any compile.
 - `sdpa_backend`: `flash`, `efficient`, `math` or `cudnn` -> generation runs inside
   `torch.nn.attention.sdpa_kernel(SDPBackend...)`, which restricts PyTorch's scaled_dot_product_attention
   to that kernel (an error where the kernel cannot run the inputs, never a silent fallback).

@@ -11,7 +11,9 @@ A preset is one JSON file whose two halves work with plain transformers::
 through `AutoQuantizationConfig.from_dict`; `BitsAndBytesConfig(**d)` makes the object explicitly).
 
 `runtime` holds what neither half can (torch.compile settings, the SDPA backend, padding, the assistant
-model); `autotune.load_preset(path)` applies it. `measurement` is what the chosen trial measured and
+model, autotune's weight-only int8 quantization); `autotune.load_preset(path)` applies it. (With
+`weight_quantization` in it, plain transformers loads the unquantized model: correct, but not what was
+measured; `autotune.quantize.apply_weight_quantization(model, "int8")` does the rest.) `measurement` is what the chosen trial measured and
 `environment` where (library versions, device). A preset of a `random:` model says so in `note`:
 `from_pretrained` cannot load such a model; `load_preset` builds it again with `autotune.models`.
 """
@@ -152,7 +154,7 @@ def load_preset(path: str | Path, device: str | None = None):
     """Load a preset's model and GenerationConfig with its runtime hints applied.
 
     Returns `(model, generation_config)`. The model is placed on `device` (default: CUDA when available);
-    an explicit torch.compile hint compiles `model.forward`; a compile hint through generate() sets the
+    a weight-quantization hint turns its linear layers into int8 weight-only ones (`autotune.quantize`); an explicit torch.compile hint compiles `model.forward`; a compile hint through generate() sets the
     GenerationConfig's `compile_config`; an SDPA backend makes `model.generate` run inside
     `torch.nn.attention.sdpa_kernel(...)`; an assistant model is loaded and bound to `model.generate`; a
     decode-loop hint makes `model.generate` run autotune's static decode loop (`model.autotune_decode_loop`).
@@ -164,7 +166,7 @@ def load_preset(path: str | Path, device: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    from autotune import hints
+    from autotune import hints, quantize
 
     preset = Preset.read(path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -176,6 +178,7 @@ def load_preset(path: str | Path, device: str | None = None):
             model = AutoModelForCausalLM.from_pretrained(preset.model, **preset.load_kwargs, **extra).eval()
     except OSError as exc:
         raise PresetError(f"cannot load the preset's model {preset.model!r}: {exc}") from None
+    quantize.apply_weight_quantization(model, preset.runtime.get("weight_quantization"))
     generation_config = GenerationConfig(**preset.generation_config)
     hints.apply_compile(model, generation_config, preset.runtime.get("compile"))
     hints.apply_decode_loop(model, preset.runtime.get("decode_loop"))

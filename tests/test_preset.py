@@ -163,3 +163,16 @@ def test_explicit_compile_runs_the_decode_steps_compiled_and_the_prefill_eager(b
         out = model.generate(**inputs, **settings)
     assert out.tolist() == expected.tolist()
     assert lengths == [1] * 5  # the 5 decode steps after the prefill's first token, each compiled
+
+
+def test_load_preset_quantizes_the_weights_to_int8(tmp_path, bundled_model):
+    from autotune.quantize import Int8WeightOnlyLinear
+
+    candidate = Candidate(dtype="float32", quantization="int8_weight_only", cache_implementation="static",
+                          compile="default", decode_loop="static_loop")
+    path = preset_of(bundled_model, candidate).write(tmp_path / "int8.json")
+    assert json.loads(path.read_text())["runtime"]["weight_quantization"] == "int8"
+    model, gen = load_preset(path, device="cpu")
+    assert isinstance(model.lm_head, Int8WeightOnlyLinear) and model.autotune_decode_loop is not None
+    inputs = prompt(bundled_model)
+    assert model.generate(**inputs, generation_config=gen).shape[1] == inputs["input_ids"].shape[1] + 3

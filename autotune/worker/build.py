@@ -1,5 +1,5 @@
 """Build a Candidate: load the model (and assistant) with its load kwargs, prepare its GenerationConfig,
-and apply its runtime hints (torch.compile, the SDPA backend). Runs in the worker process only."""
+and apply its runtime hints (weight-only quantization, torch.compile, the SDPA backend). Runs in the worker process only."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from autotune import hints, models
+from autotune import hints, models, quantize
 from autotune.candidate import STATIC_CACHES, Candidate
 from autotune.workload import Workload
 
@@ -120,6 +120,7 @@ def build(model_id: str, candidate: Candidate, workload: Workload, device: str) 
     if candidate.decoding == "assisted":
         # The assistant runs in the target's dtype so the two exchange logits of one precision.
         assistant = load_model(candidate.assistant, {"dtype": model.dtype}, device)
+    quantize.apply_weight_quantization(model, candidate.runtime().get("weight_quantization"))
     if device == "cuda":
         torch.cuda.synchronize()
     load_s = time.perf_counter() - started

@@ -105,3 +105,16 @@ def test_static_decode_loop_gives_generates_tokens(bundled_model):
     built, looped = generate(bundled_model, candidate, workload)
     assert built.loop is not None and built.loop.max_cache_len == built.max_cache_len
     assert looped == plain
+
+
+@pytest.mark.slow
+def test_weight_only_int8_builds_and_runs_the_compiled_decode_loop(bundled_model):
+    """quantization=int8_weight_only: the worker's build makes every linear layer int8 before the static loop
+    compiles its decode step (batch 2: the step's rows stay under GEMV_ROWS), and it generates."""
+    from autotune.quantize import Int8WeightOnlyLinear
+
+    candidate = Candidate(dtype="float32", quantization="int8_weight_only", cache_implementation="static",
+                          compile="default", decode_loop="static_loop", compile_fullgraph=True)
+    built, _ = generate(bundled_model, candidate)
+    assert isinstance(built.model.model.layers[0].mlp.up_proj, Int8WeightOnlyLinear) and built.loop is not None
+    assert built.model.model.layers[0].mlp.up_proj.weight.dtype == torch.int8

@@ -1,0 +1,75 @@
+"""autotune.quantize: weight-only int8 in plain torch, on the trained fixture (CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from autotune.candidate import Candidate
+from autotune.quantize import (GEMV_ROWS, Int8WeightOnlyLinear, apply_weight_quantization, quantize_int8_weight_only,
+                               quantize_rows)
+from autotune.space import SearchSpace
+
+
+def test_rows_are_quantized_within_half_a_step():
+    weight = torch.randn(64, 96) * torch.linspace(0.01, 3, 64)[:, None]  # rows of very different ranges
+    q, scales = quantize_rows(weight)
+    assert q.dtype == torch.int8 and scales.shape == (64,)
+    assert (q.float() * scales[:, None] - weight).abs().le(scales[:, None] / 2 + 1e-6).all()
+    assert q.abs().amax(dim=1).eq(127).all()  # each row uses its whole range
+
+
+@pytest.mark.parametrize("rows", [1, GEMV_ROWS, GEMV_ROWS + 1, 40])
+def test_both_ways_of_the_forward_compute_the_dequantized_linear(rows):
+    torch.manual_seed(0)
+    linear = nn.Linear(96, 64)
+    int8 = Int8WeightOnlyLinear.from_linear(linear)
+    dequantized = int8.weight.float() * int8.scales[:, None]
+    x = torch.randn(rows, 96).reshape(1, rows, 96)
+    torch.testing.assert_close(int8(x), nn.functional.linear(x, dequantized, linear.bias), rtol=1e-5, atol=1e-5)
+
+
+def test_the_compiled_decode_step_matches_eager():
+    torch.manual_seed(0)
+    int8 = Int8WeightOnlyLinear.from_linear(nn.Linear(128, 256, bias=False))
+    x = torch.randn(1, 1, 128)
+    torch.testing.assert_close(torch.compile(int8)(x), int8(x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_quantized_model_keeps_its_predictions(fixture_models):
+    """Every linear layer (the tied head included) becomes int8; the embedding stays float; teacher-forced
+    top-1 predictions of the trained 12m model barely move."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = str(fixture_models / "codelm-12m")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    text = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n"
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    linears = sum(isinstance(m, nn.Linear) for m in model.modules())
+    with torch.no_grad():
+        before = model(ids).logits
+        assert quantize_int8_weight_only(model) == linears
+        after = model(ids).logits
+    assert not any(isinstance(m, nn.Linear) for m in model.modules())
+    assert isinstance(model.get_input_embeddings().weight, nn.Parameter)
+    assert isinstance(model.lm_head, Int8WeightOnlyLinear)
+    agreement = (before.argmax(-1) == after.argmax(-1)).float().mean().item()
+    assert agreement >= 0.95, agreement
+    out = model.generate(ids[:, :8], max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert out.shape[1] == 12
+
+
+def test_the_hint_and_the_space():
+    assert apply_weight_quantization(nn.Sequential(nn.Linear(2, 2)), None) == 0
+    with pytest.raises(ValueError, match="unknown weight quantization 'int4'"):
+        apply_weight_quantization(nn.Sequential(nn.Linear(2, 2)), "int4")
+    compiled = Candidate(quantization="int8_weight_only", cache_implementation="static", compile="default")
+    assert compiled.runtime()["weight_quantization"] == "int8" and compiled.load_kwargs() == {}
+    assert "weight_quantization" not in Candidate().runtime()
+    space = SearchSpace.load("default").for_environment("cpu", batch_size=1, assistant=None, has_bf16=True,
+                                                        has_flash_attn=False, has_flex_attention=True)
+    assert "int8_weight_only" in next(k for k in space.knobs if k.name == "quantization").values  # bnb or not
+    assert space.invalid_reason(compiled) is None
+    assert "fast only compiled" in space.invalid_reason(Candidate(quantization="int8_weight_only"))
