@@ -80,6 +80,11 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
     rows += [(f"decode_loop=static_loop {m} fullgraph",
               {"decode_loop": "static_loop", "compile": m, "compile_fullgraph": True})
              for m in (("reduce-overhead", "max-autotune") if device == "cuda" else ("default",))]
+    # weight-only int8 (autotune.quantize): with the base's compile, and in the static loop
+    rows += [("quantization=int8_weight_only", {"quantization": "int8_weight_only"})]
+    rows += [(f"decode_loop=static_loop {m} fullgraph, int8_weight_only",
+              {"decode_loop": "static_loop", "compile": m, "compile_fullgraph": True, "quantization": "int8_weight_only"})
+             for m in (("reduce-overhead", "max-autotune") if device == "cuda" else ("default",))]
     other_api = "explicit" if base.compile_api == "generate" else "generate"
     rows += [(f"compile_api={other_api}", {"compile_api": other_api})]
     rows += [(f"pad_to_multiple_of={n}", {"pad_to_multiple_of": n}) for n in (8, 16, 32, 64)]
@@ -102,7 +107,7 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
 
 # --loops: the ways to decode with a static cache (the seed guide's options 1 to 3), against plain generate()
 LOOPS = ("dynamic cache, no compile (plain generate)", "base: ", "generate compile max-autotune fullgraph",
-         "decode_loop=static_loop")
+         "decode_loop=static_loop", "quantization=int8_weight_only")
 
 QUICK = ("base: ", "dynamic cache, no compile (plain generate)", "compile=off",
          "bnb 4-bit nf4, bf16 compute (compile off)", "compile_api=", "dtype=float16", "sdpa_backend=math",
