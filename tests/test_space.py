@@ -114,12 +114,12 @@ def test_cpu_leaves_out_the_sdpa_kernels_and_cache_it_cannot_run_with_reasons():
     assert "no efficient SDPA kernel for CPU" in left[("sdpa_backend", "efficient")]
     assert "cudnn" in left[("sdpa_backend", "cudnn")]
     assert "CUDA streams" in left[("cache_implementation", "offloaded_static")]
-    assert space.knob("quantization").values == ("none", "bnb_8bit", "bnb_4bit")
+    assert space.knob("quantization").values == ("none", "bnb_8bit", "bnb_4bit", "int8_weight_only")
 
 
 def test_bitsandbytes_is_left_out_where_it_does_not_import():
     space = SearchSpace.load("default").for_environment("cuda", batch_size=1, assistant=None, has_bitsandbytes=False)
-    assert space.knob("quantization").values == ("none",)
+    assert space.knob("quantization").values == ("none", "int8_weight_only")  # autotune's own needs torch only
     assert "pip install bitsandbytes" in left_out_of(space)[("quantization", "bnb_4bit")]
 
 
@@ -162,7 +162,8 @@ def test_every_suggestion_of_the_full_cuda_space_is_valid_or_rejected_before_lau
         if candidate.quantization == "none":
             assert candidate.llm_int8_threshold is None and candidate.bnb_4bit_compute_dtype == "float32"
         if reason is None:
-            assert not (candidate.quantization != "none" and candidate.compile != "off")
+            assert not (candidate.quantization in ("bnb_8bit", "bnb_4bit") and candidate.compile != "off")
+            assert not (candidate.quantization == "int8_weight_only" and candidate.compile == "off")
             assert not (candidate.dtype == "float32" and "flash" in (candidate.attn_implementation, candidate.sdpa_backend))
         seen |= {("quantization", candidate.quantization), ("cache", candidate.cache_implementation),
                  ("sdpa", candidate.sdpa_backend), ("pad", candidate.pad_to_multiple_of)}
