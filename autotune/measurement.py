@@ -65,7 +65,10 @@ class Measurement:
     environment: dict = field(default_factory=dict)
     pid: int | None = None
     exit_code: int | None = None
-    wall_s: float | None = None
+    wall_s: float | None = None  # the worker's own time, from its start (imports done) to its result
+    # The worker process as the launcher saw it: spawn, imports, wall_s and exit. process_s - wall_s is the
+    # start-up a trial pays before it loads anything (benchmarks/trial_overhead.py).
+    process_s: float | None = None
 
     def __post_init__(self):
         if self.status not in STATUSES:

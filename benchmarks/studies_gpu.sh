@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU studies of issues 3, 4, 5 and 7, one after the other, through the CLI as a user runs them:
 #   a  random:gemma-2b, batch 1, 256 new tokens, --vram 24GB, 30 trials of the default space; the best
-#      configuration re-measured 3 times in fresh processes (R23); estimate vs peak of every trial (issue 4)
+#      configuration re-measured 3 times in fresh processes (R23); estimate vs peak of every trial (issue 4);
+#      start-up, load and warm-up of every trial, and of the confirmations with the compile cache warm (issue 7)
 #   b  the trained fixtures: codelm-12m with --assistant codelm-4m-draft, 20 trials, then study a's best
 #      configuration added to it (its agreement with the codelm-12m baseline)
 #   k  the per-knob table: every knob varied alone from study a's best, batch 1 and 8 (benchmarks/knobs.py --base)
@@ -56,6 +57,7 @@ for part in $parts; do
         --study g24 --root "$out/studies" > "$out/a.log" 2>&1
       stamp "a: exit $?"
       at show --study g24 --storage "sqlite:///$out/studies/g24.db" > "$out/a-show.txt" 2>&1
+      python benchmarks/trial_overhead.py --study g24 --root "$out/studies" > "$out/a-overhead.txt" 2>&1
       ;;
     b)
       stamp "b: fixture study"

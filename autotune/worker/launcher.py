@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from autotune.measurement import Measurement
+from autotune.measurement import Measurement, write_atomic
 from autotune.worker.job import Job
 from autotune.worker.phase import read_phases, write_phase
 
@@ -109,7 +109,9 @@ def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = N
             raise
     if result_path.exists():
         measurement = Measurement.from_json(result_path.read_text(encoding="utf-8"))
-        return replace(measurement, exit_code=exit_code)
+        measurement = replace(measurement, exit_code=exit_code, process_s=time.perf_counter() - started)
+        write_atomic(result_path, measurement.to_json())  # the job's own record, with the launcher's figures
+        return measurement
     how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
     return Measurement.failed("crash", "crash", f"the worker {how} without a result", traceback=tail(log_path),
                               pid=proc.pid, exit_code=exit_code, wall_s=time.perf_counter() - started)

@@ -29,6 +29,8 @@ def test_a_real_trial_measures(tmp_path, bundled_model):
     assert m.ok, m.traceback
     assert m.decode_tokens_per_s > 0 and m.top1_agreement == 1.0 and m.pid and m.exit_code == 0
     assert (tmp_path / "ref.pt").exists()
+    # the process's whole time includes its start-up (python, torch and transformers imported) and the work
+    assert m.process_s > m.wall_s > m.load_s + m.warmup_s > 0
 
 
 @pytest.mark.parametrize("fault,status,kind", [("oom", "oom", "oom"), ("cuda_error", "error", "cuda_error"),
