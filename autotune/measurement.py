@@ -58,7 +58,7 @@ class Measurement:
     # False for random-weight models: their text is degenerate, their agreement figures prove nothing
     equivalence_meaningful: bool = True
     max_cache_len: int | None = None  # the static cache's length (longest padded prompt + new tokens)
-    # Early stopping (status "stopped"): {"after": "warm-up" | "pass 1", "tokens_per_s": what that pass ran
+    # Early stopping (status "stopped"): {"after": "pass 1", "tokens_per_s": what that pass ran
     # at, "threshold": the tok/s under which a trial stops}. The trial is PRUNED in Optuna.
     stopped_early: dict | None = None
     runs: tuple = ()  # per-repeat figures, for inspection

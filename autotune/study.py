@@ -424,8 +424,7 @@ class Tuner:
                   result_path=str(job_dir.resolve() / "result.json"),
                   repeats=s.repeats, warmup=s.warmup, trial_number=number,
                   fault=None if job_name else fault_for(s.faults, number, candidate), budget_bytes=s.vram,
-                  stop_below=None if job_name or role == "baseline" else self.stop_below(),
-                  judge_warmup=candidate.compile == "off")
+                  stop_below=None if job_name or role == "baseline" else self.stop_below())
         if role != "baseline" and not self.reference_path().exists():
             return Measurement.failed("error", "no_baseline", f"the baseline reference {self.reference_path()} "
                                       "is missing; start the study over with --new-study")

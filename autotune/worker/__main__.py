@@ -109,7 +109,7 @@ def run(job: Job) -> Measurement:
     with built.runtime_context():
         def measure_job() -> dict:
             return measure(built, job.workload, repeats=job.repeats, warmup=job.warmup, on_phase=on_phase,
-                           stop_below=job.stop_below, judge_warmup=job.judge_warmup)
+                           stop_below=job.stop_below)
 
         if job.device == "cuda":
             from autotune.worker.contention import ContentionWatch
@@ -123,7 +123,7 @@ def run(job: Job) -> Measurement:
         continuations = figures.pop("continuations")
         if figures.get("stopped_early"):  # clearly slower than the best so far: not compared, not judged
             early = figures["stopped_early"]
-            message = (f"stopped after the {early['after']} pass: {early['tokens_per_s']:.1f} decode tok/s, under "
+            message = (f"stopped after the first measured pass: {early['tokens_per_s']:.1f} decode tok/s, under "
                        f"{early['threshold']:.1f} (the best so far times --early-stop)")
             stopped = Measurement(status="stopped", failure_kind="hopeless", message=message, **built_facts,
                                   **figures)

@@ -25,9 +25,7 @@ class Job:
     # The --vram budget in bytes: a cap on CUDA, checked against the peak RSS on CPU (worker/budget.py).
     budget_bytes: int | None = None
     # Early stopping: decode tok/s under which the trial stops after its first timed pass (None: never).
-    # The warm-up pass is judged too when `judge_warmup` (a candidate that compiles nothing).
     stop_below: float | None = None
-    judge_warmup: bool = False
     # Test-only fault injection (see autotune.worker.faults); never set from a user's configuration.
     fault: str | None = None
     extra: dict = field(default_factory=dict)
