@@ -12,6 +12,10 @@
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
 #   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
+# A study that does not finish within one GPU session resumes when its part runs again with the same
+# OUTDIR (autotune search continues to the same total). Keep OUTDIR in the checkout, git-ignored (for
+# instance .gpu-out, named in `carry`), and bring it back without the compile caches:
+#   tar czf $OUT/gpu-out.tgz --exclude=inductor-cache --exclude=knobs --exclude=knobs-k -C .gpu-out .
 # To try the plumbing on a CPU (small models, few trials):
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
