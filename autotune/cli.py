@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from autotune import interrupt
 from autotune.errors import AutotuneError, InputError
 from autotune.progress import JsonProgress, Progress
 
@@ -35,14 +35,15 @@ def run_guarded(action):
         return action()
     except AutotuneError as exc:
         raise CliError(exc) from None
+    except KeyboardInterrupt:  # one not caught nearer (while inspecting the machine, confirming, ...)
+        err_console.print("interrupted")
+        raise SystemExit(130) from None
 
 
-def terminate_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C does (the running worker is killed on the way out), exit code 143."""
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
+def stop_cleanly_on_signals() -> None:
+    """Ctrl-C and SIGTERM unwind where the tuner waits (autotune.interrupt): the running worker is killed on
+    the way out and its trial marked; exit codes 130 and 143."""
+    interrupt.install()
 
 
 @click.group(help=__doc__.split(":")[0] + ": tune Hugging Face transformers inference by measurement.")
@@ -145,7 +146,7 @@ def search(model, study_name, trials, device, storage, space, prompts, batch_siz
            json_progress, gpus):
     from autotune.study import Tuner
 
-    terminate_on_sigterm()
+    stop_cleanly_on_signals()
     options = click.get_current_context().params
     if gpus:
         return search_on_gpus(options)
@@ -470,7 +471,7 @@ def worker(study_name, storage, gpu, root, quiet):
     from autotune.storage import is_sqlite
     from autotune.workers import join_study
 
-    terminate_on_sigterm()
+    stop_cleanly_on_signals()
 
     def action():
         if gpu is not None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 from autotune.errors import InputError
+from autotune.interrupt import interruptible
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -86,8 +87,9 @@ def probe(device: str = "auto", timeout: float = 300.0) -> dict:
     """Run `describe(device)` in a child process and return its result."""
     if device not in DEVICES:
         raise InputError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
-    proc = subprocess.run([sys.executable, "-m", "autotune.environment", device],
-                          capture_output=True, text=True, timeout=timeout)
+    with interruptible():  # a wait for a child: Ctrl-C stops it at once (autotune.interrupt)
+        proc = subprocess.run([sys.executable, "-m", "autotune.environment", device],
+                              capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise InputError(f"could not inspect the machine for --device {device}: {last}")

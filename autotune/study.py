@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 from autotune import __version__, models
 from autotune.candidate import Candidate
 from autotune.errors import InputError, StudyMismatchError, SystemicFailureError
+from autotune.interrupt import check as check_interrupt, interruptible
 from autotune.measurement import Measurement
 from autotune.memory import over_budget_message
 from autotune.preset import best_feasible_trial, preset_from_trial
@@ -301,7 +302,8 @@ class Tuner:
             if not told:
                 told = True
                 self.report("waiting_stale", numbers=sorted(running), grace=self.settings.grace_period)
-            time.sleep(1)
+            with interruptible():
+                time.sleep(1)
 
     def enqueue_seeds(self) -> None:
         """Trial 0 is the baseline, trial 1 the seed recipe. Idempotent: enqueued only when missing."""
@@ -334,6 +336,7 @@ class Tuner:
 
     def step(self) -> Measurement:
         """Ask for one trial, run it, and stop the study if it shows that nothing can progress."""
+        check_interrupt()  # a Ctrl-C / SIGTERM noted between trials stops here, before a trial is asked for
         trial = self.study.ask()
         return self.judge(trial, self.run_trial(trial))
 

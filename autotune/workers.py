@@ -39,6 +39,7 @@ from optuna.trial import TrialState
 from autotune.candidate import Candidate
 from autotune.environment import fingerprint
 from autotune.errors import InputError, StorageUnavailableError, SystemicFailureError, WorkerExitError
+from autotune.interrupt import interruptible
 from autotune.measurement import Measurement
 from autotune.space import SearchSpace
 from autotune.storage import is_shareable, storage_for
@@ -197,7 +198,8 @@ class StudyWorker(Tuner):
             if not told:
                 told = True
                 self.report("waiting_same", number=number, other=same[0])
-            time.sleep(POLL_S)
+            with interruptible():
+                time.sleep(POLL_S)
             self.fail_stale_trials()  # a dead worker's trial is not waited for
 
     # ---- one baseline per type of machine ---------------------------------------------------------
@@ -263,7 +265,8 @@ class StudyWorker(Tuner):
             if not told:
                 told = True
                 self.report("waiting_baseline", number=number)
-            time.sleep(POLL_S)
+            with interruptible():
+                time.sleep(POLL_S)
             self.fail_stale_trials()
 
     def fetch_reference(self) -> bool:
@@ -293,7 +296,8 @@ class StudyWorker(Tuner):
         pending, baselines = self.baseline_pending()
         if not pending:
             # a dead worker's baseline is failed first and its retry enqueued just after: look again
-            time.sleep(2 * POLL_S)
+            with interruptible():
+                time.sleep(2 * POLL_S)
             pending, baselines = self.baseline_pending()
         if pending:
             return
@@ -350,7 +354,8 @@ def outlast_outage(action: Callable[[], None], limit_s: float, on_outage: Callab
             if not told:
                 told = True
                 on_outage()
-            time.sleep(OUTAGE_RETRY_S)
+            with interruptible():
+                time.sleep(OUTAGE_RETRY_S)
 
 
 def join_study(study_name: str, storage_url: str, root: str = "studies", gpu: str | None = None,
@@ -455,7 +460,8 @@ def run_local_workers(settings: SearchSettings, gpus: tuple[str, ...], report: C
                     w.proc, w.restarts = start_worker(study_name, url, root, w.gpu, report), w.restarts + 1
                 else:
                     stopped[w.gpu] = code
-            time.sleep(0.2)
+            with interruptible():
+                time.sleep(0.2)
     except BaseException:  # Ctrl-C, SIGTERM: the workers stop too (they mark their trials failed)
         stop_workers(workers)
         raise

@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from autotune.interrupt import interruptible
 from autotune.measurement import Measurement, write_atomic
 from autotune.worker.job import Job
 from autotune.worker.phase import read_phases, write_phase
@@ -57,7 +58,8 @@ def wait_for(proc: subprocess.Popen, timeout_s: float, job_dir: Path, on_phase) 
     """Wait for the worker like `proc.wait(timeout_s)`, telling `on_phase(phase)` of every phase the
     worker writes in its job folder, in order, including those it wrote just before it exited."""
     if on_phase is None:
-        return proc.wait(timeout=timeout_s)
+        with interruptible():
+            return proc.wait(timeout=timeout_s)
     deadline = time.monotonic() + timeout_s
     seen = 0
 
@@ -74,7 +76,8 @@ def wait_for(proc: subprocess.Popen, timeout_s: float, job_dir: Path, on_phase) 
         if left <= 0:
             raise subprocess.TimeoutExpired(proc.args, timeout_s)
         try:
-            exit_code = proc.wait(timeout=min(PHASE_POLL_S, left))
+            with interruptible():
+                exit_code = proc.wait(timeout=min(PHASE_POLL_S, left))
         except subprocess.TimeoutExpired:
             continue
         tell_new_phases()
