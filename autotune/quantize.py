@@ -58,11 +58,17 @@ class Int8WeightOnlyLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8: `weight ~= int8 * scale[:, None]`, the scale in the weight's dtype."""
-    w = weight.float()
-    scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-    q = torch.round(w / scales[:, None]).clamp(-128, 127).to(torch.int8)
+def quantize_rows(weight: torch.Tensor, chunk_rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8: `weight ~= int8 * scale[:, None]`, the scale in the weight's dtype. Done
+    `chunk_rows` rows at a time, so the float32 working copy stays small (a 256k-token head is 2 GB in
+    float32)."""
+    q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
+    scales = torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)
+    for start in range(0, weight.shape[0], chunk_rows):
+        w = weight[start:start + chunk_rows].float()
+        s = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        q[start:start + chunk_rows] = torch.round(w / s[:, None]).clamp(-128, 127).to(torch.int8)
+        scales[start:start + chunk_rows] = s
     return q, scales.to(weight.dtype)
 
 

@@ -18,6 +18,8 @@ def test_rows_are_quantized_within_half_a_step():
     assert q.dtype == torch.int8 and scales.shape == (64,)
     assert (q.float() * scales[:, None] - weight).abs().le(scales[:, None] / 2 + 1e-6).all()
     assert q.abs().amax(dim=1).eq(127).all()  # each row uses its whole range
+    chunked_q, chunked_scales = quantize_rows(weight, chunk_rows=5)  # chunks that do not divide the rows
+    assert torch.equal(chunked_q, q) and torch.equal(chunked_scales, scales)
 
 
 @pytest.mark.parametrize("rows", [1, GEMV_ROWS, GEMV_ROWS + 1, 40])
