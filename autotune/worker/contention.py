@@ -11,6 +11,7 @@ threshold mistook for another process.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ import threading
 
 import torch
 
+
+@functools.cache  # one device per worker: asked once, not at every poll
 def gpu_uuid() -> str | None:
     uuid = getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "uuid", None)
     if uuid is None:
@@ -53,18 +56,14 @@ def nvml_pids(uuid: str | None) -> set[int] | None:
         return None
 
 
-_nvml_state: dict = {}
-
-
+@functools.cache
 def nvml_started(pynvml) -> bool:
     """nvmlInit once per process; False where it fails (no driver, no GPU)."""
-    if "ok" not in _nvml_state:
-        try:
-            pynvml.nvmlInit()
-            _nvml_state["ok"] = True
-        except Exception:
-            _nvml_state["ok"] = False
-    return _nvml_state["ok"]
+    try:
+        pynvml.nvmlInit()
+        return True
+    except Exception:
+        return False
 
 
 def nvidia_smi_pids(uuid: str | None) -> set[int]:

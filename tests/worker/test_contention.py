@@ -40,7 +40,7 @@ class FakeNVML:
 @pytest.fixture
 def driver(monkeypatch):
     def install(fake: FakeNVML | None, smi_output: str | None = None):
-        monkeypatch.setattr(contention, "_nvml_state", {})
+        contention.nvml_started.cache_clear()
         monkeypatch.setitem(sys.modules, "pynvml", fake)  # None: "not installed"
         monkeypatch.setattr(contention, "gpu_uuid", lambda: "GPU-aaa")
         calls = []
