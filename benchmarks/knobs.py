@@ -77,14 +77,14 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
     rows += [(f"compile_fullgraph={not base.compile_fullgraph}", {"compile_fullgraph": not base.compile_fullgraph})]
     # the decode loops of issue 7: generate()'s compile with max-autotune, and autotune's static loop
     rows += [("generate compile max-autotune fullgraph", {"compile": "max-autotune", "compile_fullgraph": True})]
-    rows += [(f"decode_loop=static_loop {m} fullgraph",
-              {"decode_loop": "static_loop", "compile": m, "compile_fullgraph": True})
+    loops = [(f"decode_loop=static_loop {m} fullgraph", {"decode_loop": "static_loop", "compile": m,
+                                                          "compile_fullgraph": True})
              for m in (("reduce-overhead", "max-autotune") if device == "cuda" else ("default",))]
+    rows += loops
     # weight-only int8 (autotune.quantize): with the base's compile, and in the static loop
-    rows += [("quantization=int8_weight_only", {"quantization": "int8_weight_only"})]
-    rows += [(f"decode_loop=static_loop {m} fullgraph, int8_weight_only",
-              {"decode_loop": "static_loop", "compile": m, "compile_fullgraph": True, "quantization": "int8_weight_only"})
-             for m in (("reduce-overhead", "max-autotune") if device == "cuda" else ("default",))]
+    int8 = {"quantization": "int8_weight_only"}
+    rows += [("quantization=int8_weight_only", int8)]
+    rows += [(f"{label}, int8_weight_only", {**changes, **int8}) for label, changes in loops]
     other_api = "explicit" if base.compile_api == "generate" else "generate"
     rows += [(f"compile_api={other_api}", {"compile_api": other_api})]
     rows += [(f"pad_to_multiple_of={n}", {"pad_to_multiple_of": n}) for n in (8, 16, 32, 64)]
