@@ -243,6 +243,7 @@ def estimate(model, vram, space, device, prompts, batch_size, max_new_tokens, as
     from dataclasses import replace
 
     from autotune.memory import Estimator, format_bytes, is_fraction, parse_budget
+    from autotune.models import is_random
     from autotune.space import SearchSpace
     from autotune.study import resolve_model
     from autotune.workload import Workload
@@ -261,7 +262,8 @@ def estimate(model, vram, space, device, prompts, batch_size, max_new_tokens, as
         budget = None if vram is None else parse_budget(vram, total)
         the_space = base_space.for_environment(
             env["device"], batch_size=batch_size, assistant=assistant_id, has_bf16=env.get("has_bf16", True),
-            has_flash_attn=env.get("has_flash_attn", False), has_flex_attention=env.get("has_flex_attention", False))
+            has_flash_attn=env.get("has_flash_attn", False), has_flex_attention=env.get("has_flex_attention", False),
+            random_weights=is_random(model_id))
         estimator = Estimator.for_model(model_id, workload, assistant=assistant_id)
         rows, invalid = [], 0
         for candidate in the_space.candidates():

@@ -36,6 +36,21 @@ def sdpa_backend_context(backend: str | None):
     return sdpa_kernel(getattr(SDPBackend, SDPA_BACKENDS[backend]))
 
 
+def scoring_backend_context(backend: str | None):
+    """The SDPA restriction of teacher-forced scoring: the candidate's kernel first, the math kernel only
+    where that one cannot run the inputs. Scoring runs the whole sequence without a cache and, without a
+    mask, transformers asks SDPA for grouped-query attention (`enable_gqa`), which the efficient and flash
+    kernels refuse: on the H200 a static-loop trial with the efficient kernel decoded fine (its decode
+    steps have a mask) and then lost its measurement to "No available kernel" while being scored."""
+    if backend in (None, "auto", "math"):
+        return sdpa_backend_context(backend)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if backend not in SDPA_BACKENDS:
+        raise ValueError(f"unknown SDPA backend {backend!r}; one of {', '.join(SDPA_BACKENDS)}")
+    return sdpa_kernel([getattr(SDPBackend, SDPA_BACKENDS[backend]), SDPBackend.MATH], set_priority=True)
+
+
 def generate_in_sdpa_backend(model, backend: str | None) -> None:
     """Make `model.generate` run inside `sdpa_backend_context(backend)` (no change for None / "auto")."""
     if backend in (None, "auto"):

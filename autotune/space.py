@@ -110,14 +110,20 @@ class SearchSpace:
 
     def for_environment(self, device: str, *, batch_size: int, assistant: str | None,
                         has_bf16: bool = True, has_flash_attn: bool = False, has_flex_attention: bool = False,
-                        has_bitsandbytes: bool = False, bnb_compileable: bool = False) -> "SearchSpace":
+                        has_bitsandbytes: bool = False, bnb_compileable: bool = False,
+                        random_weights: bool = False) -> "SearchSpace":
         """Drop values this machine, workload or model cannot run, recording each with its reason, and add
         the invalid combinations that depend on the machine or the installed versions.
 
         `has_bitsandbytes`: bitsandbytes imports here. `bnb_compileable`: the installed transformers marks
         bitsandbytes models compileable (`hf_quantizer.is_compileable`); where it does not, generate() skips
         its compilation of such a model, so bitsandbytes + compile is marked invalid rather than measured
-        under a name it does not deserve (see `environment.describe`)."""
+        under a name it does not deserve (see `environment.describe`).
+
+        `random_weights`: the model is a `random:` one. Its greedy text is one token repeated, so every
+        draft of prompt lookup or of an assistant is accepted: their speed there says nothing about real
+        text (on the H200, prompt lookup made random gemma-2b 5x faster than its baseline, the best of a
+        30-trial study, for nothing). Speculative decoding is left out; measure it on a trained model."""
         unavailable: dict[tuple[str, Any], str] = {}
         rules: list[Rule] = []
         if device == "cpu":
@@ -151,6 +157,11 @@ class SearchSpace:
                               "(hf_quantizer.is_compileable is False): generate() would skip the compilation"))
         if assistant is None:
             unavailable[("decoding", "assisted")] = "no assistant model given (--assistant)"
+        if random_weights:
+            for value in ("prompt_lookup", "assisted"):
+                unavailable[("decoding", value)] = (
+                    "random weights repeat one token, so every draft is accepted: speculative decoding's speed on "
+                    "them is not real (measure it on a trained model)")
         if batch_size > 1:
             for value in ("prompt_lookup", "assisted"):
                 unavailable.setdefault(("decoding", value), "transformers runs it at batch size 1 only")

@@ -209,7 +209,7 @@ class Tuner:
             has_bf16=self.environment["has_bf16"], has_flash_attn=self.environment["has_flash_attn"],
             has_flex_attention=self.environment["has_flex_attention"],
             has_bitsandbytes=self.environment.get("has_bitsandbytes", False),
-            bnb_compileable=self.environment.get("bnb_compileable", False))
+            bnb_compileable=self.environment.get("bnb_compileable", False), random_weights=models.is_random(self.model))
         self.estimator = self.memory_estimator()
         self.study = self.open_study()
         return self.study

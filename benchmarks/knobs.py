@@ -261,7 +261,8 @@ def main(argv=None) -> int:
     space = SearchSpace.load("default").for_environment(
         device, batch_size=min(args.batch_sizes), assistant=None, has_bf16=env["has_bf16"],
         has_flash_attn=env["has_flash_attn"], has_flex_attention=env["has_flex_attention"],
-        has_bitsandbytes=env.get("has_bitsandbytes", False), bnb_compileable=env.get("bnb_compileable", False))
+        has_bitsandbytes=env.get("has_bitsandbytes", False), bnb_compileable=env.get("bnb_compileable", False),
+        random_weights=models.is_random(model))
     rows = variations(base, device)
     if args.quick:
         rows = quick(rows)

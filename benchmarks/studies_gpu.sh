@@ -6,7 +6,8 @@
 #   b  the trained fixtures: codelm-12m with --assistant codelm-4m-draft, 20 trials, then study a's best
 #      configuration added to it (its agreement with the codelm-12m baseline)
 #   k  the per-knob table: every knob varied alone from study a's best, batch 1 and 8 (benchmarks/knobs.py --base)
-#   c  the decode loops at batch 1 and 8, 256 new tokens (benchmarks/knobs.py --loops)
+#   c  the decode loops at batch 1 and 8, 256 new tokens (benchmarks/knobs.py --loops; BATCH_C=1 for batch 1 only,
+#      BUDGET_C seconds, 420 unless given)
 #   e  search efficiency: a 24-configuration grid measured once, then the sampler replayed over it
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
@@ -92,7 +93,7 @@ for part in $parts; do
       ;;
     c)
       stamp "c: decode loops"
-      python benchmarks/knobs.py --device "$device" --loops --batch-sizes 1 8 --max-new-tokens 256 --budget-s 420 --timeout 200 \
+      python benchmarks/knobs.py --device "$device" --loops --batch-sizes ${BATCH_C:-1 8} --max-new-tokens 256 --budget-s "${BUDGET_C:-420}" --timeout 200 \
         --workdir "$out/knobs" --out "$out/c-loops.json" > "$out/c.log" 2>&1
       stamp "c: exit $?"
       ;;

@@ -117,6 +117,17 @@ def test_cpu_leaves_out_the_sdpa_kernels_and_cache_it_cannot_run_with_reasons():
     assert space.knob("quantization").values == ("none", "bnb_8bit", "bnb_4bit", "int8_weight_only")
 
 
+def test_random_weights_leave_speculative_decoding_out_with_the_reason():
+    # random weights repeat one token, so every draft is accepted: on the H200 prompt lookup was the "best"
+    # of a 30-trial random:gemma-2b study at 5x its baseline, which no real text would get
+    space = SearchSpace.load("default").for_environment("cuda", batch_size=1, assistant="draft", random_weights=True)
+    assert space.knob("decoding").values == ("standard",)
+    assert "every draft is accepted" in left_out_of(space)[("decoding", "prompt_lookup")]
+    assert "every draft is accepted" in left_out_of(space)[("decoding", "assisted")]
+    trained = SearchSpace.load("default").for_environment("cuda", batch_size=1, assistant="draft")
+    assert set(trained.knob("decoding").values) == {"standard", "prompt_lookup", "assisted"}
+
+
 def test_bitsandbytes_is_left_out_where_it_does_not_import():
     space = SearchSpace.load("default").for_environment("cuda", batch_size=1, assistant=None, has_bitsandbytes=False)
     assert space.knob("quantization").values == ("none", "int8_weight_only")  # autotune's own needs torch only
@@ -165,6 +176,7 @@ def test_every_suggestion_of_the_full_cuda_space_is_valid_or_rejected_before_lau
             assert not (candidate.quantization in ("bnb_8bit", "bnb_4bit") and candidate.compile != "off")
             assert not (candidate.quantization == "int8_weight_only" and candidate.compile == "off")
             assert not (candidate.dtype == "float32" and "flash" in (candidate.attn_implementation, candidate.sdpa_backend))
+            assert not (candidate.decode_loop == "static_loop" and candidate.cache_implementation == "offloaded_static")
         seen |= {("quantization", candidate.quantization), ("cache", candidate.cache_implementation),
                  ("sdpa", candidate.sdpa_backend), ("pad", candidate.pad_to_multiple_of)}
     assert {("quantization", "bnb_8bit"), ("quantization", "bnb_4bit"), ("cache", "offloaded_static"),

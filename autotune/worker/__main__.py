@@ -129,7 +129,8 @@ def run(job: Job) -> Measurement:
                                   **figures)
             return judge_measured(stopped, job.budget_bytes, job.device)
         scores = {}
-        if job.role != "benchmark":
+    if job.role != "benchmark":
+        with built.scoring_context():
             on_phase("compare")
             if job.role == "baseline":
                 reference = equivalence.build_reference(built.model, built.tokenizer,

@@ -47,8 +47,12 @@ class Built:
                               pad_to_multiple_of=self.candidate.pad_to_multiple_of).to(self.device)
 
     def runtime_context(self):
-        """The context generation and teacher-forced scoring run in: the candidate's SDPA backend."""
+        """The context generation runs in: the candidate's SDPA backend."""
         return hints.sdpa_backend_context(self.candidate.runtime().get("sdpa_backend"))
+
+    def scoring_context(self):
+        """The context of teacher-forced scoring: the candidate's SDPA backend, math where it cannot run."""
+        return hints.scoring_backend_context(self.candidate.runtime().get("sdpa_backend"))
 
 
 def load_model(model_id: str, load_kwargs: dict, device: str):

@@ -51,6 +51,24 @@ def test_the_sdpa_backend_really_restricts_the_kernel(bundled_model):
     run_pass(built, WORKLOAD)  # outside the context the same model generates
 
 
+def test_scoring_falls_back_to_math_only_where_the_candidates_kernel_cannot_run(bundled_model):
+    # On the H200 the efficient kernel decoded a static-loop trial and then refused the teacher-forced pass
+    # (grouped-query attention without a mask). Here: CPU has no efficient kernel at all.
+    from autotune.worker import equivalence
+
+    built = build(str(bundled_model), Candidate(attn_implementation="sdpa", sdpa_backend="efficient"), WORKLOAD, "cpu")
+    ids = built.tokenizer(PROMPTS[0])["input_ids"]
+    with pytest.raises(RuntimeError, match="No viable backend"), built.runtime_context():
+        equivalence.teacher_forced_logprobs(built.model, ids, [1, 2, 3], "cpu")
+    with built.scoring_context():
+        scored = equivalence.teacher_forced_logprobs(built.model, ids, [1, 2, 3], "cpu")
+    assert scored.shape[0] == 3 and torch.isfinite(scored).all()
+    # a kernel that can run the inputs is the one used: flash on CPU scores as it generates
+    flash = build(str(bundled_model), Candidate(attn_implementation="sdpa", sdpa_backend="flash"), WORKLOAD, "cpu")
+    with flash.scoring_context():
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
+
+
 @pytest.mark.parametrize("cache", ["static"])
 @pytest.mark.parametrize("pad", [None, 16])
 def test_static_cache_is_sized_from_the_workload(bundled_model, cache, pad):
