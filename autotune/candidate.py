@@ -44,6 +44,10 @@ KNOBS: dict[str, tuple | type] = {
     # "generate": transformers' own automatic compile (CUDA only); "explicit": torch.compile(model.forward)
     # with the automatic compile switched off, so the two never stack.
     "compile_api": ("generate", "explicit"),
+    # Inductor's own tuning on top of the compile mode: "coordinate_descent" sets
+    # torch._inductor.config.coordinate_descent_tuning, which tunes the block sizes of each generated Triton
+    # kernel (the memory-bound matrix-vector products of batch-1 decoding above all). A runtime hint.
+    "compile_tuning": ("default", "coordinate_descent"),
     # "generate": transformers' generate(); "static_loop": autotune.decode_loop.StaticDecodeLoop, a StaticCache
     # driven by one compiled decode step (the seed guide's options 2 and 3), a runtime hint of the preset.
     "decode_loop": ("generate", "static_loop"),
@@ -86,7 +90,8 @@ def normalize_knob_value(knob: str, value: Any) -> Any:
 
 # Short names for summaries (tables, progress lines).
 _SHORT = {"attn_implementation": "attn", "cache_implementation": "cache", "compile_fullgraph": "fullgraph",
-          "compile_api": "compile_api", "decode_loop": "loop", "prompt_lookup_num_tokens": "lookup_tokens",
+          "compile_api": "compile_api", "compile_tuning": "tuning", "decode_loop": "loop",
+          "prompt_lookup_num_tokens": "lookup_tokens",
           "max_matching_ngram_size": "ngram", "num_assistant_tokens": "assistant_tokens",
           "num_assistant_tokens_schedule": "schedule", "pad_to_multiple_of": "pad", "sdpa_backend": "sdpa",
           "quantization": "quant", "llm_int8_threshold": "int8_threshold", "bnb_4bit_quant_type": "4bit_type",
@@ -107,6 +112,7 @@ class Candidate:
     compile: str = "off"
     compile_fullgraph: bool = False
     compile_api: str = "explicit"
+    compile_tuning: str = "default"
     decode_loop: str = "generate"
     decoding: str = "standard"
     prompt_lookup_num_tokens: int | None = None
@@ -185,6 +191,8 @@ class Candidate:
             hints["sdpa_backend"] = self.sdpa_backend
         if self.quantization == "int8_weight_only":
             hints["weight_quantization"] = "int8"
+        if self.compile != "off" and self.compile_tuning == "coordinate_descent":
+            hints["inductor"] = {"coordinate_descent_tuning": True}
         if self.uses_static_loop():
             hints["decode_loop"] = {"kind": "static", "mode": self.compile, "fullgraph": self.compile_fullgraph,
                                     "offloading": self.cache_implementation == "offloaded_static"}
@@ -212,7 +220,7 @@ class Candidate:
         if self.quantization != "bnb_4bit":
             changes.update(bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype="float32")
         if self.compile == "off":
-            changes.update(compile_fullgraph=False, compile_api="explicit")
+            changes.update(compile_fullgraph=False, compile_api="explicit", compile_tuning="default")
         if not self.uses_static_loop():
             changes.update(decode_loop="generate")
         else:

@@ -9,6 +9,8 @@ same functions, so a preset runs as its trial was measured.
 - `decode_loop`: `{"kind": "static", "mode", "fullgraph", "offloading"}` -> `model.generate` runs
   `autotune.decode_loop.StaticDecodeLoop` (a StaticCache and one compiled decode step), falling back to
   the plain generate() for what the loop does not do (beam search, an assistant model, ...).
+- `inductor`: `{"coordinate_descent_tuning": true}` -> set in `torch._inductor.config` before anything is
+  compiled (a setting of the whole process: every later compile in it tunes its kernels this way).
 - `weight_quantization`: `int8` -> every `nn.Linear` of the loaded model becomes an int8 weight-only linear
   (`autotune.quantize`), before any compile.
 - `sdpa_backend`: `flash`, `efficient`, `math` or `cudnn` -> generation runs inside
@@ -49,6 +51,23 @@ def scoring_backend_context(backend: str | None):
     if backend not in SDPA_BACKENDS:
         raise ValueError(f"unknown SDPA backend {backend!r}; one of {', '.join(SDPA_BACKENDS)}")
     return sdpa_kernel([getattr(SDPBackend, SDPA_BACKENDS[backend]), SDPBackend.MATH], set_priority=True)
+
+
+INDUCTOR_OPTIONS = {"coordinate_descent_tuning"}
+
+
+def apply_inductor_config(hint: dict | None) -> None:
+    """Set Inductor's options named in an `inductor` hint (only the known ones: a preset is data, not code)."""
+    if not hint:
+        return
+    unknown = set(hint) - INDUCTOR_OPTIONS
+    if unknown:
+        raise ValueError(f"unknown Inductor option(s) {sorted(unknown)} in the runtime hint; known: "
+                         f"{sorted(INDUCTOR_OPTIONS)}")
+    import torch._inductor.config as inductor_config
+
+    for name, value in hint.items():
+        setattr(inductor_config, name, value)
 
 
 def generate_in_sdpa_backend(model, backend: str | None) -> None:

@@ -154,7 +154,8 @@ def load_preset(path: str | Path, device: str | None = None):
     """Load a preset's model and GenerationConfig with its runtime hints applied.
 
     Returns `(model, generation_config)`. The model is placed on `device` (default: CUDA when available);
-    a weight-quantization hint turns its linear layers into int8 weight-only ones (`autotune.quantize`); an explicit torch.compile hint compiles `model.forward`; a compile hint through generate() sets the
+    a weight-quantization hint turns its linear layers into int8 weight-only ones (`autotune.quantize`); an
+    `inductor` hint sets Inductor's options for this process (coordinate descent tuning); an explicit torch.compile hint compiles `model.forward`; a compile hint through generate() sets the
     GenerationConfig's `compile_config`; an SDPA backend makes `model.generate` run inside
     `torch.nn.attention.sdpa_kernel(...)`; an assistant model is loaded and bound to `model.generate`; a
     decode-loop hint makes `model.generate` run autotune's static decode loop (`model.autotune_decode_loop`).
@@ -180,6 +181,10 @@ def load_preset(path: str | Path, device: str | None = None):
         raise PresetError(f"cannot load the preset's model {preset.model!r}: {exc}") from None
     quantize.apply_weight_quantization(model, preset.runtime.get("weight_quantization"))
     generation_config = GenerationConfig(**preset.generation_config)
+    try:
+        hints.apply_inductor_config(preset.runtime.get("inductor"))
+    except ValueError as exc:
+        raise PresetError(f"{path}: {exc}") from None
     hints.apply_compile(model, generation_config, preset.runtime.get("compile"))
     hints.apply_decode_loop(model, preset.runtime.get("decode_loop"))
     if preset.runtime.get("assistant_model"):

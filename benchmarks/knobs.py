@@ -81,10 +81,17 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
                                                           "compile_fullgraph": True})
              for m in (("reduce-overhead", "max-autotune") if device == "cuda" else ("default",))]
     rows += loops
-    # weight-only int8 (autotune.quantize): with the base's compile, and in the static loop
+    # Inductor's coordinate descent tuning: with the base's compile, and in the static loop
+    descent = {"compile_tuning": "coordinate_descent"}
+    rows += [("compile_tuning=coordinate_descent", descent)]
+    rows += [(f"{label}, coordinate descent", {**changes, **descent}) for label, changes in loops]
+    # weight-only int8 (autotune.quantize): with the base's compile, and in the static loop (with and
+    # without coordinate descent)
     int8 = {"quantization": "int8_weight_only"}
     rows += [("quantization=int8_weight_only", int8)]
     rows += [(f"{label}, int8_weight_only", {**changes, **int8}) for label, changes in loops]
+    rows += [(f"{label}, int8_weight_only, coordinate descent", {**changes, **int8, **descent})
+             for label, changes in loops]
     other_api = "explicit" if base.compile_api == "generate" else "generate"
     rows += [(f"compile_api={other_api}", {"compile_api": other_api})]
     rows += [(f"pad_to_multiple_of={n}", {"pad_to_multiple_of": n}) for n in (8, 16, 32, 64)]
@@ -107,7 +114,7 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
 
 # --loops: the ways to decode with a static cache (the seed guide's options 1 to 3), against plain generate()
 LOOPS = ("dynamic cache, no compile (plain generate)", "base: ", "generate compile max-autotune fullgraph",
-         "decode_loop=static_loop", "quantization=int8_weight_only")
+         "decode_loop=static_loop", "compile_tuning=", "quantization=int8_weight_only")
 
 QUICK = ("base: ", "dynamic cache, no compile (plain generate)", "compile=off",
          "bnb 4-bit nf4, bf16 compute (compile off)", "compile_api=", "dtype=float16", "sdpa_backend=math",

@@ -119,3 +119,14 @@ def test_decode_loop_is_a_runtime_hint_only_with_a_static_cache_and_a_compile_mo
     assert "decode_loop" not in no_compile.runtime() and no_compile.key() == Candidate(cache_implementation="static").key()
     offloaded = Candidate(cache_implementation="offloaded_static", compile="default", decode_loop="static_loop")
     assert offloaded.runtime()["decode_loop"]["offloading"] is True
+
+
+def test_coordinate_descent_is_an_inductor_hint_only_with_a_compile_mode():
+    tuned = Candidate(cache_implementation="static", compile="max-autotune", decode_loop="static_loop",
+                      compile_tuning="coordinate_descent")
+    assert tuned.runtime()["inductor"] == {"coordinate_descent_tuning": True}
+    assert "tuning=coordinate_descent" in tuned.describe()
+    assert tuned.key() != Candidate(**{**tuned.to_dict(), "compile_tuning": "default"}).key()
+    uncompiled = Candidate(cache_implementation="static", compile_tuning="coordinate_descent")
+    assert "inductor" not in uncompiled.runtime() and uncompiled.key() == Candidate(cache_implementation="static").key()
+    assert Candidate.from_json(tuned.to_json()) == tuned

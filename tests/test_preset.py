@@ -176,3 +176,20 @@ def test_load_preset_quantizes_the_weights_to_int8(tmp_path, bundled_model):
     assert isinstance(model.lm_head, Int8WeightOnlyLinear) and model.autotune_decode_loop is not None
     inputs = prompt(bundled_model)
     assert model.generate(**inputs, generation_config=gen).shape[1] == inputs["input_ids"].shape[1] + 3
+
+
+def test_load_preset_sets_the_inductor_options_of_its_hint_and_refuses_unknown_ones(tmp_path, bundled_model,
+                                                                                     monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "coordinate_descent_tuning", False)
+    candidate = Candidate(cache_implementation="static", compile="default", compile_tuning="coordinate_descent")
+    path = preset_of(bundled_model, candidate).write(tmp_path / "tuned.json")
+    assert json.loads(path.read_text())["runtime"]["inductor"] == {"coordinate_descent_tuning": True}
+    load_preset(path, device="cpu")
+    assert inductor_config.coordinate_descent_tuning is True
+    data = json.loads(path.read_text())
+    data["runtime"]["inductor"] = {"max_autotune_gemm_backends": "TRITON"}
+    (tmp_path / "foreign.json").write_text(json.dumps(data))
+    with pytest.raises(PresetError, match="unknown Inductor option"):
+        load_preset(tmp_path / "foreign.json", device="cpu")

@@ -128,6 +128,7 @@ def build(model_id: str, candidate: Candidate, workload: Workload, device: str) 
     if device == "cuda":
         torch.cuda.synchronize()
     load_s = time.perf_counter() - started
+    hints.apply_inductor_config(candidate.runtime().get("inductor"))  # before anything is compiled
     apply_explicit_compile(model, candidate)
     max_cache_len = None
     if candidate.cache_implementation in STATIC_CACHES:
