@@ -7,7 +7,8 @@
 #      configuration added to it (its agreement with the codelm-12m baseline)
 #   k  the per-knob table: every knob varied alone from study a's best, batch 1 and 8 (benchmarks/knobs.py --base)
 #   c  the decode loops at batch 1 and 8, 256 new tokens (benchmarks/knobs.py --loops; BATCH_C=1 for batch 1 only,
-#      BUDGET_C seconds, 420 unless given)
+#      BUDGET_C seconds, 420 unless given; ONLY_C="label prefix|label prefix" for some rows only; TAG_C=-2 writes
+#      c-2.log and c-loops-2.json, so a second run keeps the first one's files)
 #   e  search efficiency: a 24-configuration grid measured once, then the sampler replayed over it
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
@@ -93,8 +94,10 @@ for part in $parts; do
       ;;
     c)
       stamp "c: decode loops"
-      python benchmarks/knobs.py --device "$device" --loops --batch-sizes ${BATCH_C:-1 8} --max-new-tokens 256 --budget-s "${BUDGET_C:-420}" --timeout 200 \
-        --workdir "$out/knobs" --out "$out/c-loops.json" > "$out/c.log" 2>&1
+      only=()
+      [ -n "${ONLY_C:-}" ] && IFS='|' read -ra only <<< "$ONLY_C"
+      python benchmarks/knobs.py --device "$device" --model "${MODEL_A:-random:gemma-2b}" --loops --batch-sizes ${BATCH_C:-1 8} --max-new-tokens 256 --budget-s "${BUDGET_C:-420}" --timeout 200 \
+        ${only[@]:+--only "${only[@]}"} --workdir "$out/knobs" --out "$out/c-loops${TAG_C:-}.json" > "$out/c${TAG_C:-}.log" 2>&1
       stamp "c: exit $?"
       ;;
     *) echo "unknown part $part (a, k, b, c or e)"; exit 2 ;;

@@ -136,3 +136,12 @@ def test_weight_only_int8_builds_and_runs_the_compiled_decode_loop(bundled_model
     built, _ = generate(bundled_model, candidate)
     assert isinstance(built.model.model.layers[0].mlp.up_proj, Int8WeightOnlyLinear) and built.loop is not None
     assert built.model.model.layers[0].mlp.up_proj.weight.dtype == torch.int8
+
+
+def test_coordinate_descent_is_set_before_the_candidate_compiles(bundled_model, monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "coordinate_descent_tuning", False)
+    candidate = Candidate(cache_implementation="static", compile="default", compile_tuning="coordinate_descent")
+    build(str(bundled_model), candidate, WORKLOAD, "cpu")
+    assert inductor_config.coordinate_descent_tuning is True
