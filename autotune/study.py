@@ -32,12 +32,12 @@ from optuna.trial import TrialState
 
 from autotune import __version__, models
 from autotune.candidate import Candidate
-from autotune.errors import InputError, StudyMismatchError, SystemicFailureError
+from autotune.errors import InputError, SpaceError, StudyMismatchError, SystemicFailureError
 from autotune.interrupt import check as check_interrupt, interruptible
 from autotune.measurement import Measurement
 from autotune.memory import over_budget_message
 from autotune.preset import best_feasible_trial, preset_from_trial
-from autotune.records import Records, result_path
+from autotune.records import Records, counts_toward_trials, result_path
 from autotune.space import SearchSpace
 from autotune.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, Heartbeat, storage_for
 from autotune.worker import faults
@@ -48,6 +48,9 @@ from autotune.workload import Workload
 
 OBJECTIVE = "decode_tokens_per_s"
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+# Invalid combinations do not count toward --trials; this many drawn in a row means the space has (almost)
+# no valid configuration left to draw, and the study stops rather than draw forever.
+MAX_INVALID_IN_A_ROW = 100
 CONFIG_ATTR = "autotune"
 STABILITY_ATTR = "stability"
 TRANSIENT = ("error", "timeout", "crash")
@@ -194,6 +197,7 @@ class Tuner:
         self.space: SearchSpace | None = None
         self.study: optuna.Study | None = None
         self.estimator = None  # autotune.memory.Estimator, set by prepare()
+        self.invalid_in_a_row = 0  # invalid combinations drawn one after the other (stop_if_nothing_valid)
 
     # ---- setup -----------------------------------------------------------------------------------
 
@@ -321,7 +325,8 @@ class Tuner:
     # ---- the loop --------------------------------------------------------------------------------
 
     def finished_count(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=FINISHED))
+        """Finished trials that count toward `--trials` (not the sampler's invalid combinations)."""
+        return sum(map(counts_toward_trials, self.study.get_trials(deepcopy=False, states=FINISHED)))
 
     def run(self) -> optuna.Study:
         if self.study is None:
@@ -334,11 +339,23 @@ class Tuner:
         self.fail_stale_trials(wait=True)
         return self.study
 
+    def stop_if_nothing_valid(self, measurement: Measurement) -> None:
+        """Invalid combinations cost nothing and do not count toward --trials; but a space whose rules leave
+        (almost) nothing valid would have the sampler draw forever: stop after MAX_INVALID_IN_A_ROW."""
+        self.invalid_in_a_row = self.invalid_in_a_row + 1 if measurement.failure_kind == "invalid_combination" else 0
+        if self.invalid_in_a_row >= MAX_INVALID_IN_A_ROW:
+            raise SpaceError(
+                f"the sampler drew {self.invalid_in_a_row} invalid combinations in a row: the rules of the search "
+                f"space {self.settings.space!r} leave (almost) no valid configuration; loosen its `invalid` rules "
+                "or its knobs' values (`autotune estimate --space ...` lists the valid ones)")
+
     def step(self) -> Measurement:
         """Ask for one trial, run it, and stop the study if it shows that nothing can progress."""
         check_interrupt()  # a Ctrl-C / SIGTERM noted between trials stops here, before a trial is asked for
         trial = self.study.ask()
-        return self.judge(trial, self.run_trial(trial))
+        measurement = self.judge(trial, self.run_trial(trial))
+        self.stop_if_nothing_valid(measurement)
+        return measurement
 
     def judge(self, trial: optuna.Trial, measurement: Measurement) -> Measurement:
         """Stop the study (SystemicFailureError) where this trial's result shows that nothing can progress."""

@@ -41,6 +41,7 @@ from autotune.environment import fingerprint
 from autotune.errors import InputError, StorageUnavailableError, SystemicFailureError, WorkerExitError
 from autotune.interrupt import interruptible
 from autotune.measurement import Measurement
+from autotune.records import counts_toward_trials
 from autotune.space import SearchSpace
 from autotune.storage import is_shareable, storage_for
 from autotune.study import CONFIG_ATTR, SearchSettings, Tuner
@@ -149,9 +150,9 @@ class StudyWorker(Tuner):
 
     def budget_reached(self) -> bool:
         """Optuna's MaxTrialsCallback(n, states=None) rule: every trial of the study counts, whichever
-        worker runs it. Workers that check at the same moment may each start one more (at most n +
+        worker runs it, but the sampler's invalid combinations (`counts_toward_trials`). Workers that check at the same moment may each start one more (at most n +
         workers - 1 in all)."""
-        return len(self.study.get_trials(deepcopy=False)) >= self.settings.trials
+        return sum(map(counts_toward_trials, self.study.get_trials(deepcopy=False))) >= self.settings.trials
 
     def waiting(self) -> list:
         return self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
@@ -454,7 +455,7 @@ def run_local_workers(settings: SearchSettings, gpus: tuple[str, ...], report: C
                     continue
                 failed = fail_trials_of(study, w.proc.pid, settings.max_retry)
                 report("worker_stopped", gpu=w.gpu, code=code, failed=failed)
-                unfinished = len(study.get_trials(deepcopy=False)) < settings.trials or \
+                unfinished = sum(map(counts_toward_trials, study.get_trials(deepcopy=False))) < settings.trials or \
                     study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
                 if code not in (0, *CONFIG_EXIT_CODES) and unfinished and w.restarts < max_restarts:
                     w.proc, w.restarts = start_worker(study_name, url, root, w.gpu, report), w.restarts + 1

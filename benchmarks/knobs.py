@@ -154,6 +154,19 @@ def skip_reason(space: SearchSpace, candidate: Candidate) -> str | None:
     return space.invalid_reason(candidate)
 
 
+def earlier_runs(out: str | None) -> dict:
+    """(label, batch size) -> the run an earlier call wrote into `out`, where it measured a result (a
+    status of ok or stopped): what --resume does not measure again."""
+    if not out or not Path(out).is_file():
+        return {}
+    runs = {}
+    for row in json.loads(Path(out).read_text())["results"]:
+        for batch_size, run in row.get("runs", {}).items():
+            if run.get("status") in ("ok", "stopped"):
+                runs[(row["label"], int(batch_size))] = run
+    return runs
+
+
 def measure_one(model: str, candidate: Candidate, workload: Workload, device: str, workdir: Path, args) -> Measurement:
     job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=workdir))
     job = Job(model=model, candidate=candidate, workload=workload, device=device, role="benchmark",
@@ -246,6 +259,8 @@ def parse_args(argv=None):
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start no worker after this many seconds (default: 420 with --quick)")
     parser.add_argument("--workdir", default=None, help="folder for worker logs and the inductor cache")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs an earlier call wrote into --out and measure only the others")
     parser.add_argument("--out", default=None, help="also write every measurement to this JSON file")
     parser.add_argument("--env", nargs="+", default=[], type=env_item, metavar="KEY=VALUE",
                         help="environment of every worker, e.g. TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 (Inductor's "
@@ -288,6 +303,13 @@ def main(argv=None) -> int:
     if models.is_random(model):
         print(f"note: {models.describe(model)}", flush=True)
 
+    earlier = earlier_runs(args.out) if args.resume else {}
+
+    def save() -> None:  # after every run, so a session that ends midway keeps what it measured
+        if args.out:
+            Path(args.out).write_text(json.dumps({"model": model, "environment": env, "args": vars(args),
+                                                  "base": asdict(base), "results": results}, indent=1, default=str))
+
     results: list[dict] = []
     for label, changes in rows:
         candidate = replace(base, **changes)
@@ -306,6 +328,12 @@ def main(argv=None) -> int:
                     row["skipped"] = f"--budget-s {args.budget_s:g} s spent"
                 print(f"- {label} [batch {batch_size}]: not started: --budget-s {args.budget_s:g} s spent", flush=True)
                 continue
+            done = earlier.get((label, batch_size))
+            if done is not None:  # --resume: measured by an earlier run into the same --out
+                row["runs"][batch_size] = done
+                print(f"- {label} [batch {batch_size}]: {done.get('decode_tokens_per_s')} tok/s, from the earlier run",
+                      flush=True)
+                continue
             workload = Workload(prompts=prompts[:batch_size], batch_size=batch_size,
                                 max_new_tokens=args.max_new_tokens)
             t0 = time.perf_counter()
@@ -315,9 +343,8 @@ def main(argv=None) -> int:
                     f"warm-up {m.warmup_s:.1f} s, recompiles {fmt(m.recompiles, 'd')}" if m.ok
                     else f"{m.status} ({m.failure_kind}): {(m.message or '').splitlines()[0][:200] if m.message else ''}")
             print(f"- {label} [batch {batch_size}]: {what}  [{time.perf_counter() - t0:.0f} s]", flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps({"model": model, "environment": env, "args": vars(args),
-                                              "base": asdict(base), "results": results}, indent=1, default=str))
+            save()
+    save()
     print(f"\nknobs varied one at a time from the base ({base.describe()}); {model}, {device}, "
           f"{args.prompt_tokens}+{args.max_new_tokens} tokens, median of {args.repeats}; "
           f"{time.perf_counter() - started:.0f} s in all")

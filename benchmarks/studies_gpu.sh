@@ -82,7 +82,7 @@ for part in $parts; do
       stamp "k: every knob varied alone from study a's best, batch 1 and 8"
       python benchmarks/knobs.py --device "$device" --model "${MODEL_A:-random:gemma-2b}" \
         --base "$out/studies/g24.preset.json" --batch-sizes 1 8 --max-new-tokens 256 --budget-s "${BUDGET_K:-900}" \
-        --timeout 200 --workdir "$out/knobs-k" --out "$out/k-knobs.json" > "$out/k.log" 2>&1
+        --timeout 200 --resume --workdir "$out/knobs-k" --out "$out/k-knobs.json" > "$out/k.log" 2>&1
       stamp "k: exit $?"
       ;;
     e)

@@ -6,7 +6,9 @@ import pytest
 from optuna.trial import TrialState
 
 from autotune.candidate import Candidate
-from autotune.errors import StudyMismatchError, SystemicFailureError
+from autotune import study as study_module
+from autotune.errors import SpaceError, StudyMismatchError, SystemicFailureError
+from autotune.records import counts_toward_trials
 from autotune.study import SearchSettings, Tuner
 from autotune.workload import Workload
 
@@ -36,7 +38,9 @@ def test_invalid_combination_and_duplicate_are_recorded_without_a_worker(setting
     tuner.study.enqueue_trial({"decoding": "prompt_lookup", "cache_implementation": "static"})
     tuner.study.enqueue_trial(tuner.space.params_of(Candidate()))
     study = tuner.run()
-    baseline, invalid, duplicate = study.trials
+    baseline, invalid, duplicate = study.trials[:3]
+    # the invalid combination did not count toward the 3 trials: the sampler drew a fourth
+    assert len(study.trials) == 4 and sum(map(counts_toward_trials, study.trials)) == 3
     assert baseline.user_attrs["role"] == "baseline" and baseline.state == TrialState.COMPLETE
     assert invalid.state == TrialState.COMPLETE and invalid.value == 0.0
     assert (invalid.user_attrs["status"], invalid.user_attrs["failure_kind"]) == ("unsupported", "invalid_combination")
@@ -46,6 +50,18 @@ def test_invalid_combination_and_duplicate_are_recorded_without_a_worker(setting
     assert not (settings.study_dir / "trials" / "00001").exists()  # no process was started for them
     assert not (settings.study_dir / "trials" / "00002").exists()
     assert (settings.study_dir / "results" / "trial-00001.json").exists()
+
+
+def test_a_space_with_nothing_valid_left_stops_instead_of_drawing_forever(settings, monkeypatch):
+    monkeypatch.setattr(study_module, "MAX_INVALID_IN_A_ROW", 3)
+    tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 5}))
+    tuner.prepare()
+    tuner.enqueue_seeds()
+    for _ in range(3):
+        tuner.study.enqueue_trial({"decoding": "prompt_lookup", "cache_implementation": "static"})
+    with pytest.raises(SpaceError, match="3 invalid combinations in a row"):
+        tuner.run()
+    assert [t.user_attrs.get("failure_kind") for t in tuner.study.trials] == [None] + ["invalid_combination"] * 3
 
 
 def test_failed_baseline_stops_the_study(settings, monkeypatch):
