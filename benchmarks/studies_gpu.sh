@@ -64,6 +64,7 @@ for part in $parts; do
       stamp "a: exit $?"
       at show --study g24 --storage "sqlite:///$out/studies/g24.db" > "$out/a-show.txt" 2>&1
       python benchmarks/trial_overhead.py --study g24 --root "$out/studies" > "$out/a-overhead.txt" 2>&1
+      python benchmarks/knob_coverage.py --study g24 --root "$out/studies" > "$out/a-coverage.txt" 2>&1
       ;;
     b)
       stamp "b: fixture study"
@@ -77,6 +78,7 @@ for part in $parts; do
         stamp "b: with g24's best, exit $?"
       fi
       at show --study fx --storage "sqlite:///$out/studies/fx.db" > "$out/b-show.txt" 2>&1
+      python benchmarks/knob_coverage.py --study fx --root "$out/studies" > "$out/b-coverage.txt" 2>&1
       ;;
     k)
       stamp "k: every knob varied alone from study a's best, batch 1 and 8"
