@@ -10,6 +10,7 @@
 #      BUDGET_C seconds, 420 unless given; ONLY_C="label prefix|label prefix" for some rows only; TAG_C=-2 writes
 #      c-2.log and c-loops-2.json, so a second run keeps the first one's files)
 #   e  search efficiency: a 24-configuration grid measured once, then the sampler replayed over it
+#   p  a profile of the static loop's decode step, bf16 and int8 (benchmarks/profile_decode.py)
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
 #   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e]
@@ -22,7 +23,7 @@
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
 set -u
-out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c] [e]}
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [p]}
 shift
 parts=${*:-a b c}
 mkdir -p "$out/studies"
@@ -102,7 +103,16 @@ for part in $parts; do
         ${only[@]:+--only "${only[@]}"} --workdir "$out/knobs" --out "$out/c-loops${TAG_C:-}.json" > "$out/c${TAG_C:-}.log" 2>&1
       stamp "c: exit $?"
       ;;
-    *) echo "unknown part $part (a, k, b, c or e)"; exit 2 ;;
+    p)
+      stamp "p: where the static loop's step goes, bf16 and int8 (reduce-overhead)"
+      for quant in none int8_weight_only; do
+        python benchmarks/profile_decode.py --device "$device" --model "${MODEL_A:-random:gemma-2b}" --candidate \
+          "{\"cache_implementation\": \"static\", \"compile\": \"reduce-overhead\", \"compile_fullgraph\": true, \"decode_loop\": \"static_loop\", \"quantization\": \"$quant\"}" \
+          --out "$out/p-$quant.json" >> "$out/p.log" 2>&1
+        stamp "p: $quant exit $?"
+      done
+      ;;
+    *) echo "unknown part $part (a, k, b, c, e or p)"; exit 2 ;;
   esac
 done
 stamp "done"
