@@ -10,6 +10,8 @@
 #      BUDGET_C seconds, 420 unless given; ONLY_C="label prefix|label prefix" for some rows only; TAG_C=-2 writes
 #      c-2.log and c-loops-2.json, so a second run keeps the first one's files)
 #   e  search efficiency: a 24-configuration grid measured once, then the sampler replayed over it
+#   v  the memory budget: random:gemma-2b with --vram 8GB, 12 trials (float32 over budget before launch,
+#      bf16 and quantized candidates measured under the 8 GB cap, a preset that fits)
 #   p  a profile of the static loop's decode step, bf16 and int8 (benchmarks/profile_decode.py)
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
@@ -23,7 +25,7 @@
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
 set -u
-out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [p]}
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p]}
 shift
 parts=${*:-a b c}
 mkdir -p "$out/studies"
@@ -103,6 +105,14 @@ for part in $parts; do
         ${only[@]:+--only "${only[@]}"} --workdir "$out/knobs" --out "$out/c-loops${TAG_C:-}.json" > "$out/c${TAG_C:-}.log" 2>&1
       stamp "c: exit $?"
       ;;
+    v)
+      stamp "v: random:gemma-2b under --vram 8GB"
+      at search --model "${MODEL_A:-random:gemma-2b}" --device "$device" --vram 8GB --trials "${TRIALS_V:-12}" --batch-size 1 \
+        --max-new-tokens 128 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 200 --confirm 0 \
+        --study g8 --root "$out/studies" > "$out/v.log" 2>&1
+      stamp "v: exit $?"
+      at show --study g8 --storage "sqlite:///$out/studies/g8.db" > "$out/v-show.txt" 2>&1
+      ;;
     p)
       stamp "p: where the static loop's step goes, bf16 and int8 (reduce-overhead)"
       for quant in none int8_weight_only; do
@@ -112,7 +122,7 @@ for part in $parts; do
         stamp "p: $quant exit $?"
       done
       ;;
-    *) echo "unknown part $part (a, k, b, c, e or p)"; exit 2 ;;
+    *) echo "unknown part $part (a, k, b, c, e, v or p)"; exit 2 ;;
   esac
 done
 stamp "done"
