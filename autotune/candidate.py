@@ -46,7 +46,8 @@ KNOBS: dict[str, tuple | type] = {
     "compile_api": ("generate", "explicit"),
     # Inductor's own tuning on top of the compile mode: "coordinate_descent" sets
     # torch._inductor.config.coordinate_descent_tuning, which tunes the block sizes of each generated Triton
-    # kernel (the memory-bound matrix-vector products of batch-1 decoding above all). A runtime hint.
+    # kernel (the memory-bound matrix-vector products of batch-1 decoding above all). A runtime hint. The
+    # max-autotune mode sets it already (torch._inductor.list_mode_options): there it changes nothing.
     "compile_tuning": ("default", "coordinate_descent"),
     # "generate": transformers' generate(); "static_loop": autotune.decode_loop.StaticDecodeLoop, a StaticCache
     # driven by one compiled decode step (the seed guide's options 2 and 3), a runtime hint of the preset.
@@ -86,6 +87,10 @@ def normalize_knob_value(knob: str, value: Any) -> Any:
     if value in domain and type(value) is type(domain[domain.index(value)]):
         return value
     raise CandidateError(f"knob {knob!r} has no value {value!r}; allowed: {', '.join(map(str, domain))}")
+
+
+# Knobs added after studies were recorded, with the default that leaves them out of `Candidate.key()`.
+KEY_NEUTRAL_DEFAULTS = {"compile_tuning": "default"}
 
 
 # Short names for summaries (tables, progress lines).
@@ -191,7 +196,7 @@ class Candidate:
             hints["sdpa_backend"] = self.sdpa_backend
         if self.quantization == "int8_weight_only":
             hints["weight_quantization"] = "int8"
-        if self.compile != "off" and self.compile_tuning == "coordinate_descent":
+        if self.compile in ("default", "reduce-overhead") and self.compile_tuning == "coordinate_descent":
             hints["inductor"] = {"coordinate_descent_tuning": True}
         if self.uses_static_loop():
             hints["decode_loop"] = {"kind": "static", "mode": self.compile, "fullgraph": self.compile_fullgraph,
@@ -221,6 +226,8 @@ class Candidate:
             changes.update(bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype="float32")
         if self.compile == "off":
             changes.update(compile_fullgraph=False, compile_api="explicit", compile_tuning="default")
+        if self.compile == "max-autotune":
+            changes.update(compile_tuning="default")  # max-autotune tunes by coordinate descent already
         if not self.uses_static_loop():
             changes.update(decode_loop="generate")
         else:
@@ -232,8 +239,14 @@ class Candidate:
         return Candidate(**{**asdict(self), **changes})
 
     def key(self) -> str:
-        """A short stable hash of the effective configuration."""
-        return hashlib.sha256(self.effective().to_json().encode()).hexdigest()[:16]
+        """A short stable hash of the effective configuration. A knob added later is left out of it at its
+        default, so configurations recorded before it existed keep their keys (and a resumed study its
+        duplicates and its baseline)."""
+        data = self.effective().to_dict()
+        for name, default in KEY_NEUTRAL_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
         """A compact human-readable summary: only what differs from the baseline."""

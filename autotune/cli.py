@@ -470,6 +470,7 @@ study.add_command(click.Command(
               help="Folder of this host's copy of results, logs and the baseline reference.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def worker(study_name, storage, gpu, root, quiet):
+    from autotune.records import counts_toward_trials
     from autotune.storage import is_sqlite
     from autotune.workers import join_study
 
@@ -483,7 +484,7 @@ def worker(study_name, storage, gpu, root, quiet):
         if is_sqlite(storage):
             console.print("note: a SQLite storage takes one worker only; use PostgreSQL for several", style="dim")
         w = join_study(study_name, storage, root=root, gpu=gpu, report=WorkerProgress(console, quiet), faults=_test_faults())
-        done = len(w.study.get_trials(deepcopy=False))
+        done = sum(map(counts_toward_trials, w.study.get_trials(deepcopy=False)))
         console.print(f"worker {w.identity['host']}:{w.identity['pid']} joined study {study_name!r}: "
                       f"{done} of {w.settings.trials} trials started")
         try:

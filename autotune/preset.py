@@ -54,6 +54,7 @@ class Preset:
                               "export it again with this version (autotune export --study NAME)")
         if not isinstance(self.model, str) or not self.model:
             raise PresetError("a preset needs the model it was tuned for ('model')")
+        check_inductor_hint(self.runtime.get("inductor") if isinstance(self.runtime, dict) else None)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=2) + "\n"
@@ -150,6 +151,19 @@ def best_feasible_trial(trials):
     return max(feasible, key=lambda t: (t.value, -t.number))
 
 
+def check_inductor_hint(hint) -> None:
+    """A preset's `runtime.inductor` names Inductor options this autotune sets, each to true or false (a
+    preset is data: nothing else of torch's configuration is touched). Checked before any model loads."""
+    from autotune.hints import INDUCTOR_OPTIONS
+
+    if hint is None:
+        return
+    if not isinstance(hint, dict) or set(hint) - INDUCTOR_OPTIONS or \
+            not all(isinstance(value, bool) for value in hint.values()):
+        raise PresetError(f"the preset's runtime.inductor {hint!r} is not a map of known Inductor options to "
+                          f"true/false (known: {sorted(INDUCTOR_OPTIONS)}); export the preset again")
+
+
 def load_preset(path: str | Path, device: str | None = None):
     """Load a preset's model and GenerationConfig with its runtime hints applied.
 
@@ -181,10 +195,7 @@ def load_preset(path: str | Path, device: str | None = None):
         raise PresetError(f"cannot load the preset's model {preset.model!r}: {exc}") from None
     quantize.apply_weight_quantization(model, preset.runtime.get("weight_quantization"))
     generation_config = GenerationConfig(**preset.generation_config)
-    try:
-        hints.apply_inductor_config(preset.runtime.get("inductor"))
-    except ValueError as exc:
-        raise PresetError(f"{path}: {exc}") from None
+    hints.apply_inductor_config(preset.runtime.get("inductor"))  # checked when the preset was read
     hints.apply_compile(model, generation_config, preset.runtime.get("compile"))
     hints.apply_decode_loop(model, preset.runtime.get("decode_loop"))
     if preset.runtime.get("assistant_model"):

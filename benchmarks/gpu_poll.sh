@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Beside a background run of studies_gpu.sh on the GPU machine: wait until SECONDS have passed since this
-# call started (or the driver's "== .. done" line), and every 45 s copy OUTDIR (without compile caches and
-# worker scratch) to $OUT/gpu-out.tgz, atomically, so what a call returns is never a half-written archive.
+# call started (or the driver's "== .. done" line), and every 45 s copy OUTDIR (without the compile caches,
+# its bulk) to $OUT/gpu-out.tgz, atomically, so what a call returns is never a half-written archive.
 #   bash benchmarks/gpu_poll.sh OUTDIR SECONDS
 out=${1:?usage: gpu_poll.sh OUTDIR SECONDS}
 limit=${2:?usage: gpu_poll.sh OUTDIR SECONDS}

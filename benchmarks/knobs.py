@@ -83,15 +83,18 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
     rows += loops
     # Inductor's coordinate descent tuning: with the base's compile, and in the static loop
     descent = {"compile_tuning": "coordinate_descent"}
-    rows += [("compile_tuning=coordinate_descent", descent)]
-    rows += [(f"{label}, coordinate descent", {**changes, **descent}) for label, changes in loops]
+    if base.compile in ("default", "reduce-overhead"):
+        rows += [("compile_tuning=coordinate_descent", descent)]
+    # (max-autotune tunes by coordinate descent already: only the other modes get a row)
+    rows += [(f"{label}, coordinate descent", {**changes, **descent}) for label, changes in loops
+             if changes["compile"] != "max-autotune"]
     # weight-only int8 (autotune.quantize): with the base's compile, and in the static loop (with and
     # without coordinate descent)
     int8 = {"quantization": "int8_weight_only"}
     rows += [("quantization=int8_weight_only", int8)]
     rows += [(f"{label}, int8_weight_only", {**changes, **int8}) for label, changes in loops]
     rows += [(f"{label}, int8_weight_only, coordinate descent", {**changes, **int8, **descent})
-             for label, changes in loops]
+             for label, changes in loops if changes["compile"] != "max-autotune"]
     other_api = "explicit" if base.compile_api == "generate" else "generate"
     rows += [(f"compile_api={other_api}", {"compile_api": other_api})]
     rows += [(f"pad_to_multiple_of={n}", {"pad_to_multiple_of": n}) for n in (8, 16, 32, 64)]
@@ -154,16 +157,35 @@ def skip_reason(space: SearchSpace, candidate: Candidate) -> str | None:
     return space.invalid_reason(candidate)
 
 
-def earlier_runs(out: str | None) -> dict:
-    """(label, batch size) -> the run an earlier call wrote into `out`, where it measured a result (a
-    status of ok or stopped): what --resume does not measure again."""
+# what must be the same for --resume to take an earlier call's runs (besides the model)
+RESUME_SETTINGS = ("prompt_tokens", "max_new_tokens", "repeats", "warmup", "env")
+
+
+def earlier_results(out: str | None, model: str, args) -> list[dict]:
+    """The rows an earlier call wrote into `out`, when it measured the same model with the same workload
+    settings (else none, with a note: its figures would not compare)."""
     if not out or not Path(out).is_file():
-        return {}
+        return []
+    data = json.loads(Path(out).read_text())
+    same = data.get("model") == model and all(
+        json.dumps(data.get("args", {}).get(name), default=str) == json.dumps(getattr(args, name), default=str)
+        for name in RESUME_SETTINGS)
+    if not same:
+        print(f"note: {out} was measured with another model or workload; --resume starts over", flush=True)
+        return []
+    return data.get("results", [])
+
+
+def earlier_runs(results: list[dict]) -> dict:
+    """(candidate key, batch size) -> an earlier run that measured a result (ok, or stopped early): what
+    --resume does not measure again. Keyed by the configuration, not the row's label: a label names a
+    change from the base, and the base may differ between calls."""
     runs = {}
-    for row in json.loads(Path(out).read_text())["results"]:
+    for row in results:
+        key = Candidate.from_dict(row["candidate"]).key()
         for batch_size, run in row.get("runs", {}).items():
             if run.get("status") in ("ok", "stopped"):
-                runs[(row["label"], int(batch_size))] = run
+                runs[(key, int(batch_size))] = run
     return runs
 
 
@@ -221,8 +243,12 @@ def table(results: list[dict], batch_sizes: list[int]) -> str:
 def base_from(text: str) -> Candidate:
     """The base of the table from --base: a preset file (the configuration a study exported) or a Candidate
     as JSON."""
+    try:
+        is_file = Path(text).is_file()
+    except OSError:  # a long JSON text is no file name
+        is_file = False
     path = Path(text)
-    if path.is_file():
+    if is_file:
         data = json.loads(path.read_text(encoding="utf-8"))
         return Candidate.from_dict(data["measurement"]["candidate"])
     return Candidate.from_json(text)
@@ -303,12 +329,17 @@ def main(argv=None) -> int:
     if models.is_random(model):
         print(f"note: {models.describe(model)}", flush=True)
 
-    earlier = earlier_runs(args.out) if args.resume else {}
+    previous = earlier_results(args.out, model, args) if args.resume else []
+    earlier = earlier_runs(previous)
+    selected = {replace(base, **changes).key() for _, changes in rows}
+    # rows of the earlier file that this call does not select (another --only, another base) are kept
+    kept = [row for row in previous if Candidate.from_dict(row["candidate"]).key() not in selected]
 
     def save() -> None:  # after every run, so a session that ends midway keeps what it measured
         if args.out:
             Path(args.out).write_text(json.dumps({"model": model, "environment": env, "args": vars(args),
-                                                  "base": asdict(base), "results": results}, indent=1, default=str))
+                                                  "base": asdict(base), "results": results + kept},
+                                                 indent=1, default=str))
 
     results: list[dict] = []
     for label, changes in rows:
@@ -323,16 +354,16 @@ def main(argv=None) -> int:
         for batch_size in args.batch_sizes:
             if batch_size > 1 and candidate.decoding != "standard":
                 continue  # transformers runs prompt lookup and assisted decoding at batch size 1 only
+            done = earlier.get((candidate.key(), batch_size))
+            if done is not None:  # --resume: measured by an earlier call into the same --out
+                row["runs"][batch_size] = done
+                print(f"- {label} [batch {batch_size}]: {done.get('decode_tokens_per_s')} tok/s, from the earlier run",
+                      flush=True)
+                continue
             if args.budget_s is not None and time.perf_counter() - started > args.budget_s:
                 if not row["runs"]:
                     row["skipped"] = f"--budget-s {args.budget_s:g} s spent"
                 print(f"- {label} [batch {batch_size}]: not started: --budget-s {args.budget_s:g} s spent", flush=True)
-                continue
-            done = earlier.get((label, batch_size))
-            if done is not None:  # --resume: measured by an earlier run into the same --out
-                row["runs"][batch_size] = done
-                print(f"- {label} [batch {batch_size}]: {done.get('decode_tokens_per_s')} tok/s, from the earlier run",
-                      flush=True)
                 continue
             workload = Workload(prompts=prompts[:batch_size], batch_size=batch_size,
                                 max_new_tokens=args.max_new_tokens)

@@ -15,7 +15,7 @@
 #   p  a profile of the static loop's decode step, bf16 and int8 (benchmarks/profile_decode.py)
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
-#   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e]
+#   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
 # A study that does not finish within one GPU session resumes when its part runs again with the same
 # OUTDIR (autotune search continues to the same total). Keep OUTDIR in the checkout, git-ignored (for

@@ -121,8 +121,8 @@ def test_decode_loop_is_a_runtime_hint_only_with_a_static_cache_and_a_compile_mo
     assert offloaded.runtime()["decode_loop"]["offloading"] is True
 
 
-def test_coordinate_descent_is_an_inductor_hint_only_with_a_compile_mode():
-    tuned = Candidate(cache_implementation="static", compile="max-autotune", decode_loop="static_loop",
+def test_coordinate_descent_is_an_inductor_hint_only_with_a_compile_mode_that_lacks_it():
+    tuned = Candidate(cache_implementation="static", compile="reduce-overhead", decode_loop="static_loop",
                       compile_tuning="coordinate_descent")
     assert tuned.runtime()["inductor"] == {"coordinate_descent_tuning": True}
     assert "tuning=coordinate_descent" in tuned.describe()
@@ -130,3 +130,13 @@ def test_coordinate_descent_is_an_inductor_hint_only_with_a_compile_mode():
     uncompiled = Candidate(cache_implementation="static", compile_tuning="coordinate_descent")
     assert "inductor" not in uncompiled.runtime() and uncompiled.key() == Candidate(cache_implementation="static").key()
     assert Candidate.from_json(tuned.to_json()) == tuned
+    # max-autotune tunes by coordinate descent already: the knob adds nothing there
+    autotuned = Candidate(cache_implementation="static", compile="max-autotune", compile_tuning="coordinate_descent")
+    assert "inductor" not in autotuned.runtime()
+    assert autotuned.key() == Candidate(cache_implementation="static", compile="max-autotune").key()
+
+
+def test_keys_of_configurations_recorded_before_compile_tuning_existed_are_unchanged():
+    # the keys 260855b (before the knob) gave: a resumed study still finds its baseline and duplicates
+    assert Candidate().key() == "bb13e87143e3a92f"
+    assert Candidate(cache_implementation="static", compile="default").key() == "05d809ab8d59e24b"

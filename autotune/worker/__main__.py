@@ -79,7 +79,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
 def run(job: Job) -> Measurement:
     """Build, warm, measure and compare. Imports torch and transformers here, in the child only.
 
-    Generation and the teacher-forced scoring both run inside the candidate's SDPA backend context. A job
+    Generation runs inside the candidate's SDPA backend context; the teacher-forced scoring inside
+    `scoring_context` (that kernel first, math where it cannot run the whole sequence). A job
     of role "benchmark" is measured only (no reference, no comparison). `recompiles` counts every
     recompilation of the trial: warm-up, measured passes and the scoring through the candidate's forward."""
     from autotune import environment, models

@@ -67,6 +67,9 @@ def test_scoring_falls_back_to_math_only_where_the_candidates_kernel_cannot_run(
     flash = build(str(bundled_model), Candidate(attn_implementation="sdpa", sdpa_backend="flash"), WORKLOAD, "cpu")
     with flash.scoring_context():
         assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
+        assert not torch.backends.cuda.mem_efficient_sdp_enabled()
+        if hasattr(torch._C, "_get_sdp_priority_order"):  # the candidate's kernel is tried first
+            assert torch._C._get_sdp_priority_order()[0] == int(torch.nn.attention.SDPBackend.FLASH_ATTENTION)
 
 
 @pytest.mark.parametrize("cache", ["static"])
@@ -138,10 +141,10 @@ def test_weight_only_int8_builds_and_runs_the_compiled_decode_loop(bundled_model
     assert built.model.model.layers[0].mlp.up_proj.weight.dtype == torch.int8
 
 
-def test_coordinate_descent_is_set_before_the_candidate_compiles(bundled_model, monkeypatch):
+def test_building_a_candidate_with_coordinate_descent_sets_it_in_inductor(bundled_model):
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config, "coordinate_descent_tuning", False)
     candidate = Candidate(cache_implementation="static", compile="default", compile_tuning="coordinate_descent")
-    build(str(bundled_model), candidate, WORKLOAD, "cpu")
-    assert inductor_config.coordinate_descent_tuning is True
+    with inductor_config.patch(coordinate_descent_tuning=False):  # Inductor's own way to restore it after
+        build(str(bundled_model), candidate, WORKLOAD, "cpu")
+        assert inductor_config.coordinate_descent_tuning is True
