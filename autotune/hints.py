@@ -27,15 +27,22 @@ SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION",
                  "cudnn": "CUDNN_ATTENTION"}
 
 
+def sdpa_backend(backend: str):
+    """torch's SDPBackend of a backend name (flash, efficient, math, cudnn)."""
+    from torch.nn.attention import SDPBackend
+
+    if backend not in SDPA_BACKENDS:
+        raise ValueError(f"unknown SDPA backend {backend!r}; one of {', '.join(SDPA_BACKENDS)}")
+    return getattr(SDPBackend, SDPA_BACKENDS[backend])
+
+
 def sdpa_backend_context(backend: str | None):
     """A context manager restricting SDPA to `backend` (None or "auto": no restriction)."""
     if backend in (None, "auto"):
         return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention import sdpa_kernel
 
-    if backend not in SDPA_BACKENDS:
-        raise ValueError(f"unknown SDPA backend {backend!r}; one of {', '.join(SDPA_BACKENDS)}")
-    return sdpa_kernel(getattr(SDPBackend, SDPA_BACKENDS[backend]))
+    return sdpa_kernel(sdpa_backend(backend))
 
 
 def scoring_backend_context(backend: str | None):
@@ -48,22 +55,28 @@ def scoring_backend_context(backend: str | None):
         return sdpa_backend_context(backend)
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    if backend not in SDPA_BACKENDS:
-        raise ValueError(f"unknown SDPA backend {backend!r}; one of {', '.join(SDPA_BACKENDS)}")
-    return sdpa_kernel([getattr(SDPBackend, SDPA_BACKENDS[backend]), SDPBackend.MATH], set_priority=True)
+    return sdpa_kernel([sdpa_backend(backend), SDPBackend.MATH], set_priority=True)
 
 
 INDUCTOR_OPTIONS = {"coordinate_descent_tuning"}
 
 
+def check_inductor_hint(hint) -> None:
+    """An `inductor` hint names Inductor options this autotune sets, each to true or false (a preset is
+    data: nothing else of torch's configuration is touched); ValueError otherwise."""
+    if hint is None:
+        return
+    if not isinstance(hint, dict) or set(hint) - INDUCTOR_OPTIONS or \
+            not all(isinstance(value, bool) for value in hint.values()):
+        raise ValueError(f"runtime.inductor {hint!r} is not a map of known Inductor options to true/false "
+                         f"(known: {sorted(INDUCTOR_OPTIONS)})")
+
+
 def apply_inductor_config(hint: dict | None) -> None:
-    """Set Inductor's options named in an `inductor` hint (only the known ones: a preset is data, not code)."""
+    """Set Inductor's options named in an `inductor` hint (checked by `check_inductor_hint`)."""
+    check_inductor_hint(hint)
     if not hint:
         return
-    unknown = set(hint) - INDUCTOR_OPTIONS
-    if unknown:
-        raise ValueError(f"unknown Inductor option(s) {sorted(unknown)} in the runtime hint; known: "
-                         f"{sorted(INDUCTOR_OPTIONS)}")
     import torch._inductor.config as inductor_config
 
     for name, value in hint.items():

@@ -152,16 +152,13 @@ def best_feasible_trial(trials):
 
 
 def check_inductor_hint(hint) -> None:
-    """A preset's `runtime.inductor` names Inductor options this autotune sets, each to true or false (a
-    preset is data: nothing else of torch's configuration is touched). Checked before any model loads."""
-    from autotune.hints import INDUCTOR_OPTIONS
+    """The preset's `runtime.inductor` (`hints.check_inductor_hint`), checked before any model loads."""
+    from autotune.hints import check_inductor_hint as check
 
-    if hint is None:
-        return
-    if not isinstance(hint, dict) or set(hint) - INDUCTOR_OPTIONS or \
-            not all(isinstance(value, bool) for value in hint.values()):
-        raise PresetError(f"the preset's runtime.inductor {hint!r} is not a map of known Inductor options to "
-                          f"true/false (known: {sorted(INDUCTOR_OPTIONS)}); export the preset again")
+    try:
+        check(hint)
+    except ValueError as exc:
+        raise PresetError(f"the preset's {exc}; export the preset again") from None
 
 
 def load_preset(path: str | Path, device: str | None = None):
@@ -169,10 +166,11 @@ def load_preset(path: str | Path, device: str | None = None):
 
     Returns `(model, generation_config)`. The model is placed on `device` (default: CUDA when available);
     a weight-quantization hint turns its linear layers into int8 weight-only ones (`autotune.quantize`); an
-    `inductor` hint sets Inductor's options for this process (coordinate descent tuning); an explicit torch.compile hint compiles `model.forward`; a compile hint through generate() sets the
-    GenerationConfig's `compile_config`; an SDPA backend makes `model.generate` run inside
-    `torch.nn.attention.sdpa_kernel(...)`; an assistant model is loaded and bound to `model.generate`; a
-    decode-loop hint makes `model.generate` run autotune's static decode loop (`model.autotune_decode_loop`).
+    `inductor` hint sets Inductor's options for this process (coordinate descent tuning); an explicit
+    torch.compile hint compiles `model.forward`; a compile hint through generate() sets the GenerationConfig's
+    `compile_config`; an SDPA backend makes `model.generate` run inside `torch.nn.attention.sdpa_kernel(...)`;
+    an assistant model is loaded and bound to `model.generate`; a decode-loop hint makes `model.generate` run
+    autotune's static decode loop (`model.autotune_decode_loop`).
     A `random:` model is built again by `autotune.models` (its tokenizer: `autotune.models.load_tokenizer()`).
     `pad_to_multiple_of`, when present in `runtime`, is a tokenizer setting for the caller to pass.
     """

@@ -86,15 +86,15 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
     if base.compile in ("default", "reduce-overhead"):
         rows += [("compile_tuning=coordinate_descent", descent)]
     # (max-autotune tunes by coordinate descent already: only the other modes get a row)
-    rows += [(f"{label}, coordinate descent", {**changes, **descent}) for label, changes in loops
-             if changes["compile"] != "max-autotune"]
+    untuned = [(label, changes) for label, changes in loops if changes["compile"] != "max-autotune"]
+    rows += [(f"{label}, coordinate descent", {**changes, **descent}) for label, changes in untuned]
     # weight-only int8 (autotune.quantize): with the base's compile, and in the static loop (with and
     # without coordinate descent)
     int8 = {"quantization": "int8_weight_only"}
     rows += [("quantization=int8_weight_only", int8)]
     rows += [(f"{label}, int8_weight_only", {**changes, **int8}) for label, changes in loops]
     rows += [(f"{label}, int8_weight_only, coordinate descent", {**changes, **int8, **descent})
-             for label, changes in loops if changes["compile"] != "max-autotune"]
+             for label, changes in untuned]
     other_api = "explicit" if base.compile_api == "generate" else "generate"
     rows += [(f"compile_api={other_api}", {"compile_api": other_api})]
     rows += [(f"pad_to_multiple_of={n}", {"pad_to_multiple_of": n}) for n in (8, 16, 32, 64)]
@@ -243,11 +243,11 @@ def table(results: list[dict], batch_sizes: list[int]) -> str:
 def base_from(text: str) -> Candidate:
     """The base of the table from --base: a preset file (the configuration a study exported) or a Candidate
     as JSON."""
+    path = Path(text)
     try:
-        is_file = Path(text).is_file()
+        is_file = path.is_file()
     except OSError:  # a long JSON text is no file name
         is_file = False
-    path = Path(text)
     if is_file:
         data = json.loads(path.read_text(encoding="utf-8"))
         return Candidate.from_dict(data["measurement"]["candidate"])

@@ -34,8 +34,17 @@ device=${DEVICE:-cuda}
 fixtures=${FIXTURES:-.fixtures}
 trials_a=${TRIALS_A:-30}
 trials_b=${TRIALS_B:-20}
+model_a=${MODEL_A:-random:gemma-2b}
 at() { python -m autotune.cli "$@"; }
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+study_and_show() {  # PART STUDY SEARCH-OPTION...: `autotune search` into STUDY (PART.log), then its table (PART-show.txt)
+  local part=$1 study=$2
+  shift 2
+  at search --study "$study" --root "$out/studies" "$@" > "$out/$part.log" 2>&1
+  stamp "$part: exit $?"
+  at show --study "$study" --storage "sqlite:///$out/studies/$study.db" > "$out/$part-show.txt" 2>&1
+}
 
 enqueue_best_of() {  # enqueue the best feasible configuration of study $1 into study $2 (both under $out/studies)
   python - "$1" "$2" "$out/studies" <<'EOF'
@@ -61,11 +70,8 @@ for part in $parts; do
   case $part in
     a)
       stamp "a: random:gemma-2b study"
-      at search --model "${MODEL_A:-random:gemma-2b}" --device "$device" --vram 24GB --trials "$trials_a" --batch-size 1 \
-        --max-new-tokens 256 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 240 --confirm 3 \
-        --study g24 --root "$out/studies" > "$out/a.log" 2>&1
-      stamp "a: exit $?"
-      at show --study g24 --storage "sqlite:///$out/studies/g24.db" > "$out/a-show.txt" 2>&1
+      study_and_show a g24 --model "$model_a" --device "$device" --vram 24GB --trials "$trials_a" --batch-size 1 \
+        --max-new-tokens 256 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 240 --confirm 3
       python benchmarks/trial_overhead.py --study g24 --root "$out/studies" > "$out/a-overhead.txt" 2>&1
       python benchmarks/knob_coverage.py --study g24 --root "$out/studies" > "$out/a-coverage.txt" 2>&1
       ;;
@@ -85,14 +91,14 @@ for part in $parts; do
       ;;
     k)
       stamp "k: every knob varied alone from study a's best, batch 1 and 8"
-      python benchmarks/knobs.py --device "$device" --model "${MODEL_A:-random:gemma-2b}" \
+      python benchmarks/knobs.py --device "$device" --model "$model_a" \
         --base "$out/studies/g24.preset.json" --batch-sizes 1 8 --max-new-tokens 256 --budget-s "${BUDGET_K:-900}" \
         --timeout 200 --resume --workdir "$out/knobs-k" --out "$out/k-knobs.json" > "$out/k.log" 2>&1
       stamp "k: exit $?"
       ;;
     e)
       stamp "e: search efficiency, the grid (benchmarks/data/grid-space.yaml, 24 configurations)"
-      python benchmarks/search_efficiency.py grid --model "${MODEL_A:-random:gemma-2b}" --device "$device" \
+      python benchmarks/search_efficiency.py grid --model "$model_a" --device "$device" \
         --max-new-tokens 128 --prompts benchmarks/data/one-prompt.jsonl --repeats 2 --trial-timeout 240 \
         --root "$out/grid" --out "$out/e-grid.json" --seeds 20 > "$out/e.log" 2>&1
       stamp "e: exit $?"
@@ -101,22 +107,19 @@ for part in $parts; do
       stamp "c: decode loops"
       only=()
       [ -n "${ONLY_C:-}" ] && IFS='|' read -ra only <<< "$ONLY_C"
-      python benchmarks/knobs.py --device "$device" --model "${MODEL_A:-random:gemma-2b}" --loops --batch-sizes ${BATCH_C:-1 8} --max-new-tokens 256 --budget-s "${BUDGET_C:-420}" --timeout 200 \
+      python benchmarks/knobs.py --device "$device" --model "$model_a" --loops --batch-sizes ${BATCH_C:-1 8} --max-new-tokens 256 --budget-s "${BUDGET_C:-420}" --timeout 200 \
         ${only[@]:+--only "${only[@]}"} --workdir "$out/knobs" --out "$out/c-loops${TAG_C:-}.json" > "$out/c${TAG_C:-}.log" 2>&1
       stamp "c: exit $?"
       ;;
     v)
       stamp "v: random:gemma-2b under --vram 8GB"
-      at search --model "${MODEL_A:-random:gemma-2b}" --device "$device" --vram 8GB --trials "${TRIALS_V:-12}" --batch-size 1 \
-        --max-new-tokens 128 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 200 --confirm 0 \
-        --study g8 --root "$out/studies" > "$out/v.log" 2>&1
-      stamp "v: exit $?"
-      at show --study g8 --storage "sqlite:///$out/studies/g8.db" > "$out/v-show.txt" 2>&1
+      study_and_show v g8 --model "$model_a" --device "$device" --vram 8GB --trials "${TRIALS_V:-12}" --batch-size 1 \
+        --max-new-tokens 128 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 200 --confirm 0
       ;;
     p)
       stamp "p: where the static loop's step goes, bf16 and int8 (reduce-overhead)"
       for quant in none int8_weight_only; do
-        python benchmarks/profile_decode.py --device "$device" --model "${MODEL_A:-random:gemma-2b}" --candidate \
+        python benchmarks/profile_decode.py --device "$device" --model "$model_a" --candidate \
           "{\"cache_implementation\": \"static\", \"compile\": \"reduce-overhead\", \"compile_fullgraph\": true, \"decode_loop\": \"static_loop\", \"quantization\": \"$quant\"}" \
           --out "$out/p-$quant.json" >> "$out/p.log" 2>&1
         stamp "p: $quant exit $?"

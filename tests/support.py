@@ -13,6 +13,19 @@ SHARED_FIXTURES = Path(os.environ.get("AUTOTUNE_FIXTURES", ROOT.parent / "shared
 SMALL_PROMPTS = ROOT / "tests" / "data" / "prompts.jsonl"
 
 
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (they are scripts, not a package); benchmarks/ is put on sys.path
+    so that one script may import another (profile_decode imports knobs)."""
+    import importlib.util
+
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
     """Run the installed `autotune` command as a user would, in `cwd`."""
     return subprocess.run([sys.executable, "-m", "autotune.cli", *args], cwd=cwd, capture_output=True, text=True,

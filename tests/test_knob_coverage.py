@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import optuna
+from support import load_benchmark
 
 from autotune.candidate import Candidate
 from autotune.space import SearchSpace
 from autotune.study import CONFIG_ATTR
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("knob_coverage", ROOT / "benchmarks" / "knob_coverage.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_coverage_counts_measured_and_failed_values_and_skips_unreachable_knobs():
@@ -40,7 +29,7 @@ knobs:
         trial.set_user_attr("status", status)
         trial.set_user_attr("failure_kind", kind)
         study.tell(trial, 1.0)
-    script = load_script()
+    script = load_benchmark("knob_coverage")
     rows, left_out = script.coverage(study)
     by = {(r["knob"], r["value"]): (r["measured"], r["failed"]) for r in rows}
     assert by[("dtype", "auto")] == ([0], [2]) and by[("dtype", "float16")] == ([1], [])  # the invalid one is not a try

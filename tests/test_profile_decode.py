@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from support import load_benchmark
 
 from autotune.candidate import Candidate
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_script():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("profile_decode", ROOT / "benchmarks" / "profile_decode.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_profile_of_a_generation_on_cpu(bundled_model):
-    script = load_script()
+    script = load_benchmark("profile_decode")
     result = script.profile(str(bundled_model), Candidate(cache_implementation="static"), batch_size=2,
                             prompt_tokens=8, new_tokens=4, device="cpu", top=5)
     assert result["wall_ms_per_step"] > 0 and result["tokens"] == 8

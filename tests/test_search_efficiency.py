@@ -3,15 +3,12 @@ measured on the GPU machine; here a grid of made-up figures over a small space).
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from support import load_benchmark
 
 from autotune.candidate import Candidate
 from autotune.space import SearchSpace
 
-ROOT = Path(__file__).resolve().parent.parent
 SPACE = """
 knobs:
   dtype: {values: [auto, float16, bfloat16]}
@@ -22,10 +19,7 @@ knobs:
 
 @pytest.fixture(scope="module")
 def efficiency():
-    spec = importlib.util.spec_from_file_location("search_efficiency", ROOT / "benchmarks" / "search_efficiency.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("search_efficiency")
 
 
 def made_up_grid(efficiency) -> dict:

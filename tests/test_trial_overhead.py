@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
+from support import load_benchmark
+
 from autotune.candidate import Candidate
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("trial_overhead", ROOT / "benchmarks" / "trial_overhead.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def result(tmp_path: Path, name: str, **figures) -> None:
@@ -35,7 +27,7 @@ def test_overhead_of_trials_and_of_the_confirmation_runs(tmp_path, capsys):
     for i, warmup in enumerate((20.0, 22.0, 18.0)):
         result(tmp_path, f"trials/confirm-00001-{i}/result.json", process_s=40.0 + warmup, wall_s=36.0 + warmup,
                load_s=5.0, warmup_s=warmup)
-    assert load_script().main(["--study", "s", "--root", str(tmp_path)]) == 0
+    assert load_benchmark("trial_overhead").main(["--study", "s", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].startswith("run ") and sum(line.startswith(("trial ", "confirm ")) for line in lines) == 5
