@@ -21,6 +21,10 @@ from autotune.errors import CandidateError
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 STATIC_CACHES = ("static", "offloaded_static")
+# the decode loops: transformers' generate(), and autotune's two static-cache loops
+LOOPS = ("generate", "static_loop", "graph_loop")
+# decode steps per CUDA graph in the graph loop (one replay and one look at the finished rows per chunk)
+GRAPH_STEPS = 16
 BNB_QUANTIZATIONS = ("bnb_8bit", "bnb_4bit")
 # autotune's own weight-only int8 (autotune.quantize), applied after loading: a runtime hint of the preset
 WEIGHT_ONLY_QUANTIZATIONS = ("int8_weight_only",)
@@ -50,8 +54,10 @@ KNOBS: dict[str, tuple | type] = {
     # max-autotune mode sets it already (torch._inductor.list_mode_options): there it changes nothing.
     "compile_tuning": ("default", "coordinate_descent"),
     # "generate": transformers' generate(); "static_loop": autotune.decode_loop.StaticDecodeLoop, a StaticCache
-    # driven by one compiled decode step (the seed guide's options 2 and 3), a runtime hint of the preset.
-    "decode_loop": ("generate", "static_loop"),
+    # driven by one compiled decode step (the seed guide's options 2 and 3); "graph_loop":
+    # autotune.decode_loop.GraphDecodeLoop, the same with GRAPH_STEPS steps captured as one CUDA graph (the
+    # step compiled without torch.compile's own graphs). A runtime hint of the preset.
+    "decode_loop": LOOPS,
     "decoding": ("standard", "prompt_lookup", "assisted"),
     "prompt_lookup_num_tokens": int,
     "max_matching_ngram_size": int,
@@ -201,6 +207,8 @@ class Candidate:
         if self.uses_static_loop():
             hints["decode_loop"] = {"kind": "static", "mode": self.compile, "fullgraph": self.compile_fullgraph,
                                     "offloading": self.cache_implementation == "offloaded_static"}
+            if self.decode_loop == "graph_loop":
+                hints["decode_loop"].update(kind="graph", steps=GRAPH_STEPS)
         elif self.compile != "off":
             hints["compile"] = {"api": self.compile_api, "mode": self.compile, "fullgraph": self.compile_fullgraph}
         if self.decoding == "assisted":
@@ -209,7 +217,7 @@ class Candidate:
 
     def uses_static_loop(self) -> bool:
         """The static decode loop runs only where it has a static cache and a compile mode to use."""
-        return (self.decode_loop == "static_loop" and self.cache_implementation in STATIC_CACHES
+        return (self.decode_loop in LOOPS[1:] and self.cache_implementation in STATIC_CACHES
                 and self.compile != "off" and self.decoding == "standard")
 
     # ---- identity and JSON -----------------------------------------------------------------------
@@ -232,6 +240,8 @@ class Candidate:
             changes.update(decode_loop="generate")
         else:
             changes.update(compile_api="explicit")  # the loop compiles its own step: the API plays no part
+            if self.decode_loop == "graph_loop" and self.compile == "reduce-overhead":
+                changes.update(compile="default")  # the loop captures the graphs: the step compiles as default
         if self.decoding != "prompt_lookup":
             changes.update(prompt_lookup_num_tokens=None, max_matching_ngram_size=None)
         if self.decoding != "assisted":

@@ -20,8 +20,11 @@ penalty, stop strings, ...) is refused with `UnsupportedGeneration`; callers fal
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass, field
 
 import torch
+
+from autotune.candidate import GRAPH_STEPS
 
 SUPPORTED_SAMPLING = ("temperature", "top_k", "top_p")
 
@@ -48,6 +51,12 @@ def unsupported_reason(generation_config) -> str | None:
         if failed:
             return f"the static decode loop does not do {what}: use generate()"
     return None
+
+
+def check_supported(generation_config) -> None:
+    reason = unsupported_reason(generation_config)
+    if reason is not None:
+        raise UnsupportedGeneration(reason)
 
 
 def eos_ids(generation_config) -> list[int]:
@@ -106,6 +115,20 @@ class StaticDecodeLoop:
             step = torch.compile(step, fullgraph=fullgraph, **options)
         self.step = step
 
+    def fit(self, total: int) -> None:
+        """Make the caches hold `total` tokens (prompt + new): a fixed length refuses more, else a longer
+        length (in steps of 256) means new caches and one recompilation."""
+        if self.fixed_length and total > self.max_cache_len:
+            raise UnsupportedGeneration(f"{total} tokens (prompt + new) do not fit the static cache of "
+                                        f"{self.max_cache_len}")
+        if self.max_cache_len is None or total > self.max_cache_len:
+            self.max_cache_len = -(-total // 256) * 256
+            self.forget()
+
+    def forget(self) -> None:
+        """Drop the caches (their length changes)."""
+        self.caches.clear()
+
     def cache_for(self, batch_size: int):
         from transformers import StaticCache
 
@@ -131,17 +154,10 @@ class StaticDecodeLoop:
         g = generation_config if generation_config is not None else self.model.generation_config
         if kwargs:
             g = g.__class__.from_dict({**g.to_dict(), **kwargs})
-        reason = unsupported_reason(g)
-        if reason is not None:
-            raise UnsupportedGeneration(reason)
+        check_supported(g)
         batch, prompt_len = input_ids.shape
         total = prompt_len + g.max_new_tokens
-        if self.fixed_length and total > self.max_cache_len:
-            raise UnsupportedGeneration(f"{prompt_len} prompt + {g.max_new_tokens} new tokens do not fit the "
-                                        f"static cache of {self.max_cache_len}")
-        if self.max_cache_len is None or total > self.max_cache_len:
-            self.max_cache_len = -(-total // 256) * 256  # a new length: new caches (and one recompilation)
-            self.caches.clear()
+        self.fit(total)
         device = input_ids.device
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -205,6 +221,194 @@ class StaticDecodeLoop:
         if streamer is not None:
             streamer.end()
         return torch.cat([input_ids, torch.stack(generated, dim=1)], dim=1)
+
+
+# Steps the graph loop runs uncaptured before capturing: the compile (and Inductor's tuning) happens in them.
+WARMUP_STEPS = 2
+# The graph loop captures its own CUDA graphs, so its step is compiled without torch.compile's.
+NO_CUDA_GRAPHS = {"reduce-overhead": "default", "max-autotune": "max-autotune-no-cudagraphs"}
+
+
+@dataclass
+class GraphState:
+    """Everything a captured chunk of decode steps reads and writes, at fixed addresses: one per batch size.
+    Per-call values (the prompt's mask, EOS, pad, min_new_tokens) are copied in before the first replay."""
+
+    cache: object
+    mask: torch.Tensor  # batch x max_cache_len: attention mask of the cache
+    token: torch.Tensor  # batch: the last token, the next step's input
+    position: torch.Tensor  # batch x 1: its position (real tokens only)
+    cache_position: torch.Tensor  # 1: its slot in the cache
+    produced: torch.Tensor  # (): tokens produced so far
+    finished: torch.Tensor  # batch: rows that emitted EOS
+    is_eos: torch.Tensor  # vocab: EOS token ids
+    min_new: torch.Tensor  # (): min_new_tokens
+    pad: torch.Tensor  # (): what finished rows emit
+    out_tokens: torch.Tensor  # batch x steps: the chunk's tokens
+    out_done: torch.Tensor  # steps: has every row finished after each step of the chunk
+    graphs: dict = field(default_factory=dict)  # chunk length -> torch.cuda.CUDAGraph
+
+    @classmethod
+    def allocate(cls, cache, batch: int, max_cache_len: int, vocab: int, steps: int, device) -> "GraphState":
+        def zeros(*shape, dtype=torch.long):
+            return torch.zeros(*shape, dtype=dtype, device=device)
+
+        return cls(cache=cache, mask=zeros(batch, max_cache_len), token=zeros(batch), position=zeros(batch, 1),
+                   cache_position=zeros(1), produced=zeros(()), finished=zeros(batch, dtype=torch.bool),
+                   is_eos=zeros(vocab, dtype=torch.bool), min_new=zeros(()), pad=zeros(()),
+                   out_tokens=zeros(batch, steps), out_done=zeros(steps, dtype=torch.bool))
+
+
+class GraphDecodeLoop(StaticDecodeLoop):
+    """The static loop with its decode steps captured as CUDA graphs, `steps` steps per graph: one replay
+    runs them all, with no Python between the steps (the issue-7 profile on the H200 put the host's share of
+    a compiled step at 0.45 of 2.56 ms). Every input of a step lives in a `GraphState` and is advanced inside
+    the graph: the token, its position and cache slot, the attention mask, EOS and min_new_tokens. After each
+    chunk the host looks at the finished rows (one chunk late, so the device never waits for it) and hands
+    the chunk to the streamer.
+
+    The first call per batch size runs `WARMUP_STEPS` steps uncaptured (they compile the step) and then
+    captures a chunk of `steps` and one of a single step (for the rest), in one memory pool. The step is
+    compiled without torch.compile's own CUDA graphs (reduce-overhead: Inductor's default; max-autotune:
+    max-autotune-no-cudagraphs). Greedy only: sampling runs the static loop's per-step path.
+    `capture=False` (the default off CUDA) runs the same chunks uncaptured, for checks on a CPU."""
+
+    def __init__(self, model, max_cache_len: int | None = None, compile_mode: str | None = "default",
+                 fullgraph: bool = True, steps: int = GRAPH_STEPS, capture: bool | None = None):
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        super().__init__(model, max_cache_len, compile_mode=NO_CUDA_GRAPHS.get(compile_mode, compile_mode),
+                         fullgraph=fullgraph, sync_every=steps)
+        self.steps = steps
+        self.capture = capture
+        self.states: dict[int, GraphState] = {}
+
+    def forget(self) -> None:
+        super().forget()
+        self.states.clear()
+
+    def advance(self, s: GraphState, steps: int) -> None:
+        """`steps` decode steps on the state's buffers, in place (what a graph captures)."""
+        for i in range(steps):
+            s.mask.index_fill_(1, s.cache_position, 1)
+            suppress = torch.where(s.is_eos & (s.produced < s.min_new), float("-inf"), 0.0)
+            _, greedy = self.step(s.token[:, None], s.position, s.cache_position, s.mask, s.cache, suppress)
+            token = torch.where(s.finished, s.pad, greedy)
+            s.finished |= s.is_eos[token]
+            s.out_tokens[:, i] = token
+            s.out_done[i] = s.finished.all()
+            s.token.copy_(token)
+            s.position += 1
+            s.cache_position += 1
+            s.produced += 1
+
+    def capture_graphs(self, s: GraphState) -> None:
+        pool = torch.cuda.graph_pool_handle()
+        for steps in sorted({self.steps, 1}, reverse=True):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                self.advance(s, steps)
+            s.graphs[steps] = graph
+
+    @torch.inference_mode()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 generation_config=None, streamer=None, **kwargs) -> torch.Tensor:
+        g = generation_config if generation_config is not None else self.model.generation_config
+        if kwargs:
+            g = g.__class__.from_dict({**g.to_dict(), **kwargs})
+        check_supported(g)
+        if g.do_sample:
+            return super().generate(input_ids, attention_mask, generation_config=g, streamer=streamer)
+        batch, prompt_len = input_ids.shape
+        self.fit(prompt_len + g.max_new_tokens)
+        device = input_ids.device
+        capture = device.type == "cuda" if self.capture is None else self.capture
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        cache = self.cache_for(batch)
+        if streamer is not None:
+            streamer.put(input_ids.cpu())
+
+        # prefill, eager (every prompt length is fine here), and the first token
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                         cache_position=torch.arange(prompt_len, device=device), use_cache=True,
+                         **{self.cache_arg: cache})
+        s = self.states.get(batch)
+        if s is None:
+            s = self.states[batch] = GraphState.allocate(cache, batch, self.max_cache_len, out.logits.shape[-1],
+                                                         self.steps, device)
+        eos = eos_ids(g)
+        s.mask.zero_()
+        s.mask[:, :prompt_len] = attention_mask
+        s.is_eos.zero_()
+        if eos:
+            s.is_eos[torch.tensor(eos, device=device)] = True
+        s.min_new.fill_(g.min_new_tokens or 0)
+        s.pad.fill_(g.pad_token_id if g.pad_token_id is not None else (eos or [0])[0])
+        suppress = torch.where(s.is_eos & (s.min_new > 0), float("-inf"), 0.0)
+        first = (out.logits[:, -1, :].float() + suppress).argmax(-1)
+        s.finished.copy_(s.is_eos[first])
+        s.token.copy_(first)
+        s.position.copy_(positions[:, -1:] + 1)
+        s.cache_position.fill_(prompt_len)
+        s.produced.fill_(1)
+        generated = [first[:, None]]
+        if streamer is not None:
+            streamer.put(first.cpu())
+        if g.max_new_tokens == 1 or bool(s.finished.all()):
+            return self.finish(input_ids, generated, streamer)
+
+        left = g.max_new_tokens - 1
+        plan: list[int] = []
+        if capture and not s.graphs:  # the first call: uncaptured steps compile the step, then capture
+            warm = min(left, WARMUP_STEPS)
+            plan, left = [0] * warm, left - warm
+        plan += [self.steps] * (left // self.steps) + [1] * (left % self.steps)
+        pending = None
+        for steps in plan:
+            if steps == 0:
+                self.advance_on_side_stream(s) if capture else self.advance(s, 1)
+                steps = 1
+            elif capture:
+                if not s.graphs:
+                    self.capture_graphs(s)
+                s.graphs[steps].replay()
+            else:
+                self.advance(s, steps)
+            chunk = (s.out_tokens[:, :steps].clone(), s.out_done[:steps].clone())
+            if pending is not None and self.hand_over(pending, generated, streamer):
+                return self.finish(input_ids, generated, streamer)
+            pending = chunk
+        self.hand_over(pending, generated, streamer)
+        return self.finish(input_ids, generated, streamer)
+
+    def advance_on_side_stream(self, s: GraphState) -> None:
+        """One uncaptured step on a side stream (as torch.cuda.graphs asks of warm-up before a capture)."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self.advance(s, 1)
+        torch.cuda.current_stream().wait_stream(side)
+
+    @staticmethod
+    def hand_over(chunk, generated: list, streamer) -> bool:
+        """Keep a chunk's tokens up to the step where every row had finished; True if that happened."""
+        tokens, done = chunk
+        hits = done.nonzero()  # the host waits for the chunk here
+        stop = int(hits[0, 0]) if hits.numel() else None
+        if stop is not None:
+            tokens = tokens[:, :stop + 1]
+        generated.append(tokens)
+        if streamer is not None:
+            streamer.put(tokens[:, 0].cpu() if tokens.shape[1] == 1 else tokens.cpu())
+        return stop is not None
+
+    @staticmethod
+    def finish(input_ids, generated: list, streamer) -> torch.Tensor:
+        if streamer is not None:
+            streamer.end()
+        return torch.cat([input_ids, *generated], dim=1)
 
 
 def _first_true(flags: list[torch.Tensor]) -> int | None:

@@ -8,7 +8,8 @@ same functions, so a preset runs as its trial was measured.
   `generation_config.compile_config = CompileConfig(mode, fullgraph)`, for generate()'s own compile.
 - `decode_loop`: `{"kind": "static", "mode", "fullgraph", "offloading"}` -> `model.generate` runs
   `autotune.decode_loop.StaticDecodeLoop` (a StaticCache and one compiled decode step), falling back to
-  the plain generate() for what the loop does not do (beam search, an assistant model, ...).
+  the plain generate() for what the loop does not do (beam search, an assistant model, ...);
+  `{"kind": "graph", ..., "steps": N}` -> `GraphDecodeLoop`, the same with N steps per CUDA graph.
 - `inductor`: `{"coordinate_descent_tuning": true}` -> set in `torch._inductor.config` before anything is
   compiled (a setting of the whole process: every later compile in it tunes its kernels this way).
 - `weight_quantization`: `int8` -> every `nn.Linear` of the loaded model becomes an int8 weight-only linear
@@ -145,8 +146,11 @@ def compiled_decode_forward(forward, mode: str, fullgraph: bool):
 
 def decode_loop_for(model, hint: dict, max_cache_len: int | None = None):
     """The StaticDecodeLoop a decode-loop hint describes (the worker's and load_preset's alike)."""
-    from autotune.decode_loop import StaticDecodeLoop
+    from autotune.decode_loop import GraphDecodeLoop, StaticDecodeLoop
 
+    if hint.get("kind") == "graph":
+        return GraphDecodeLoop(model, max_cache_len, compile_mode=hint["mode"], fullgraph=hint["fullgraph"],
+                               steps=hint["steps"])
     return StaticDecodeLoop(model, max_cache_len, compile_mode=hint["mode"], fullgraph=hint["fullgraph"],
                             offloading=hint.get("offloading", False))
 

@@ -134,6 +134,7 @@ class SearchSpace:
                 unavailable[("compile", mode)] = f"{mode} targets CUDA graphs / GPU autotuning"
             unavailable[("attn_implementation", "flex_attention")] = "flex_attention is searched on CUDA only"
             unavailable[("compile_tuning", "coordinate_descent")] = "it tunes Inductor's Triton kernels, for GPUs"
+            unavailable[("decode_loop", "graph_loop")] = "it captures CUDA graphs"
             unavailable[("cache_implementation", "offloaded_static")] = (
                 "offloaded_static moves the KV cache from the accelerator to CPU memory (with CUDA streams): "
                 "on CPU it is the static cache")

@@ -80,6 +80,11 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
     loops = [(f"decode_loop=static_loop {m} fullgraph", {"decode_loop": "static_loop", "compile": m,
                                                           "compile_fullgraph": True})
              for m in (("reduce-overhead", "max-autotune") if device == "cuda" else ("default",))]
+    # the graph loop: GRAPH_STEPS steps per CUDA graph, the step compiled without torch.compile's graphs
+    if device == "cuda":
+        loops += [(f"decode_loop=graph_loop {m} fullgraph", {"decode_loop": "graph_loop", "compile": m,
+                                                             "compile_fullgraph": True})
+                  for m in ("default", "max-autotune")]
     rows += loops
     # Inductor's coordinate descent tuning: with the base's compile, and in the static loop
     descent = {"compile_tuning": "coordinate_descent"}
@@ -117,7 +122,7 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
 
 # --loops: the ways to decode with a static cache (the seed guide's options 1 to 3), against plain generate()
 LOOPS = ("dynamic cache, no compile (plain generate)", "base: ", "generate compile max-autotune fullgraph",
-         "decode_loop=static_loop", "compile_tuning=", "quantization=int8_weight_only")
+         "decode_loop=static_loop", "decode_loop=graph_loop", "compile_tuning=", "quantization=int8_weight_only")
 
 QUICK = ("base: ", "dynamic cache, no compile (plain generate)", "compile=off",
          "bnb 4-bit nf4, bf16 compute (compile off)", "compile_api=", "dtype=float16", "sdpa_backend=math",

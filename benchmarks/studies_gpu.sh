@@ -12,7 +12,7 @@
 #   e  search efficiency: a 24-configuration grid measured once, then the sampler replayed over it
 #   v  the memory budget: random:gemma-2b with --vram 8GB, 12 trials (float32 over budget before launch,
 #      bf16 and quantized candidates measured under the 8 GB cap, a preset that fits)
-#   p  a profile of the static loop's decode step, bf16 and int8 (benchmarks/profile_decode.py)
+#   p  a profile of a decode loop's step (LOOPS_P, graph_loop unless given), bf16 (benchmarks/profile_decode.py)
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
 #   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p]
@@ -117,12 +117,13 @@ for part in $parts; do
         --max-new-tokens 128 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 200 --confirm 0
       ;;
     p)
-      stamp "p: where the static loop's step goes, bf16 and int8 (reduce-overhead)"
-      for quant in none int8_weight_only; do
+      # LOOPS_P: the loops to profile (graph_loop unless given; static_loop was profiled in the sixth session)
+      stamp "p: where a decode step goes (${LOOPS_P:-graph_loop}), bf16"
+      for loop in ${LOOPS_P:-graph_loop}; do
         python benchmarks/profile_decode.py --device "$device" --model "$model_a" --candidate \
-          "{\"cache_implementation\": \"static\", \"compile\": \"reduce-overhead\", \"compile_fullgraph\": true, \"decode_loop\": \"static_loop\", \"quantization\": \"$quant\"}" \
-          --out "$out/p-$quant.json" >> "$out/p.log" 2>&1
-        stamp "p: $quant exit $?"
+          "{\"cache_implementation\": \"static\", \"compile\": \"reduce-overhead\", \"compile_fullgraph\": true, \"decode_loop\": \"$loop\"}" \
+          --out "$out/p-$loop.json" >> "$out/p.log" 2>&1
+        stamp "p: $loop exit $?"
       done
       ;;
     *) echo "unknown part $part (a, k, b, c, e, v or p)"; exit 2 ;;

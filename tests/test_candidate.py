@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from autotune.candidate import Candidate
+from autotune.candidate import GRAPH_STEPS, Candidate
 from autotune.errors import CandidateError
 
 
@@ -119,6 +119,19 @@ def test_decode_loop_is_a_runtime_hint_only_with_a_static_cache_and_a_compile_mo
     assert "decode_loop" not in no_compile.runtime() and no_compile.key() == Candidate(cache_implementation="static").key()
     offloaded = Candidate(cache_implementation="offloaded_static", compile="default", decode_loop="static_loop")
     assert offloaded.runtime()["decode_loop"]["offloading"] is True
+
+
+def test_graph_loop_is_the_static_loop_with_steps_per_cuda_graph():
+    graph = Candidate(cache_implementation="static", compile="reduce-overhead", compile_fullgraph=True,
+                      decode_loop="graph_loop")
+    assert graph.runtime()["decode_loop"] == {"kind": "graph", "mode": "reduce-overhead", "fullgraph": True,
+                                              "offloading": False, "steps": GRAPH_STEPS}
+    # the loop captures its own graphs, so reduce-overhead compiles the step as the default mode does
+    assert graph.key() == Candidate(**{**graph.to_dict(), "compile": "default"}).key()
+    assert graph.key() != Candidate(**{**graph.to_dict(), "decode_loop": "static_loop"}).key()
+    assert "loop=graph_loop" in graph.describe() and Candidate.from_json(graph.to_json()) == graph
+    tuned = Candidate(**{**graph.to_dict(), "compile": "max-autotune"})
+    assert tuned.key() != graph.key() and tuned.runtime()["decode_loop"]["mode"] == "max-autotune"
 
 
 def test_coordinate_descent_is_an_inductor_hint_only_with_a_compile_mode_that_lacks_it():

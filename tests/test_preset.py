@@ -132,6 +132,24 @@ def test_load_preset_runs_the_static_decode_loop(tmp_path, bundled_model):
     assert beams.shape[1] == inputs["input_ids"].shape[1] + 3
 
 
+def test_load_preset_runs_the_graph_loop(tmp_path, bundled_model):
+    """A graph-loop preset loads into a model whose generate() runs GraphDecodeLoop (uncaptured on a CPU)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from autotune.decode_loop import GraphDecodeLoop
+
+    candidate = Candidate(dtype="float32", cache_implementation="static", compile="default", decode_loop="graph_loop")
+    path = preset_of(bundled_model, candidate).write(tmp_path / "graph.json")
+    model, gen = load_preset(path, device="cpu")
+    assert isinstance(model.autotune_decode_loop, GraphDecodeLoop)
+    inputs = prompt(bundled_model)
+    out = model.generate(**inputs, generation_config=gen)
+    assert model.autotune_decode_loop.states  # the loop ran
+    plain = AutoModelForCausalLM.from_pretrained(str(bundled_model), dtype=torch.float32)
+    assert torch.equal(out, plain.generate(**inputs, max_new_tokens=3, do_sample=False, pad_token_id=0))
+
+
 def test_explicit_compile_runs_the_decode_steps_compiled_and_the_prefill_eager(bundled_model, monkeypatch):
     """hints.compiled_decode_forward: one new token per row goes through torch.compile, a prefill does not
     (transformers 5 allocates the static cache on the first update, which must not happen inside a graph)."""

@@ -176,7 +176,8 @@ def test_every_suggestion_of_the_full_cuda_space_is_valid_or_rejected_before_lau
             assert not (candidate.quantization in ("bnb_8bit", "bnb_4bit") and candidate.compile != "off")
             assert not (candidate.quantization == "int8_weight_only" and candidate.compile == "off")
             assert not (candidate.dtype == "float32" and "flash" in (candidate.attn_implementation, candidate.sdpa_backend))
-            assert not (candidate.decode_loop == "static_loop" and candidate.cache_implementation == "offloaded_static")
+            assert not (candidate.decode_loop in ("static_loop", "graph_loop")
+                        and candidate.cache_implementation == "offloaded_static")
         seen |= {("quantization", candidate.quantization), ("cache", candidate.cache_implementation),
                  ("sdpa", candidate.sdpa_backend), ("pad", candidate.pad_to_multiple_of)}
     assert {("quantization", "bnb_8bit"), ("quantization", "bnb_4bit"), ("cache", "offloaded_static"),
