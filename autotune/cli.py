@@ -128,6 +128,9 @@ def trials_table(study) -> Table:
 @click.option("--early-stop", type=float, default=0.5, show_default=True,
               help="Stop a trial after its first timed pass when it runs under this fraction of the best decode "
                    "tok/s so far (it is PRUNED: it cannot win); 0: run every trial to the end.")
+@click.option("--cover/--no-cover", default=True, show_default=True,
+              help="After the baseline and the seed recipe, run covering trials (up to half of --trials) until every "
+                   "knob value of the space has been measured; --no-cover: the sampler draws every trial.")
 @click.option("--max-initial-failures", type=int, default=3, show_default=True,
               help="Stop the study when this many configurations after the baseline failed and none ran.")
 @click.option("--heartbeat-interval", type=int, default=10, show_default=True, help="Seconds between heartbeats of a running trial.")
@@ -142,7 +145,7 @@ def trials_table(study) -> Table:
                              "studies/<study>.log. A SQLite --storage is refused for more than one.")
 def search(model, study_name, trials, device, storage, space, prompts, batch_size, max_new_tokens, assistant,
            min_agreement, sampling, sampling_seed, vram, seed, trial_timeout, repeats, warmup, out, root,
-           new_study, confirm, max_retry, early_stop, max_initial_failures, heartbeat_interval, grace_period, quiet,
+           new_study, confirm, max_retry, early_stop, cover, max_initial_failures, heartbeat_interval, grace_period, quiet,
            json_progress, gpus):
     from autotune.study import Tuner
 
@@ -388,7 +391,7 @@ def settings_from_options(options: dict, storage: str | None = None):
         trials=o["trials"], space=o["space"], device=o["device"], storage=storage or o["storage"], root=o["root"],
         assistant=o["assistant"], min_agreement=o["min_agreement"], seed=o["seed"],
         trial_timeout=o["trial_timeout"], repeats=o["repeats"], warmup=o["warmup"], new_study=o["new_study"],
-        confirm=o["confirm"], max_retry=o["max_retry"], early_stop=o["early_stop"],
+        confirm=o["confirm"], max_retry=o["max_retry"], early_stop=o["early_stop"], cover=o["cover"],
         max_initial_failures=o["max_initial_failures"],
         heartbeat_interval=o["heartbeat_interval"], grace_period=o["grace_period"],
         command=shlex.join(["autotune", *sys.argv[1:]]), faults=_test_faults(),

@@ -85,6 +85,9 @@ class SearchSettings:
     # Early stopping: a trial whose first timed pass runs under this fraction of the best feasible decode
     # tok/s so far stops there (PRUNED, status "stopped"); 0 never stops a trial.
     early_stop: float = EARLY_STOP
+    # Covering trials (autotune.coverage) after the seeds, up to half of --trials, until every knob value of
+    # the space has been measured; False: the sampler draws every trial.
+    cover: bool = True
     # Test-only: (selector, fault) pairs (autotune.worker.faults); honoured by a worker only when its
     # environment has AUTOTUNE_ALLOW_FAULTS=1.
     faults: tuple = ()
@@ -198,6 +201,7 @@ class Tuner:
         self.study: optuna.Study | None = None
         self.estimator = None  # autotune.memory.Estimator, set by prepare()
         self.invalid_in_a_row = 0  # invalid combinations drawn one after the other (stop_if_nothing_valid)
+        self.cover_pool: list[Candidate] | None = None  # configurations the covering trials are chosen from
 
     # ---- setup -----------------------------------------------------------------------------------
 
@@ -349,9 +353,36 @@ class Tuner:
                 f"space {self.settings.space!r} leave (almost) no valid configuration; loosen its `invalid` rules "
                 "or its knobs' values (`autotune estimate --space ...` lists the valid ones)")
 
+    def enqueue_cover(self) -> None:
+        """With nothing else queued, make the next trial a covering one (autotune.coverage) while knob values
+        are unmeasured, and covering trials are fewer than half of --trials."""
+        from autotune import coverage
+
+        s = self.settings
+        if not s.cover:
+            return
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.WAITING for t in trials):
+            return
+        if sum(t.user_attrs.get("role") == "cover" for t in trials) >= s.trials // 2:
+            return
+        ran = [(t.number, Candidate.from_json(t.user_attrs["candidate"]), t.user_attrs.get("status"))
+               for t in trials if t.state in FINISHED and t.user_attrs.get("candidate")
+               and t.user_attrs.get("failure_kind") != "invalid_combination"]
+        measured, failed = coverage.tally(self.space, ran)
+        tried = {t.user_attrs.get("candidate_key") or Candidate.from_json(t.user_attrs["candidate"]).key()
+                 for t in trials if t.user_attrs.get("candidate")}
+        if self.cover_pool is None:
+            self.cover_pool = coverage.pool(self.space, s.seed, self.assistant)
+        candidate = coverage.next_cover(self.space, self.cover_pool, measured, failed, tried,
+                                        fits=lambda c: not self.over_budget(self.estimate_memory(c)))
+        if candidate is not None:
+            self.study.enqueue_trial(self.space.params_of(candidate), user_attrs={"role": "cover"})
+
     def step(self) -> Measurement:
         """Ask for one trial, run it, and stop the study if it shows that nothing can progress."""
         check_interrupt()  # a Ctrl-C / SIGTERM noted between trials stops here, before a trial is asked for
+        self.enqueue_cover()
         trial = self.study.ask()
         measurement = self.judge(trial, self.run_trial(trial))
         self.stop_if_nothing_valid(measurement)

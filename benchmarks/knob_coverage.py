@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,38 +21,22 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
 import optuna  # noqa: E402
 
 from autotune.candidate import Candidate  # noqa: E402
+from autotune.coverage import reachable, tally  # noqa: E402
 from autotune.space import SearchSpace  # noqa: E402
 from autotune.study import CONFIG_ATTR, default_storage_url  # noqa: E402
-
-RAN = ("ok", "stopped")
 
 
 def coverage(study: optuna.Study) -> tuple[list[dict], list[tuple]]:
     """Rows (knob, value, measured trial numbers, failed trial numbers) and the space's left-out values."""
     space = SearchSpace.from_dict(study.user_attrs[CONFIG_ATTR]["space"])
-    measured, failed = defaultdict(list), defaultdict(list)
-    for trial in study.trials:
-        attrs = trial.user_attrs
-        if not attrs.get("candidate") or attrs.get("failure_kind") == "invalid_combination":
-            continue
-        effective = Candidate.from_json(attrs["candidate"]).effective()
-        chosen = {knob.name: getattr(effective, knob.name) for knob in space.knobs}
-        for knob in space.knobs:
-            if knob.applies(chosen):
-                key = (knob.name, chosen[knob.name])
-                (measured if attrs.get("status") in RAN else failed)[key].append(trial.number)
-    rows = [{"knob": knob.name, "value": value, "measured": measured.get((knob.name, value), []),
-             "failed": failed.get((knob.name, value), [])}
+    ran = [(t.number, Candidate.from_json(t.user_attrs["candidate"]), t.user_attrs.get("status"))
+           for t in study.trials
+           if t.user_attrs.get("candidate") and t.user_attrs.get("failure_kind") != "invalid_combination"]
+    measured, failed = tally(space, ran)
+    rows = [{"knob": knob.name, "value": value, "measured": sorted(measured.get((knob.name, value), [])),
+             "failed": sorted(failed.get((knob.name, value), []))}
             for knob in reachable(space) for value in knob.values]
     return rows, list(space.left_out)
-
-
-def reachable(space: SearchSpace) -> list:
-    """The knobs a trial can ask for: not those whose condition needs a value the space left out (the
-    assistant's knobs without --assistant, prompt lookup's on a random model)."""
-    values = {knob.name: set(knob.values) for knob in space.knobs}
-    return [knob for knob in space.knobs
-            if all(values.get(other, set()) & set(allowed) for other, allowed in knob.when)]
 
 
 def table(rows: list[dict], left_out: list[tuple]) -> str:

@@ -181,3 +181,23 @@ def test_a_retry_is_not_another_failed_configuration(settings, monkeypatch):
     assert [t.state for t in trials[1:3]] == [TrialState.FAIL, TrialState.FAIL]
     assert trials[2].system_attrs["retry_history"] == [1]
     assert any(t.user_attrs.get("status") == "ok" for t in trials[3:])
+
+
+def test_covering_trials_follow_the_baseline_until_every_value_is_measured(settings):
+    from autotune import coverage
+
+    tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 4}))
+    study = tuner.run()
+    roles = [t.user_attrs["role"] for t in study.trials]
+    assert roles[:3] == ["baseline", "cover", "cover"] and roles[3] == "search"
+    covers = {(t.params["decoding"], t.params["cache_implementation"]) for t in study.trials[1:3]}
+    assert covers == {("prompt_lookup", "dynamic"), ("standard", "static")}  # the two valid ones left
+    ran = [(t.number, Candidate.from_json(t.user_attrs["candidate"]), t.user_attrs["status"]) for t in study.trials]
+    measured, _ = coverage.tally(tuner.space, ran)
+    assert set(measured) == coverage.all_values(tuner.space)
+
+
+def test_no_cover_leaves_every_trial_to_the_sampler(settings):
+    tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 2, "cover": False}))
+    study = tuner.run()
+    assert "cover" not in [t.user_attrs["role"] for t in study.trials]

@@ -1,0 +1,107 @@
+"""Which knob values a study has measured, and the covering trials that measure the rest.
+
+A knob value is *measured* when a trial ran a configuration with it to a figure (ok, or stopped early as
+hopeless), *failed* when it was only in trials that failed (unsupported, crash, timeout, over budget), and
+*never drawn* otherwise. Values are taken from the effective configuration (`Candidate.effective`), and only
+for knobs that apply to it (an SDPA backend only with sdpa), so a value counts where it was really built.
+
+The study's first trials after its seeds are *covering* trials (`next_cover`): each one the valid
+configuration, within the memory budget, that holds the most values not measured yet. On the default
+space of random gemma-2b on the H200, 9 of them hold all of its 48 values, where 30 trials of the TPE
+sampler had measured 34 (the sixth GPU session). They also serve as the sampler's start-up trials (TPE
+draws its first 10 at random). A value that fails is tried again in another covering trial with as few
+other unproven values as possible; after `MAX_FAILURES` failed trials it is given up (it stays "failed").
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from autotune.candidate import Candidate
+from autotune.space import SearchSpace
+
+# trial statuses that ran to a figure
+RAN = ("ok", "stopped")
+# failed trials after which a value is given up by the covering trials
+MAX_FAILURES = 2
+# random valid configurations the covering trials are chosen from
+POOL_SIZE = 2000
+
+
+def reachable(space: SearchSpace) -> list:
+    """The knobs a trial can ask for: not those whose condition needs a value the space left out (the
+    assistant's knobs without --assistant, prompt lookup's on a random model)."""
+    values = {knob.name: set(knob.values) for knob in space.knobs}
+    return [knob for knob in space.knobs
+            if all(values.get(other, set()) & set(allowed) for other, allowed in knob.when)]
+
+
+def values_of(space: SearchSpace, candidate: Candidate) -> set[tuple[str, object]]:
+    """(knob, value) of every knob of `space` that applies to the effective `candidate`."""
+    effective = candidate.effective()
+    chosen = {knob.name: getattr(effective, knob.name) for knob in space.knobs}
+    return {(knob.name, chosen[knob.name]) for knob in space.knobs if knob.applies(chosen)}
+
+
+def all_values(space: SearchSpace) -> set[tuple[str, object]]:
+    """Every value of every reachable knob (left-out values are not in the space any more)."""
+    return {(knob.name, value) for knob in reachable(space) for value in knob.values}
+
+
+def tally(space: SearchSpace, trials: Iterable[tuple[int, Candidate, str | None]]
+          ) -> tuple[dict[tuple, list[int]], dict[tuple, list[int]]]:
+    """(measured, failed): trial numbers per (knob, value), from (number, candidate, status) of trials
+    that reached a worker or its prescreen (invalid combinations are left out by the caller)."""
+    measured, failed = defaultdict(list), defaultdict(list)
+    for number, candidate, status in trials:
+        for value in values_of(space, candidate):
+            (measured if status in RAN else failed)[value].append(number)
+    return measured, failed
+
+
+def draw(space: SearchSpace, rng: random.Random, assistant: str | None) -> Candidate:
+    """One configuration drawn uniformly knob by knob, as `SearchSpace.suggest` walks the knobs."""
+    chosen: dict = {}
+    for knob in space.knobs:
+        if knob.values and knob.applies(chosen):
+            chosen[knob.name] = rng.choice(knob.values)
+    candidate = Candidate(**chosen)
+    return replace(candidate, assistant=assistant) if candidate.decoding == "assisted" else candidate
+
+
+def pool(space: SearchSpace, seed: int, assistant: str | None, size: int = POOL_SIZE) -> list[Candidate]:
+    """Distinct valid configurations (by key), drawn with `seed`."""
+    rng, seen, found = random.Random(seed), set(), []
+    for _ in range(size):
+        candidate = draw(space, rng, assistant)
+        if space.invalid_reason(candidate) is None and candidate.key() not in seen:
+            seen.add(candidate.key())
+            found.append(candidate)
+    return found
+
+
+def next_cover(space: SearchSpace, candidates: list[Candidate], measured: dict, failed: dict,
+               tried_keys: set[str], fits: Callable[[Candidate], bool] = lambda c: True) -> Candidate | None:
+    """The configuration among `candidates` (not tried yet, within the budget) that holds the most values
+    neither measured nor given up, with the fewest values that failed and were never measured; None when
+    no candidate adds a value."""
+    wanted = {v for v in all_values(space) if v not in measured and len(failed.get(v, ())) < MAX_FAILURES}
+    if not wanted:
+        return None
+    suspects = {v for v in failed if v not in measured}
+
+    def score(candidate: Candidate) -> tuple[int, int]:
+        """(values added, counting at most one that failed before; minus the values that failed before)"""
+        values = values_of(space, candidate)
+        return len((values & wanted) - suspects) + min(1, len(values & wanted & suspects)), -len(values & suspects)
+
+    ranked = sorted((c for c in candidates if c.key() not in tried_keys), key=score, reverse=True)
+    for candidate in ranked:
+        if score(candidate)[0] == 0:
+            return None
+        if fits(candidate):
+            return candidate
+    return None
