@@ -397,22 +397,27 @@ def test_quantization_of_reads_the_candidates_bitsandbytes_knobs():
                                      bnb_4bit_use_double_quant=True)) == Quantization("fp4", True)
 
 
-def test_cuda_estimates_hold_for_the_peaks_measured_on_the_h200(fixture_models):
-    """The CUDA calibration against what the H200 measured (tests/data/h200_fixture_peaks.json: the fixture
-    study of BENCHMARKS.md's third GPU session, eager, quantized, prompt-lookup, assisted, float32
-    flex_attention and compiled static-loop trials): every estimate within 10 % of the device memory the
-    trial had in use, the allocator's and outside it."""
+@pytest.mark.parametrize("measured_file", ["h200_fixture_peaks.json", "h200_gemma2b_peaks.json"])
+def test_cuda_estimates_hold_for_the_peaks_measured_on_the_h200(fixture_models, measured_file):
+    """The CUDA calibration against what the H200 measured: every estimate within 10 % of the device memory
+    the trial had in use, the allocator's and outside it. h200_fixture_peaks.json: the fixture study of
+    BENCHMARKS.md's third GPU session (eager, quantized, prompt-lookup, assisted, float32 flex_attention and
+    compiled static-loop trials); h200_gemma2b_peaks.json: the random gemma-2b study of the sixth (compiled
+    static loops in three dtypes, weight-only int8, the seed recipe)."""
     from pathlib import Path
 
-    data = json.loads((Path(__file__).parent / "data" / "h200_fixture_peaks.json").read_text())
+    from autotune.models import is_random
+
+    data = json.loads((Path(__file__).parent / "data" / measured_file).read_text())
     root = Path(__file__).resolve().parent.parent
+    model = data["model"] if is_random(data["model"]) else str(fixture_models / data["model"])
     workload = Workload.from_file(str(root / data["prompts"]), max_new_tokens=data["max_new_tokens"])
     estimators = {}
     for row in data["trials"]:
         assistant = row.get("assistant")
         if assistant not in estimators:
             estimators[assistant] = Estimator.for_model(
-                str(fixture_models / data["model"]), workload,
+                model, workload,
                 assistant=str(fixture_models / assistant) if assistant else None)
         candidate = Candidate.from_dict({**row["candidate"],
                                          "assistant": str(fixture_models / assistant) if assistant else None})
@@ -421,3 +426,19 @@ def test_cuda_estimates_hold_for_the_peaks_measured_on_the_h200(fixture_models):
         assert 0.9 <= got.total / measured <= 1.1, (row["trial"], got.total / measured, got.describe())
         outside = measured - row["peak_reserved_bytes"]  # the context and the kernels
         assert 0.85 <= (got.cuda_context + got.kernel_cache) / outside <= 1.15, (row["trial"], outside)
+
+
+def test_int8_weight_only_counts_a_prefills_float_copy_of_the_head(fixture_models):
+    from autotune.candidate import Candidate
+    from autotune.memory import MemoryModel, Shapes, load_config
+    from autotune.workload import Workload
+
+    config = load_config(str(fixture_models / "codelm-12m"))
+    workload = Workload(prompts=("def f(x):\n",), max_new_tokens=8)
+    plain = Candidate(dtype="bfloat16", cache_implementation="static", compile="default")
+    int8 = Candidate(**{**plain.to_dict(), "quantization": "int8_weight_only"})
+    a, b = (MemoryModel().estimate(config, c, workload, "cuda", prompt_lengths=(5,)) for c in (plain, int8))
+    shapes = Shapes.of(config)
+    head = shapes.vocab * shapes.hidden
+    assert b.activations - a.activations == 2 * head  # the head's float copy in a bf16 prefill
+    assert b.weights == a.weights  # the load peaks at the float weights; the int8 copies take their blocks
