@@ -53,6 +53,11 @@ KNOBS: dict[str, tuple | type] = {
     # kernel (the memory-bound matrix-vector products of batch-1 decoding above all). A runtime hint. The
     # max-autotune mode sets it already (torch._inductor.list_mode_options): there it changes nothing.
     "compile_tuning": ("default", "coordinate_descent"),
+    # Inductor's freezing (torch._inductor.config.freezing): the weights become constants of the compiled
+    # graph, which lets it fold them, and fuse matrix products that share their input into one (q, k and v;
+    # an MLP's gate and up): fewer, larger kernels per decode step. The fused weights are copies: more
+    # memory. A runtime hint.
+    "compile_freezing": (False, True),
     # "generate": transformers' generate(); "static_loop": autotune.decode_loop.StaticDecodeLoop, a StaticCache
     # driven by one compiled decode step (the seed guide's options 2 and 3); "graph_loop":
     # autotune.decode_loop.GraphDecodeLoop, the same with GRAPH_STEPS steps captured as one CUDA graph (the
@@ -96,12 +101,13 @@ def normalize_knob_value(knob: str, value: Any) -> Any:
 
 
 # Knobs added after studies were recorded, with the default that leaves them out of `Candidate.key()`.
-KEY_NEUTRAL_DEFAULTS = {"compile_tuning": "default"}
+KEY_NEUTRAL_DEFAULTS = {"compile_tuning": "default", "compile_freezing": False}
 
 
 # Short names for summaries (tables, progress lines).
 _SHORT = {"attn_implementation": "attn", "cache_implementation": "cache", "compile_fullgraph": "fullgraph",
-          "compile_api": "compile_api", "compile_tuning": "tuning", "decode_loop": "loop",
+          "compile_api": "compile_api", "compile_tuning": "tuning", "compile_freezing": "freezing",
+          "decode_loop": "loop",
           "prompt_lookup_num_tokens": "lookup_tokens",
           "max_matching_ngram_size": "ngram", "num_assistant_tokens": "assistant_tokens",
           "num_assistant_tokens_schedule": "schedule", "pad_to_multiple_of": "pad", "sdpa_backend": "sdpa",
@@ -124,6 +130,7 @@ class Candidate:
     compile_fullgraph: bool = False
     compile_api: str = "explicit"
     compile_tuning: str = "default"
+    compile_freezing: bool = False
     decode_loop: str = "generate"
     decoding: str = "standard"
     prompt_lookup_num_tokens: int | None = None
@@ -202,8 +209,13 @@ class Candidate:
             hints["sdpa_backend"] = self.sdpa_backend
         if self.quantization == "int8_weight_only":
             hints["weight_quantization"] = "int8"
+        inductor = {}
         if self.compile in ("default", "reduce-overhead") and self.compile_tuning == "coordinate_descent":
-            hints["inductor"] = {"coordinate_descent_tuning": True}
+            inductor["coordinate_descent_tuning"] = True
+        if self.compile != "off" and self.compile_freezing:
+            inductor["freezing"] = True
+        if inductor:
+            hints["inductor"] = inductor
         if self.uses_static_loop():
             hints["decode_loop"] = {"kind": "static", "mode": self.compile, "fullgraph": self.compile_fullgraph,
                                     "offloading": self.cache_implementation == "offloaded_static"}
@@ -233,7 +245,8 @@ class Candidate:
         if self.quantization != "bnb_4bit":
             changes.update(bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype="float32")
         if self.compile == "off":
-            changes.update(compile_fullgraph=False, compile_api="explicit", compile_tuning="default")
+            changes.update(compile_fullgraph=False, compile_api="explicit", compile_tuning="default",
+                           compile_freezing=False)
         if self.compile == "max-autotune":
             changes.update(compile_tuning="default")  # max-autotune tunes by coordinate descent already
         if not self.uses_static_loop():

@@ -10,7 +10,7 @@ same functions, so a preset runs as its trial was measured.
   `autotune.decode_loop.StaticDecodeLoop` (a StaticCache and one compiled decode step), falling back to
   the plain generate() for what the loop does not do (beam search, an assistant model, ...);
   `{"kind": "graph", ..., "steps": N}` -> `GraphDecodeLoop`, the same with N steps per CUDA graph.
-- `inductor`: `{"coordinate_descent_tuning": true}` -> set in `torch._inductor.config` before anything is
+- `inductor`: `{"coordinate_descent_tuning": true, "freezing": true}` (either) -> set in `torch._inductor.config` before anything is
   compiled (a setting of the whole process: every later compile in it tunes its kernels this way).
 - `weight_quantization`: `int8` -> every `nn.Linear` of the loaded model becomes an int8 weight-only linear
   (`autotune.quantize`), before any compile.
@@ -59,7 +59,7 @@ def scoring_backend_context(backend: str | None):
     return sdpa_kernel([sdpa_backend(backend), SDPBackend.MATH], set_priority=True)
 
 
-INDUCTOR_OPTIONS = {"coordinate_descent_tuning"}
+INDUCTOR_OPTIONS = {"coordinate_descent_tuning", "freezing"}
 
 
 def check_inductor_hint(hint) -> None:

@@ -616,6 +616,12 @@ class MemoryModel:
             # gemma-2b had 1.1 GiB more device memory in use than the same configuration unquantized (the
             # head's float copy is 1.0 GiB), which the load peak alone missed: 0.89 of it, 1.03 with this.
             activations += shapes.vocab * shapes.hidden * size
+        if candidate.compile != "off" and getattr(candidate, "compile_freezing", False) \
+                and candidate.quantization == "none":
+            # Inductor's freezing fuses products that share an input (q/k/v, gate/up) into one over
+            # concatenated weights, copies beside the model's own (on CPU it repacks every linear weight):
+            # at most the linear weights once more. (Not for int8: Inductor leaves int8 weights unfolded.)
+            compile_workspace += sum(n for n, _ in parameter_inventory(model_config).linears) * size
         resident = weights + kv + assistant
         kernel_cache = 0
         if device == "cuda":

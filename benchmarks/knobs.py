@@ -90,6 +90,10 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
     descent = {"compile_tuning": "coordinate_descent"}
     if base.compile in ("default", "reduce-overhead"):
         rows += [("compile_tuning=coordinate_descent", descent)]
+    # Inductor's freezing (fused q/k/v and gate/up products): with the base's compile, and in the loops
+    freezing = {"compile_freezing": True}
+    rows += [("compile_freezing=True", freezing)]
+    rows += [(f"{label}, freezing", {**changes, **freezing}) for label, changes in loops]
     # (max-autotune tunes by coordinate descent already: only the other modes get a row)
     untuned = [(label, changes) for label, changes in loops if changes["compile"] != "max-autotune"]
     rows += [(f"{label}, coordinate descent", {**changes, **descent}) for label, changes in untuned]
@@ -122,7 +126,7 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
 
 # --loops: the ways to decode with a static cache (the seed guide's options 1 to 3), against plain generate()
 LOOPS = ("dynamic cache, no compile (plain generate)", "base: ", "generate compile max-autotune fullgraph",
-         "decode_loop=static_loop", "decode_loop=graph_loop", "compile_tuning=", "quantization=int8_weight_only")
+         "decode_loop=static_loop", "decode_loop=graph_loop", "compile_tuning=", "compile_freezing=", "quantization=int8_weight_only")
 
 QUICK = ("base: ", "dynamic cache, no compile (plain generate)", "compile=off",
          "bnb 4-bit nf4, bf16 compute (compile off)", "compile_api=", "dtype=float16", "sdpa_backend=math",

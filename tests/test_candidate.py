@@ -153,3 +153,15 @@ def test_keys_of_configurations_recorded_before_compile_tuning_existed_are_uncha
     # the keys 260855b (before the knob) gave: a resumed study still finds its baseline and duplicates
     assert Candidate().key() == "bb13e87143e3a92f"
     assert Candidate(cache_implementation="static", compile="default").key() == "05d809ab8d59e24b"
+
+
+def test_freezing_is_an_inductor_hint_with_a_compile_mode():
+    frozen = Candidate(cache_implementation="static", compile="max-autotune", compile_freezing=True)
+    assert frozen.runtime()["inductor"] == {"freezing": True}
+    both = Candidate(cache_implementation="static", compile="default", compile_freezing=True,
+                     compile_tuning="coordinate_descent")
+    assert both.runtime()["inductor"] == {"coordinate_descent_tuning": True, "freezing": True}
+    assert "freezing=True" in frozen.describe() and frozen.key() != Candidate(**{**frozen.to_dict(),
+                                                                                "compile_freezing": False}).key()
+    uncompiled = Candidate(cache_implementation="static", compile_freezing=True)
+    assert "inductor" not in uncompiled.runtime() and uncompiled.key() == Candidate(cache_implementation="static").key()

@@ -442,3 +442,17 @@ def test_int8_weight_only_counts_a_prefills_float_copy_of_the_head(fixture_model
     head = shapes.vocab * shapes.hidden
     assert b.activations - a.activations == 2 * head  # the head's float copy in a bf16 prefill
     assert b.weights == a.weights  # the load peaks at the float weights; the int8 copies take their blocks
+
+
+def test_freezing_counts_copies_of_the_linear_weights(fixture_models):
+    from autotune.candidate import Candidate
+    from autotune.memory import MemoryModel, load_config, parameter_inventory
+    from autotune.workload import Workload
+
+    config = load_config(str(fixture_models / "codelm-12m"))
+    workload = Workload(prompts=("def f(x):\n",), max_new_tokens=8)
+    plain = Candidate(dtype="bfloat16", cache_implementation="static", compile="default")
+    frozen = Candidate(**{**plain.to_dict(), "compile_freezing": True})
+    a, b = (MemoryModel().estimate(config, c, workload, "cuda", prompt_lengths=(5,)) for c in (plain, frozen))
+    linears = sum(n for n, _ in parameter_inventory(config).linears)
+    assert b.compile_workspace - a.compile_workspace == 2 * linears
