@@ -12,10 +12,12 @@
 #   e  search efficiency: a 24-configuration grid measured once, then the sampler replayed over it
 #   v  the memory budget: random:gemma-2b with --vram 8GB, 12 trials (float32 over budget before launch,
 #      bf16 and quantized candidates measured under the 8 GB cap, a preset that fits)
+#   g  the GPU-only tests (pytest -m gpu: the graph loop's captured CUDA graphs against generate(), the memory
+#      model against a real peak); needs pytest in .gpu-site: bash ../shared/gpu/prepare.sh pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 pygments==2.21.0
 #   p  a profile of a decode loop's step (LOOPS_P, graph_loop unless given), bf16 (benchmarks/profile_decode.py)
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
-#   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p]
+#   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p] [g]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
 # A study that does not finish within one GPU session resumes when its part runs again with the same
 # OUTDIR (autotune search continues to the same total). Keep OUTDIR in the checkout, git-ignored (for
@@ -25,7 +27,7 @@
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
 set -u
-out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p]}
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p] [g]}
 shift
 parts=${*:-a b c}
 mkdir -p "$out/studies"
@@ -126,7 +128,13 @@ for part in $parts; do
         stamp "p: $loop exit $?"
       done
       ;;
-    *) echo "unknown part $part (a, k, b, c, e, v or p)"; exit 2 ;;
+    g)
+      stamp "g: GPU-only tests"
+      AUTOTUNE_FIXTURES=$fixtures python -m pytest -q -p no:cacheprovider -m gpu tests/test_decode_loop.py \
+        tests/test_memory.py > "$out/g.log" 2>&1
+      stamp "g: exit $?"
+      ;;
+    *) echo "unknown part $part (a, k, b, c, e, v, p or g)"; exit 2 ;;
   esac
 done
 stamp "done"

@@ -177,24 +177,41 @@ def test_compiled_step_gives_the_same_tokens_and_compiles_once(make_loop, model_
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("compile_mode", [None, "default"])
-def test_captured_graphs_give_generate_tokens_on_cuda(model_and_tokenizer, compile_mode):
+@pytest.mark.parametrize("compile_mode,freezing", [(None, False), ("default", False), ("default", True),
+                                                   ("max-autotune", False)])
+def test_captured_graphs_give_generate_tokens_on_cuda(model_and_tokenizer, compile_mode, freezing):
     """On CUDA the graph loop captures its chunks: the tokens stay generate()'s, EOS and all, call after call."""
+    import torch._inductor.config as inductor_config
+
     model, tokenizer = model_and_tokenizer
     model = model.to("cuda")
     try:
-        inputs = batch(tokenizer).to("cuda")
-        config = greedy_config(model)
-        loop = GraphDecodeLoop(model, max_cache_len=inputs["input_ids"].shape[1] + 24, compile_mode=compile_mode,
-                               steps=4)
-        expected = reference(model, inputs, config)
-        assert torch.equal(loop.generate(**inputs, generation_config=config), expected)
-        assert set(loop.states[3].graphs) == {4, 1}  # captured
-        assert torch.equal(loop.generate(**inputs, generation_config=config), expected)  # replayed
-        new = expected[:, inputs["input_ids"].shape[1]:]
-        eos_config = greedy_config(model, eos_token_id=[int(new[0, 2]), int(new[1, 6]), int(new[2, 4])],
-                                   pad_token_id=tokenizer.pad_token_id)
-        assert torch.equal(loop.generate(**inputs, generation_config=eos_config),
-                           reference(model, inputs, eos_config))
+        with inductor_config.patch(freezing=freezing):
+            inputs = batch(tokenizer).to("cuda")
+            config = greedy_config(model)
+            loop = GraphDecodeLoop(model, max_cache_len=inputs["input_ids"].shape[1] + 24, compile_mode=compile_mode,
+                                   steps=4)
+            expected = reference(model, inputs, config)
+            assert torch.equal(loop.generate(**inputs, generation_config=config), expected)
+            assert set(loop.states[3].graphs) == {4, 1}  # captured
+            assert torch.equal(loop.generate(**inputs, generation_config=config), expected)  # replayed
+            new = expected[:, inputs["input_ids"].shape[1]:]
+            eos_config = greedy_config(model, eos_token_id=[int(new[0, 2]), int(new[1, 6]), int(new[2, 4])],
+                                       pad_token_id=tokenizer.pad_token_id)
+            assert torch.equal(loop.generate(**inputs, generation_config=eos_config),
+                               reference(model, inputs, eos_config))
     finally:
         model.to("cpu")
+
+
+@pytest.mark.slow
+def test_frozen_weights_give_the_same_tokens(make_loop, model_and_tokenizer):
+    """Inductor's freezing (the compile_freezing knob) in the loop's compiled step: generate()'s tokens."""
+    import torch._inductor.config as inductor_config
+
+    model, tokenizer = model_and_tokenizer
+    inputs = batch(tokenizer)
+    config = greedy_config(model)
+    with inductor_config.patch(freezing=True):
+        loop = make_loop(model, inputs["input_ids"].shape[1] + 24, compile_mode="default", fullgraph=True)
+        assert torch.equal(loop.generate(**inputs, generation_config=config), reference(model, inputs, config))
