@@ -7,8 +7,8 @@ for knobs that apply to it (an SDPA backend only with sdpa), so a value counts w
 
 The study's first trials after its seeds are *covering* trials (`next_cover`): each one the valid
 configuration, within the memory budget, that holds the most values not measured yet. On the default
-space of random gemma-2b on the H200, 9 of them hold all of its 48 values, where 30 trials of the TPE
-sampler had measured 34 (the sixth GPU session). They also serve as the sampler's start-up trials (TPE
+space of random gemma-2b on the H200 (51 values), 10 of them hold every value; in the sixth GPU session 30
+trials of the TPE sampler had measured 34 of the 48 values the space had then. They also serve as the sampler's start-up trials (TPE
 draws its first 10 at random). A value that fails is tried again in another covering trial with as few
 other unproven values as possible; after `MAX_FAILURES` failed trials it is given up (it stays "failed").
 """
