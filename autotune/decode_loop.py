@@ -306,7 +306,8 @@ class GraphDecodeLoop(StaticDecodeLoop):
         pool = torch.cuda.graph_pool_handle()
         for steps in sorted({self.steps, 1}, reverse=True):
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
+            # thread_local: CUDA calls of other threads (the worker's contention watch) do not break the capture
+            with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
                 self.advance(s, steps)
             s.graphs[steps] = graph
 
