@@ -603,7 +603,10 @@ class MemoryModel:
                 compile_workspace = cal.cpu_compile_workspace_bytes + cal.cpu_compile_bytes_per_layer * shapes.layers
             else:
                 compile_workspace = cal.cuda_compile_fixed_bytes
-                if candidate.compile in ("reduce-overhead", "max-autotune"):
+                # CUDA graphs keep a pool of the step's activations: torch.compile's, or the graph loop's own
+                graphs = candidate.compile in ("reduce-overhead", "max-autotune") or (
+                    getattr(candidate, "decode_loop", "generate") == "graph_loop" and candidate.uses_static_loop())
+                if graphs:
                     decode_step = self.forward_bytes(shapes, batch, 1, max_cache_len, 1, size, attn)
                     compile_workspace += int(cal.cuda_graph_pool_activation_copies * decode_step)
                 if candidate.compile == "max-autotune":
