@@ -12,8 +12,8 @@ Two steps:
            --space benchmarks/data/grid-space.yaml --max-new-tokens 256 \\
            --prompts benchmarks/data/one-prompt.jsonl --out grid.json
 
-2. `replay`: run the tuner's sampler (Optuna's TPESampler, seeded, the baseline first, as `autotune search`
-   does) over the same space many times, answering each trial from the table instead of the GPU: the
+2. `replay`: run the tuner's sampler as `autotune search` does (the baseline, the seed recipe, up to
+   COVER_LIMIT covering trials of autotune.coverage, then Optuna's TPESampler, seeded) over the same space many times, answering each trial from the table instead of the GPU: the
    objective and constraints a study would have recorded, and the trial's measured seconds as its cost. A
    configuration seen before in the same run costs nothing (the tuner reuses it). Prints, per seed, the GPU
    seconds spent until the best feasible value is within 5 % of the grid's best, as a share of the whole
@@ -43,12 +43,16 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
+from autotune import coverage  # noqa: E402
 from autotune.candidate import Candidate  # noqa: E402
 from autotune.measurement import Measurement  # noqa: E402
 from autotune.records import constraint_values  # noqa: E402
 from autotune.space import SearchSpace  # noqa: E402
+from autotune.study import seed_recipe  # noqa: E402
 
 WITHIN = 0.05
+# covering trials in a replay: the tuner's limit for `autotune search --trials 20` (half of them)
+COVER_LIMIT = 10
 
 
 # ---- step 1: the grid ------------------------------------------------------------------------------
@@ -63,7 +67,7 @@ def measure_grid(args) -> dict:
     settings = SearchSettings(
         model=args.model, workload=workload, study_name=args.study, space=args.space, device=args.device,
         root=root, repeats=args.repeats, warmup=args.warmup, trial_timeout=args.trial_timeout, confirm=0,
-        early_stop=0.0, max_retry=0, vram=args.vram, max_initial_failures=10**6)
+        early_stop=0.0, max_retry=0, vram=args.vram, max_initial_failures=10**6, cover=False)
     tuner = Tuner(settings, report=print_event)
     tuner.prepare()
     tuner.enqueue_seeds()
@@ -110,7 +114,7 @@ def print_event(event: str, **info) -> None:
 
 # ---- step 2: the replay ----------------------------------------------------------------------------
 
-def replay(grid: dict, seed: int) -> dict:
+def replay(grid: dict, seed: int, cover: bool = True) -> dict:
     """One run of the sampler over the grid's space, answered from the grid. Returns the seconds and trials
     spent until the best feasible value came within WITHIN of the grid's best."""
     space = SearchSpace.from_dict(grid["space"])
@@ -118,11 +122,23 @@ def replay(grid: dict, seed: int) -> dict:
     target = (1 - WITHIN) * max(r["value"] for r in rows.values() if r["feasible"])
     total = sum(r["seconds"] for r in rows.values())
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.enqueue_trial(space.params_of(Candidate()))  # the baseline first, as autotune search does
-    spent, seen, best, trials = 0.0, set(), 0.0, 0
+    # as autotune search does: the baseline, the seed recipe, then covering trials (autotune.coverage)
+    study.enqueue_trial(space.params_of(Candidate()))
+    recipe = seed_recipe(space)
+    if recipe is not None:
+        study.enqueue_trial(space.params_of(recipe))
+    pool = [c for c in (Candidate.from_dict(r["candidate"]) for r in rows.values()) if space.invalid_reason(c) is None]
+    spent, seen, best, trials, covers, ran = 0.0, set(), 0.0, 0, 0, []
     while best < target and trials < 20 * len(rows):
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if cover and covers < COVER_LIMIT and not waiting:
+            pick = coverage.next_cover(space, pool, *coverage.tally(space, ran), seen)
+            if pick is not None:
+                study.enqueue_trial(space.params_of(pick))
+                covers += 1
         trial = study.ask()
-        key = space.suggest(trial).key()
+        candidate = space.suggest(trial)
+        key = candidate.key()
         row = rows.get(key)
         if row is None:
             raise SystemExit(f"configuration {space.suggest(trial).describe()} is not in the grid: measure the "
@@ -130,6 +146,7 @@ def replay(grid: dict, seed: int) -> dict:
         if key not in seen:  # the tuner measures a configuration once and reuses it
             spent += row["seconds"]
             seen.add(key)
+            ran.append((trial.number, candidate, row.get("status") or ("ok" if row["feasible"] else "unsupported")))
         trials += 1
         m = Measurement(status="ok" if row["feasible"] else "unsupported", decode_tokens_per_s=row["value"],
                         equivalence_meaningful=False)

@@ -50,3 +50,23 @@ def test_a_configuration_missing_from_the_grid_is_an_error(efficiency):
     del grid["rows"][Candidate().key()]  # the baseline, which every replay asks for first
     with pytest.raises(SystemExit, match="not in the grid"):
         efficiency.replay(grid, 0)
+
+
+def test_a_replay_starts_as_a_study_does(efficiency, monkeypatch):
+    """The baseline, the seed recipe, then covering trials until every value of the space was measured."""
+    grid = made_up_grid(efficiency)
+    asked = []
+    real_tally = efficiency.coverage.tally
+
+    def tally(space, ran):
+        asked.append([c for _, c, _ in ran])
+        return real_tally(space, ran)
+
+    monkeypatch.setattr(efficiency.coverage, "tally", tally)
+    monkeypatch.setattr(efficiency, "WITHIN", -1.0)  # never reached: the replay runs its whole course
+    efficiency.replay(grid, 0)
+    first = asked[-1]
+    space = SearchSpace.from_dict(grid["space"])
+    assert first[0] == Candidate() and first[1] == efficiency.seed_recipe(space)
+    measured, _ = real_tally(space, [(i, c, "ok") for i, c in enumerate(first)])
+    assert set(measured) == efficiency.coverage.all_values(space)
