@@ -15,6 +15,9 @@ top-p, drawn like generate() draws: `torch.multinomial` on the processed distrib
 waits for the device only at those points (SYNC_EVERY), not after every step as generate() does. Greedy output equals `generate()`'s on the same
 configuration (tests/test_decode_loop.py). Anything else generate() supports (beam search, repetition
 penalty, stop strings, ...) is refused with `UnsupportedGeneration`; callers fall back to generate().
+
+`GraphDecodeLoop` is the same loop with GRAPH_STEPS decode steps captured as one CUDA graph (the
+`graph_loop` value of the decode_loop knob): no Python between the steps of a chunk.
 """
 
 from __future__ import annotations
