@@ -69,6 +69,12 @@ def eos_ids(generation_config) -> list[int]:
     return [eos] if isinstance(eos, int) else list(eos)
 
 
+def pad_id(generation_config) -> int:
+    """What rows emit once they have finished: the pad token, else the first EOS, else 0."""
+    g = generation_config
+    return g.pad_token_id if g.pad_token_id is not None else (eos_ids(g) or [0])[0]
+
+
 def process_for_sampling(logits: torch.Tensor, generation_config) -> torch.Tensor:
     """Temperature, then top-k, then top-p, as generate() orders its warpers; returns probabilities."""
     from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
@@ -151,13 +157,27 @@ class StaticDecodeLoop:
         logits = out.logits[:, -1, :].float() + suppress
         return logits, logits.argmax(dim=-1)
 
+    def config_for(self, generation_config, changes: dict):
+        """The generation config a call runs (the model's unless given, with `changes`), checked."""
+        g = generation_config if generation_config is not None else self.model.generation_config
+        if changes:
+            g = g.__class__.from_dict({**g.to_dict(), **changes})
+        check_supported(g)
+        return g
+
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt through the cache, eagerly (any prompt length): float32 last-position logits, and the
+        prompt's positions (real tokens only, so left padding does not shift them)."""
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                         cache_position=torch.arange(input_ids.shape[1], device=input_ids.device), use_cache=True,
+                         **{self.cache_arg: cache})
+        return out.logits[:, -1, :].float(), positions
+
     @torch.inference_mode()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  generation_config=None, streamer=None, **kwargs) -> torch.Tensor:
-        g = generation_config if generation_config is not None else self.model.generation_config
-        if kwargs:
-            g = g.__class__.from_dict({**g.to_dict(), **kwargs})
-        check_supported(g)
+        g = self.config_for(generation_config, kwargs)
         batch, prompt_len = input_ids.shape
         total = prompt_len + g.max_new_tokens
         self.fit(total)
@@ -167,23 +187,19 @@ class StaticDecodeLoop:
         cache = self.cache_for(batch)
         mask = torch.zeros(batch, self.max_cache_len, dtype=attention_mask.dtype, device=device)
         mask[:, :prompt_len] = attention_mask
-        positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
         if streamer is not None:
             streamer.put(input_ids.cpu())
 
-        # prefill, eager: every prompt length is fine here
-        out = self.model(input_ids=input_ids, attention_mask=mask[:, :prompt_len], position_ids=positions,
-                         cache_position=torch.arange(prompt_len, device=device), use_cache=True,
-                         **{self.cache_arg: cache})
+        last_logits, positions = self.prefill(input_ids, attention_mask, cache)
         eos = torch.tensor(eos_ids(g), device=device)
         min_new = g.min_new_tokens or 0
-        suppress = torch.zeros(out.logits.shape[-1], device=device)
+        suppress = torch.zeros(last_logits.shape[-1], device=device)
         if min_new and eos.numel():
             suppress[eos] = float("-inf")
-        logits = out.logits[:, -1, :].float() + suppress
+        logits = last_logits + suppress
         greedy = logits.argmax(-1)
         next_position = positions[:, -1:] + 1
-        pad = g.pad_token_id if g.pad_token_id is not None else (eos_ids(g) or [0])[0]
+        pad = pad_id(g)
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         generated: list[torch.Tensor] = []
         all_done: list[torch.Tensor] = []  # per step since the last wait: has every row finished?
@@ -200,7 +216,7 @@ class StaticDecodeLoop:
             last = step == g.max_new_tokens - 1
             # wait for the device after the first token (time to first token), then every sync_every steps
             if last or step == 0 or (step % self.sync_every) == 0:
-                stop = _first_true(all_done)
+                stop = _first_true(torch.stack(all_done)) if all_done else None
                 if stop is not None:  # every row finished `stop` steps into this chunk: drop what ran past
                     del generated[streamed + stop + 1:]
                 if streamer is not None:
@@ -317,10 +333,7 @@ class GraphDecodeLoop(StaticDecodeLoop):
     @torch.inference_mode()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  generation_config=None, streamer=None, **kwargs) -> torch.Tensor:
-        g = generation_config if generation_config is not None else self.model.generation_config
-        if kwargs:
-            g = g.__class__.from_dict({**g.to_dict(), **kwargs})
-        check_supported(g)
+        g = self.config_for(generation_config, kwargs)
         if g.do_sample:
             return super().generate(input_ids, attention_mask, generation_config=g, streamer=streamer)
         batch, prompt_len = input_ids.shape
@@ -333,14 +346,11 @@ class GraphDecodeLoop(StaticDecodeLoop):
         if streamer is not None:
             streamer.put(input_ids.cpu())
 
-        # prefill, eager (every prompt length is fine here), and the first token
-        positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                         cache_position=torch.arange(prompt_len, device=device), use_cache=True,
-                         **{self.cache_arg: cache})
+        # the prefill and the first token
+        last_logits, positions = self.prefill(input_ids, attention_mask, cache)
         s = self.states.get(batch)
         if s is None:
-            s = self.states[batch] = GraphState.allocate(cache, batch, self.max_cache_len, out.logits.shape[-1],
+            s = self.states[batch] = GraphState.allocate(cache, batch, self.max_cache_len, last_logits.shape[-1],
                                                          self.steps, device)
         eos = eos_ids(g)
         s.mask.zero_()
@@ -349,9 +359,9 @@ class GraphDecodeLoop(StaticDecodeLoop):
         if eos:
             s.is_eos[torch.tensor(eos, device=device)] = True
         s.min_new.fill_(g.min_new_tokens or 0)
-        s.pad.fill_(g.pad_token_id if g.pad_token_id is not None else (eos or [0])[0])
+        s.pad.fill_(pad_id(g))
         suppress = torch.where(s.is_eos & (s.min_new > 0), float("-inf"), 0.0)
-        first = (out.logits[:, -1, :].float() + suppress).argmax(-1)
+        first = (last_logits + suppress).argmax(-1)
         s.finished.copy_(s.is_eos[first])
         s.token.copy_(first)
         s.position.copy_(positions[:, -1:] + 1)
@@ -399,8 +409,7 @@ class GraphDecodeLoop(StaticDecodeLoop):
     def hand_over(chunk, generated: list, streamer) -> bool:
         """Keep a chunk's tokens up to the step where every row had finished; True if that happened."""
         tokens, done = chunk
-        hits = done.nonzero()  # the host waits for the chunk here
-        stop = int(hits[0, 0]) if hits.numel() else None
+        stop = _first_true(done)  # the host waits for the chunk here
         if stop is not None:
             tokens = tokens[:, :stop + 1]
         generated.append(tokens)
@@ -415,11 +424,9 @@ class GraphDecodeLoop(StaticDecodeLoop):
         return torch.cat([input_ids, *generated], dim=1)
 
 
-def _first_true(flags: list[torch.Tensor]) -> int | None:
+def _first_true(flags: torch.Tensor) -> int | None:
     """Index of the first true flag (one wait for the device), or None."""
-    if not flags:
-        return None
-    hits = torch.stack(flags).nonzero()
+    hits = flags.nonzero()
     return int(hits[0, 0]) if hits.numel() else None
 
 
