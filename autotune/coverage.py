@@ -62,13 +62,29 @@ def tally(space: SearchSpace, trials: Iterable[tuple[int, Candidate, str | None]
     return measured, failed
 
 
+def ran_trials(trials) -> list[tuple[int, Candidate, str | None]]:
+    """(number, candidate, status) of a study's finished trials that reached a worker or its prescreen (not
+    the invalid combinations), for `tally`."""
+    from autotune.study import FINISHED
+
+    return [(t.number, Candidate.from_json(t.user_attrs["candidate"]), t.user_attrs.get("status"))
+            for t in trials if t.state in FINISHED
+            and t.user_attrs.get("candidate") and t.user_attrs.get("failure_kind") != "invalid_combination"]
+
+
+class _RandomTrial:
+    """Answers `SearchSpace.suggest` as a trial would, with uniform random choices."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: list):
+        return self.rng.choice(choices)
+
+
 def draw(space: SearchSpace, rng: random.Random, assistant: str | None) -> Candidate:
-    """One configuration drawn uniformly knob by knob, as `SearchSpace.suggest` walks the knobs."""
-    chosen: dict = {}
-    for knob in space.knobs:
-        if knob.values and knob.applies(chosen):
-            chosen[knob.name] = rng.choice(knob.values)
-    candidate = Candidate(**chosen)
+    """One configuration drawn uniformly knob by knob, through `SearchSpace.suggest`."""
+    candidate = space.suggest(_RandomTrial(rng))
     return replace(candidate, assistant=assistant) if candidate.decoding == "assisted" else candidate
 
 
@@ -98,9 +114,10 @@ def next_cover(space: SearchSpace, candidates: list[Candidate], measured: dict, 
         values = values_of(space, candidate)
         return len((values & wanted) - suspects) + min(1, len(values & wanted & suspects)), -len(values & suspects)
 
-    ranked = sorted((c for c in candidates if c.key() not in tried_keys), key=score, reverse=True)
-    for candidate in ranked:
-        if score(candidate)[0] == 0:
+    ranked = sorted(((score(c), c) for c in candidates if c.key() not in tried_keys), key=lambda sc: sc[0],
+                    reverse=True)
+    for (added, _), candidate in ranked:
+        if added == 0:
             return None
         if fits(candidate):
             return candidate

@@ -605,7 +605,7 @@ class MemoryModel:
                 compile_workspace = cal.cuda_compile_fixed_bytes
                 # CUDA graphs keep a pool of the step's activations: torch.compile's, or the graph loop's own
                 graphs = candidate.compile in ("reduce-overhead", "max-autotune") or (
-                    getattr(candidate, "decode_loop", "generate") == "graph_loop" and candidate.uses_static_loop())
+                    candidate.decode_loop == "graph_loop" and candidate.uses_static_loop())
                 if graphs:
                     decode_step = self.forward_bytes(shapes, batch, 1, max_cache_len, 1, size, attn)
                     compile_workspace += int(cal.cuda_graph_pool_activation_copies * decode_step)
@@ -619,8 +619,7 @@ class MemoryModel:
             # gemma-2b had 1.1 GiB more device memory in use than the same configuration unquantized (the
             # head's float copy is 1.0 GiB), which the load peak alone missed: 0.89 of it, 1.03 with this.
             activations += shapes.vocab * shapes.hidden * size
-        if candidate.compile != "off" and getattr(candidate, "compile_freezing", False) \
-                and candidate.quantization == "none":
+        if candidate.compile != "off" and candidate.compile_freezing and candidate.quantization == "none":
             # Inductor's freezing fuses products that share an input (q/k/v, gate/up) into one over
             # concatenated weights, copies beside the model's own (on CPU it repacks every linear weight):
             # at most the linear weights once more. (Not for int8: Inductor leaves int8 weights unfolded.)

@@ -366,10 +366,7 @@ class Tuner:
             return
         if sum(t.user_attrs.get("role") == "cover" for t in trials) >= s.trials // 2:
             return
-        ran = [(t.number, Candidate.from_json(t.user_attrs["candidate"]), t.user_attrs.get("status"))
-               for t in trials if t.state in FINISHED and t.user_attrs.get("candidate")
-               and t.user_attrs.get("failure_kind") != "invalid_combination"]
-        measured, failed = coverage.tally(self.space, ran)
+        measured, failed = coverage.tally(self.space, coverage.ran_trials(trials))
         tried = {t.user_attrs.get("candidate_key") or Candidate.from_json(t.user_attrs["candidate"]).key()
                  for t in trials if t.user_attrs.get("candidate")}
         if self.cover_pool is None:

@@ -20,8 +20,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
 
 import optuna  # noqa: E402
 
-from autotune.candidate import Candidate  # noqa: E402
-from autotune.coverage import reachable, tally  # noqa: E402
+from autotune.coverage import ran_trials, reachable, tally  # noqa: E402
 from autotune.space import SearchSpace  # noqa: E402
 from autotune.study import CONFIG_ATTR, default_storage_url  # noqa: E402
 
@@ -29,10 +28,7 @@ from autotune.study import CONFIG_ATTR, default_storage_url  # noqa: E402
 def coverage(study: optuna.Study) -> tuple[list[dict], list[tuple]]:
     """Rows (knob, value, measured trial numbers, failed trial numbers) and the space's left-out values."""
     space = SearchSpace.from_dict(study.user_attrs[CONFIG_ATTR]["space"])
-    ran = [(t.number, Candidate.from_json(t.user_attrs["candidate"]), t.user_attrs.get("status"))
-           for t in study.trials
-           if t.user_attrs.get("candidate") and t.user_attrs.get("failure_kind") != "invalid_combination"]
-    measured, failed = tally(space, ran)
+    measured, failed = tally(space, ran_trials(study.trials))
     rows = [{"knob": knob.name, "value": value, "measured": sorted(measured.get((knob.name, value), [])),
              "failed": sorted(failed.get((knob.name, value), []))}
             for knob in reachable(space) for value in knob.values]
