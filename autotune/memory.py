@@ -614,11 +614,11 @@ class MemoryModel:
 
         if candidate.quantization == "int8_weight_only":
             # autotune.quantize: the float weights are loaded first (counted above) and converted one by one,
-            # the int8 copies taking the blocks the float ones leave. A prefill runs through a float copy of
-            # each weight, the largest being the head's (vocab x hidden). On the H200 the int8 trial of random
-            # gemma-2b had 1.1 GiB more device memory in use than the same configuration unquantized (the
-            # head's float copy is 1.0 GiB), which the load peak alone missed: 0.89 of it, 1.03 with this.
-            activations += shapes.vocab * shapes.hidden * size
+            # the int8 copies taking the blocks the float ones leave. A prefill dequantizes a few thousand rows
+            # of a weight at a time (float32, then the dtype). (When it dequantized the whole head at once, the
+            # H200 showed it: 1.1 GiB more in use than the same configuration unquantized, for random gemma-2b.)
+            from autotune.quantize import PREFILL_CHUNK_ELEMENTS
+            activations += min(PREFILL_CHUNK_ELEMENTS, shapes.vocab * shapes.hidden) * (4 + size)
         if candidate.compile != "off" and candidate.compile_freezing and candidate.quantization == "none":
             # Inductor's freezing fuses products that share an input (q/k/v, gate/up) into one over
             # concatenated weights, copies beside the model's own (on CPU it repacks every linear weight):

@@ -2,14 +2,15 @@
 
 At batch 1 a decode step reads every weight once, so its time is the weights' bytes over the memory
 bandwidth (the roofline of ../shared/DESIGN.md). Storing the linear layers' weights in int8 halves those
-bytes against bf16. Each output row keeps one scale (symmetric, absmax / 127); the forward is
-`(x * weight).sum(-1) * scale` for decode steps (a few rows) and `linear(x, weight.to(x.dtype)) * scale`
-for a prefill. Compiled (torch.compile, as with a static cache), Inductor turns a decode step's product and
-sum into one reduction kernel that reads the weights as int8; eager, the int8-to-float conversion makes a
-float copy of every weight per forward, slower than no quantization (the default search space allows it
-with compilation only). This is the recipe of PyTorch's gpt-fast and of torchao's first int8 weight-only
-kernel; no package beyond torch is needed, and bitsandbytes (whose int8 is LLM.int8(), with outlier
-decomposition) does not offer it.
+bytes against bf16. Each output row keeps one float32 scale per group of 128 input features (symmetric,
+absmax / 127). A decode step (a few rows) runs `autotune.int8_gemv`'s Triton kernel on CUDA; elsewhere it
+sums `x * weight` per group, scales and sums the groups, which Inductor compiles into reductions that read
+the weights as int8 (on the H200 those were far from the bandwidth: hence the kernel). A prefill runs
+`linear(x, dequantized weight)`. Eager, the conversion makes a float copy of every weight per forward,
+slower than no quantization (the default search space allows int8 with compilation only). This is
+gpt-fast's and torchao's weight-only int8, with groups; no package beyond torch (and Triton, which CUDA
+builds of torch bring) is needed, and bitsandbytes (whose int8 is LLM.int8(), with outlier decomposition)
+does not offer it.
 
 The model is loaded in its dtype first, then each `nn.Linear` is replaced in place, one at a time, so
 the load peaks at the unquantized weights (the memory model counts those). The embedding stays as it is;
@@ -21,14 +22,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from autotune import int8_gemv
+
 INT8_WEIGHT_ONLY = "int8"
 # Up to this many rows (batch x new tokens) a forward is a matrix-vector product bound by reading the
 # weights, and runs as product + sum; above it, as a matrix product of a float copy of the weight.
-GEMV_ROWS = 8
+GEMV_ROWS = int8_gemv.MAX_ROWS
+# Input features per scale. One scale per whole output row gave a teacher-forced top-1 agreement of 0.988
+# with the bf16 baseline of the trained codelm-12m (4 prompts x 64 tokens; the bar is 0.99); one per 128
+# input features gave 1.000, for 3 % more bytes (a float32 scale per 128 int8 weights). Layers whose input
+# width is not a multiple of it keep one scale per row.
+GROUP_SIZE = int8_gemv.GROUP_SIZE
+# Weights a prefill dequantizes at a time: 16 Mi (64 MiB in float32, then a copy in the model's dtype).
+PREFILL_CHUNK_ELEMENTS = 1 << 24
 
 
 class Int8WeightOnlyLinear(nn.Module):
-    """An `nn.Linear` whose weight is int8 with one scale per output feature."""
+    """An `nn.Linear` whose weight is int8 with a float32 scale per output feature and group of GROUP_SIZE
+    input features (`scales`: out x groups)."""
 
     def __init__(self, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
@@ -45,31 +56,66 @@ class Int8WeightOnlyLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
-        if rows <= GEMV_ROWS:
-            # decode steps: a product and a sum over the input features, which Inductor compiles into one
-            # reduction kernel that loads the int8 weight itself (torchao's first int8 weight-only kernel)
-            out = (x.unsqueeze(-2) * self.weight.to(x.dtype)).sum(dim=-1)
-        else:  # prefill: a float copy of the weight is small next to the matrix product
-            out = nn.functional.linear(x, self.weight.to(x.dtype))
-        out = out * self.scales.to(x.dtype)
+        if int8_gemv.available(x, self.scales):  # CUDA with Triton: autotune.int8_gemv's kernel, scales included
+            out = int8_gemv.int8_linear(x, self.weight, self.scales)
+        elif rows <= GEMV_ROWS:
+            out = grouped_product(x, self.weight, self.scales)
+        else:  # prefill: matrix products of float copies of a few thousand rows of the weight at a time
+            out = dequantized_linear(x, self.weight, self.scales)
         return out if self.bias is None else out + self.bias.to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"groups={self.scales.shape[1]}, bias={self.bias is not None}")
+
+
+def grouped_product(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """A decode step's `x @ dequantized(weight).T` in torch: a product and a sum over each group of input
+    features, scaled, summed over the groups. Compiled, Inductor makes reductions of it that load the int8
+    weight themselves (no float copy)."""
+    products = x.unsqueeze(-2) * weight.to(x.dtype)  # (..., out, in)
+    per_group = products.unflatten(-1, (scales.shape[1], -1)).sum(dim=-1, dtype=torch.float32)
+    return (per_group * scales).sum(dim=-1).to(x.dtype)
+
+
+def dequantized_linear(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """A prefill's `x @ dequantized(weight).T`: matrix products over PREFILL_CHUNK_ELEMENTS weights at a time,
+    so the float copy stays small (a 256k-token head at once would be 2 GiB in float32)."""
+    rows = prefill_chunk_rows(weight.shape[1])
+    return torch.cat([nn.functional.linear(x, dequantize(weight[start:start + rows], scales[start:start + rows], x.dtype))
+                      for start in range(0, weight.shape[0], rows)], dim=-1)
+
+
+def prefill_chunk_rows(in_features: int) -> int:
+    """Output rows a prefill dequantizes at a time (autotune.memory counts that copy)."""
+    return max(1, PREFILL_CHUNK_ELEMENTS // in_features)
+
+
+def group_size(in_features: int) -> int:
+    """Input features per scale: GROUP_SIZE where it divides the width, else the whole row."""
+    return GROUP_SIZE if in_features % GROUP_SIZE == 0 else in_features
 
 
 def quantize_rows(weight: torch.Tensor, chunk_rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8: `weight ~= int8 * scale[:, None]`, the scale in the weight's dtype. Done
-    `chunk_rows` rows at a time, so the float32 working copy stays small (a 256k-token head is 2 GB in
-    float32)."""
+    """Symmetric int8 per row and group of input features: `weight ~= int8 * scales` with the float32
+    scales (out x groups) repeated over each group. Done `chunk_rows` rows at a time, so the float32
+    working copy stays small (a 256k-token head is 2 GB in float32)."""
+    rows, width = weight.shape
+    group = group_size(width)
     q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
-    scales = torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)
-    for start in range(0, weight.shape[0], chunk_rows):
-        w = weight[start:start + chunk_rows].float()
-        s = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-        q[start:start + chunk_rows] = torch.round(w / s[:, None]).clamp(-128, 127).to(torch.int8)
+    scales = torch.empty(rows, width // group, dtype=torch.float32, device=weight.device)
+    for start in range(0, rows, chunk_rows):
+        w = weight[start:start + chunk_rows].float().unflatten(-1, (width // group, group))
+        s = w.abs().amax(dim=-1).clamp(min=1e-12) / 127.0
+        q[start:start + chunk_rows] = torch.round(w / s[..., None]).clamp(-128, 127).to(torch.int8).flatten(-2)
         scales[start:start + chunk_rows] = s
-    return q, scales.to(weight.dtype)
+    return q, scales
+
+
+def dequantize(weight: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The float weight that `weight` (int8) and `scales` (out x groups) stand for, in `dtype`."""
+    grouped = weight.unflatten(-1, (scales.shape[1], -1)).to(torch.float32) * scales[..., None]
+    return grouped.flatten(-2).to(dtype)
 
 
 def quantize_int8_weight_only(model: nn.Module) -> int:

@@ -289,7 +289,7 @@ def parse_args(argv=None):
     parser.add_argument("--loops", action="store_true",
                         help="only the decode loops: plain generate, generate() with a static cache and its compile "
                              "(reduce-overhead; max-autotune + fullgraph), autotune's static loop")
-    parser.add_argument("--only", nargs="+", default=None, help="run only configurations whose label starts so")
+    parser.add_argument("--only", nargs="+", default=None, help="run only configurations whose label starts so, in the order of these prefixes")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per worker before it is killed")
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start no worker after this many seconds (default: 420 with --quick)")
@@ -326,7 +326,9 @@ def main(argv=None) -> int:
     if args.loops:
         rows = [row for prefix in LOOPS for row in rows if row[0].startswith(prefix)]
     if args.only:
-        rows = [row for row in rows if any(row[0].startswith(prefix) for prefix in args.only)]
+        # in the order of the prefixes: a budget that runs out leaves the last ones unmeasured
+        chosen = [row for prefix in args.only for row in rows if row[0].startswith(prefix)]
+        rows = [row for i, row in enumerate(chosen) if row not in chosen[:i]]
     need = max(args.batch_sizes)
     prompts = prompts_of_length(model, args.prompt_tokens, need)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="autotune-knobs-"))

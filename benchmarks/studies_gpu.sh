@@ -14,10 +14,18 @@
 #      bf16 and quantized candidates measured under the 8 GB cap, a preset that fits)
 #   g  the GPU-only tests (pytest -m gpu: the graph loop's captured CUDA graphs against generate(), the memory
 #      model against a real peak); needs pytest in .gpu-site: bash ../shared/gpu/prepare.sh pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 pygments==2.21.0
-#   p  a profile of a decode loop's step (LOOPS_P, graph_loop unless given), bf16 (benchmarks/profile_decode.py)
+#   p  a profile of a decode loop's step (LOOPS_P, graph_loop unless given), bf16 and weight-only int8 (QUANT_P)
+#      (benchmarks/profile_decode.py)
+#   i  the int8 decode product alone: autotune's Triton kernel, Inductor's reduction, bf16 cuBLAS (benchmarks/int8_gemv.py)
+#   r  R23 on a GPU-bound configuration: random:gemma-2b, batch 1, 256 new tokens, the baseline, the seed recipe and
+#      the configurations of CANDIDATES_R (benchmarks/data/fast-candidates.json unless given), the best of them
+#      re-measured 3 times in fresh processes
+#   x  the agreement with the trained codelm-12m's baseline of the configurations in CANDIDATES_X (a JSON list;
+#      benchmarks/data/fast-candidates.json unless given: the graph loop in int8 and bf16): a study of the
+#      baseline and the seed recipe, then those configurations enqueued
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
-#   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p] [g]
+#   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p] [g] [i] [r] [x]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
 # A study that does not finish within one GPU session resumes when its part runs again with the same
 # OUTDIR (autotune search continues to the same total). Keep OUTDIR in the checkout, git-ignored (for
@@ -27,7 +35,7 @@
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
 set -u
-out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p] [g]}
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p] [g] [i] [r] [x]}
 shift
 parts=${*:-a b c}
 mkdir -p "$out/studies"
@@ -45,6 +53,43 @@ study_and_show() {  # PART STUDY SEARCH-OPTION...: `autotune search` into STUDY 
   shift 2
   at search --study "$study" --root "$out/studies" "$@" > "$out/$part.log" 2>&1
   stamp "$part: exit $?"
+  at show --study "$study" --storage "sqlite:///$out/studies/$study.db" > "$out/$part-show.txt" 2>&1
+}
+
+enqueue_candidates() {  # enqueue the Candidates of the JSON file $2 into study $1 (under $out/studies)
+  python - "$1" "$2" "$out/studies" <<'EOF'
+import json
+import sys
+
+import optuna
+
+from autotune.candidate import Candidate
+from autotune.space import SearchSpace
+
+target, path, root = sys.argv[1:]
+study = optuna.load_study(study_name=target, storage=f"sqlite:///{root}/{target}.db")
+space = SearchSpace.from_dict(study.user_attrs["autotune"]["space"])
+for fields in json.load(open(path)):
+    candidate = Candidate.from_json(json.dumps(fields))
+    study.enqueue_trial(space.params_of(candidate), user_attrs={"enqueued_from": path})
+    print(f"enqueued {candidate.describe()}")
+EOF
+}
+
+study_of_candidates() {  # PART STUDY CANDIDATES SEARCH-OPTION...: the baseline and the seed recipe, then the
+  # configurations of the JSON file CANDIDATES enqueued and measured (no covering trials, no early stop); the
+  # search options' --confirm applies at the end. PART.log, PART-show.txt
+  local part=$1 study=$2 candidates=$3
+  shift 3
+  local common=("$@" --early-stop 0 --no-cover --study "$study" --root "$out/studies")
+  at search "${common[@]}" --trials 2 --confirm 0 > "$out/$part.log" 2>&1
+  stamp "$part: the baseline and the seed recipe, exit $?"
+  local count
+  count=$(python -c "import json, sys; print(len(json.load(open(sys.argv[1]))))" "$candidates")
+  if enqueue_candidates "$study" "$candidates" >> "$out/$part.log" 2>&1; then
+    at search "${common[@]}" --trials $((2 + count)) >> "$out/$part.log" 2>&1
+    stamp "$part: the configurations of $candidates, exit $?"
+  fi
   at show --study "$study" --storage "sqlite:///$out/studies/$study.db" > "$out/$part-show.txt" 2>&1
 }
 
@@ -122,19 +167,39 @@ for part in $parts; do
       # LOOPS_P: the loops to profile (graph_loop unless given; static_loop was profiled in the sixth session)
       stamp "p: where a decode step goes (${LOOPS_P:-graph_loop}), bf16"
       for loop in ${LOOPS_P:-graph_loop}; do
-        python benchmarks/profile_decode.py --device "$device" --model "$model_a" --candidate \
-          "{\"cache_implementation\": \"static\", \"compile\": \"reduce-overhead\", \"compile_fullgraph\": true, \"decode_loop\": \"$loop\"}" \
-          --out "$out/p-$loop.json" >> "$out/p.log" 2>&1
-        stamp "p: $loop exit $?"
+        for quant in ${QUANT_P:-none int8_weight_only}; do
+          python benchmarks/profile_decode.py --device "$device" --model "$model_a" --candidate \
+            "{\"cache_implementation\": \"static\", \"compile\": \"reduce-overhead\", \"compile_fullgraph\": true, \"decode_loop\": \"$loop\", \"quantization\": \"$quant\"}" \
+            --out "$out/p-$loop-$quant.json" >> "$out/p.log" 2>&1
+          stamp "p: $loop $quant exit $?"
+        done
       done
+      ;;
+    i)
+      stamp "i: the int8 decode product alone (benchmarks/int8_gemv.py)"
+      python benchmarks/int8_gemv.py --out "$out/i-int8-gemv.json" > "$out/i.log" 2>&1
+      stamp "i: exit $?"
+      ;;
+    x)
+      stamp "x: agreement of the configurations of ${CANDIDATES_X:-benchmarks/data/fast-candidates.json} with the codelm-12m baseline"
+      study_of_candidates x fxc "${CANDIDATES_X:-benchmarks/data/fast-candidates.json}" --model "$fixtures/codelm-12m" \
+        --device "$device" --max-new-tokens 64 --prompts benchmarks/data/four-prompts.jsonl --repeats 2 --trial-timeout 200 \
+        --confirm 0
+      ;;
+    r)
+      stamp "r: R23 on the best of ${CANDIDATES_R:-benchmarks/data/fast-candidates.json}, random:gemma-2b, batch 1"
+      study_of_candidates r gfast "${CANDIDATES_R:-benchmarks/data/fast-candidates.json}" --model "$model_a" \
+        --device "$device" --vram 24GB --batch-size 1 --max-new-tokens 256 --prompts benchmarks/data/one-prompt.jsonl \
+        --trial-timeout 240 --confirm 3
+      python benchmarks/trial_overhead.py --study gfast --root "$out/studies" > "$out/r-overhead.txt" 2>&1
       ;;
     g)
       stamp "g: GPU-only tests"
-      AUTOTUNE_FIXTURES=$fixtures python -m pytest -q -p no:cacheprovider -m gpu tests/test_decode_loop.py \
-        tests/test_memory.py > "$out/g.log" 2>&1
+      AUTOTUNE_FIXTURES=$fixtures python -m pytest -q -p no:cacheprovider -m gpu tests/test_int8_gemv.py \
+        tests/test_decode_loop.py tests/test_memory.py > "$out/g.log" 2>&1
       stamp "g: exit $?"
       ;;
-    *) echo "unknown part $part (a, k, b, c, e, v, p or g)"; exit 2 ;;
+    *) echo "unknown part $part (a, k, b, c, e, v, p, g, i, r or x)"; exit 2 ;;
   esac
 done
 stamp "done"

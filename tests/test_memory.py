@@ -428,7 +428,7 @@ def test_cuda_estimates_hold_for_the_peaks_measured_on_the_h200(fixture_models, 
         assert 0.85 <= (got.cuda_context + got.kernel_cache) / outside <= 1.15, (row["trial"], outside)
 
 
-def test_int8_weight_only_counts_a_prefills_float_copy_of_the_head(fixture_models):
+def test_int8_weight_only_counts_a_prefills_float_copies_of_a_chunk_of_rows(fixture_models):
     from autotune.candidate import Candidate
     from autotune.memory import MemoryModel, Shapes, load_config
     from autotune.workload import Workload
@@ -438,9 +438,12 @@ def test_int8_weight_only_counts_a_prefills_float_copy_of_the_head(fixture_model
     plain = Candidate(dtype="bfloat16", cache_implementation="static", compile="default")
     int8 = Candidate(**{**plain.to_dict(), "quantization": "int8_weight_only"})
     a, b = (MemoryModel().estimate(config, c, workload, "cuda", prompt_lengths=(5,)) for c in (plain, int8))
+    from autotune.quantize import PREFILL_CHUNK_ELEMENTS
+
     shapes = Shapes.of(config)
     head = shapes.vocab * shapes.hidden
-    assert b.activations - a.activations == 2 * head  # the head's float copy in a bf16 prefill
+    # a bf16 prefill dequantizes at most PREFILL_CHUNK_ELEMENTS weights at a time: float32, then bf16
+    assert b.activations - a.activations == min(head, PREFILL_CHUNK_ELEMENTS) * (4 + 2)
     assert b.weights == a.weights  # the load peaks at the float weights; the int8 copies take their blocks
 
 

@@ -7,35 +7,45 @@ import torch
 from torch import nn
 
 from autotune.candidate import Candidate
-from autotune.quantize import (GEMV_ROWS, Int8WeightOnlyLinear, apply_weight_quantization, quantize_int8_weight_only,
-                               quantize_rows)
+from autotune.quantize import (GEMV_ROWS, GROUP_SIZE, Int8WeightOnlyLinear, apply_weight_quantization, dequantize,
+                               group_size, quantize_int8_weight_only, quantize_rows)
 from autotune.space import SearchSpace
 
 
-def test_rows_are_quantized_within_half_a_step():
-    weight = torch.randn(64, 96) * torch.linspace(0.01, 3, 64)[:, None]  # rows of very different ranges
+def test_groups_of_each_row_are_quantized_within_half_a_step():
+    weight = torch.randn(64, 256) * torch.linspace(0.01, 3, 64)[:, None]  # rows of very different ranges
+    weight[:, 200] = 100 * torch.linspace(0.01, 3, 64)  # an outlier column: only its own group's scale grows
     q, scales = quantize_rows(weight)
-    assert q.dtype == torch.int8 and scales.shape == (64,)
-    assert (q.float() * scales[:, None] - weight).abs().le(scales[:, None] / 2 + 1e-6).all()
-    assert q.abs().amax(dim=1).eq(127).all()  # each row uses its whole range
+    assert q.dtype == torch.int8 and scales.dtype == torch.float32 and scales.shape == (64, 256 // GROUP_SIZE)
+    step = scales.repeat_interleave(GROUP_SIZE, dim=1)
+    assert (q.float() * step - weight).abs().le(step / 2 + 1e-6).all()
+    assert q.abs().unflatten(1, (2, GROUP_SIZE)).amax(dim=-1).eq(127).all()  # each group uses its whole range
+    assert (scales[:, 1] > 10 * scales[:, 0]).all()
+    torch.testing.assert_close(dequantize(q, scales, torch.float32), weight, rtol=0, atol=scales.max().item())
     chunked_q, chunked_scales = quantize_rows(weight, chunk_rows=5)  # chunks that do not divide the rows
     assert torch.equal(chunked_q, q) and torch.equal(chunked_scales, scales)
 
 
+def test_a_width_that_is_no_multiple_of_the_group_keeps_one_scale_per_row():
+    q, scales = quantize_rows(torch.randn(8, 96))
+    assert scales.shape == (8, 1) and group_size(96) == 96 and group_size(4 * GROUP_SIZE) == GROUP_SIZE
+
+
 @pytest.mark.parametrize("rows", [1, GEMV_ROWS, GEMV_ROWS + 1, 40])
-def test_both_ways_of_the_forward_compute_the_dequantized_linear(rows):
+@pytest.mark.parametrize("width", [96, 2 * GROUP_SIZE])
+def test_both_ways_of_the_forward_compute_the_dequantized_linear(rows, width):
     torch.manual_seed(0)
-    linear = nn.Linear(96, 64)
+    linear = nn.Linear(width, 64)
     int8 = Int8WeightOnlyLinear.from_linear(linear)
-    dequantized = int8.weight.float() * int8.scales[:, None]
-    x = torch.randn(rows, 96).reshape(1, rows, 96)
+    dequantized = dequantize(int8.weight, int8.scales, torch.float32)
+    x = torch.randn(rows, width).reshape(1, rows, width)
     torch.testing.assert_close(int8(x), nn.functional.linear(x, dequantized, linear.bias), rtol=1e-5, atol=1e-5)
 
 
 def test_the_compiled_decode_step_matches_eager():
     torch.manual_seed(0)
-    int8 = Int8WeightOnlyLinear.from_linear(nn.Linear(128, 256, bias=False))
-    x = torch.randn(1, 1, 128)
+    int8 = Int8WeightOnlyLinear.from_linear(nn.Linear(2 * GROUP_SIZE, 256, bias=False))
+    x = torch.randn(1, 1, 2 * GROUP_SIZE)
     torch.testing.assert_close(torch.compile(int8)(x), int8(x), rtol=1e-4, atol=1e-4)
 
 
@@ -75,3 +85,16 @@ def test_the_hint_and_the_space():
     assert "int8_weight_only" in next(k for k in space.knobs if k.name == "quantization").values  # bnb or not
     assert space.invalid_reason(compiled) is None
     assert "fast only compiled" in space.invalid_reason(Candidate(quantization="int8_weight_only"))
+
+
+def test_a_prefill_dequantizes_a_few_rows_at_a_time(monkeypatch):
+    import autotune.quantize as quantize
+
+    torch.manual_seed(0)
+    linear = nn.Linear(2 * GROUP_SIZE, 64)
+    int8 = Int8WeightOnlyLinear.from_linear(linear)
+    x = torch.randn(1, GEMV_ROWS + 3, 2 * GROUP_SIZE)
+    whole = int8(x)
+    monkeypatch.setattr(quantize, "PREFILL_CHUNK_ELEMENTS", 5 * 2 * GROUP_SIZE)  # 5 rows: 13 chunks, the last of 4
+    assert quantize.prefill_chunk_rows(2 * GROUP_SIZE) == 5
+    torch.testing.assert_close(int8(x), whole, rtol=0, atol=0)

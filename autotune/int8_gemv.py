@@ -1,0 +1,107 @@
+"""The CUDA kernel of weight-only int8 decode steps: `x @ dequantized(weight).T` for a few rows of `x`.
+
+A decode step at batch 1-8 is a matrix-vector product bound by reading the weights. Written in plain
+torch (`autotune.quantize`), Inductor compiles it into a reduction that fuses the layer's input into every
+output row: on the H200 (random gemma-2b, sixth GPU session) it recomputed the MLP's gelu once per output
+row of the down projection (0.5 TB/s, 1.16 ms of a 2.9 ms step) and the RMS norm once per output row of
+the gate and up projections (1.8 TB/s). This Triton kernel takes the input as it is (a custom op: Inductor
+materializes its input once), reads each int8 tile of the weight once, sums each group of 128 input features
+in float32 and adds it scaled (autotune.quantize keeps a float32 scale per output row and group). `triton.autotune` picks the tile per shape (rows, out features, in features) on the
+first call, which the decode loops make before they capture a CUDA graph.
+
+It is a `torch.library.triton_op`, so torch.compile (fullgraph too) sees through it and CUDA graphs capture
+it. Without Triton, on CPU, or for scales per whole row, `available` is false and `autotune.quantize` computes in torch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs: the torch path of autotune.quantize
+    triton = None
+
+# The largest number of rows (batch x tokens) the kernel takes; more rows run as a matrix product.
+MAX_ROWS = 8
+# Input features per float32 scale (autotune.quantize): one group is one step of the kernel's loop.
+GROUP_SIZE = 128
+
+
+def available(x: torch.Tensor, scales: torch.Tensor) -> bool:
+    """Whether the kernel can run this input: Triton installed, a CUDA tensor, at most MAX_ROWS rows, and
+    scales per group of GROUP_SIZE input features (not one per row: a width that is no multiple of it)."""
+    width = x.shape[-1]
+    return (triton is not None and x.is_cuda and x.numel() // width <= MAX_ROWS
+            and scales.shape[-1] * GROUP_SIZE == width)
+
+
+if triton is not None:
+
+    @triton.jit
+    def _int8_gemv(x_ptr, w_ptr, s_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_sn, stride_om,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUPS: tl.constexpr, GROUP: tl.constexpr):
+        """One program: BLOCK_N output features for all M (<= BLOCK_M) rows, over the whole of K, GROUPS
+        groups of GROUP input features per step (K is a multiple of GROUP)."""
+        rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        rm = tl.arange(0, BLOCK_M)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k0 in range(0, K, GROUPS * GROUP):
+            rk = k0 + tl.arange(0, GROUPS * GROUP)
+            w = tl.load(w_ptr + rn[:, None] * stride_wn + rk[None, :], mask=(rn[:, None] < N) & (rk[None, :] < K),
+                        other=0)
+            x = tl.load(x_ptr + rm[:, None] * stride_xm + rk[None, :], mask=(rm[:, None] < M) & (rk[None, :] < K),
+                        other=0.0)
+            products = x.to(tl.float32)[:, None, :] * w.to(tl.float32)[None, :, :]  # BLOCK_M x BLOCK_N x K-step
+            partial = tl.sum(tl.reshape(products, (BLOCK_M, BLOCK_N, GROUPS, GROUP)), axis=3)
+            rg = k0 // GROUP + tl.arange(0, GROUPS)
+            scales = tl.load(s_ptr + rn[:, None] * stride_sn + rg[None, :],
+                             mask=(rn[:, None] < N) & (rg[None, :] < K // GROUP), other=0.0)
+            acc += tl.sum(partial * scales[None, :, :], axis=2)
+        tl.store(out_ptr + rm[:, None] * stride_om + rn[None, :], acc.to(out_ptr.dtype.element_ty),
+                 mask=(rm[:, None] < M) & (rn[None, :] < N))
+
+    # (BLOCK_N, GROUPS, warps, stages) per row bucket. The product tile BLOCK_M x BLOCK_N x GROUPS*GROUP in
+    # float32 stays within ~64 registers a thread. Wide tiles suit many output features (the head); few
+    # features over a long K (the down projection: 2048 x 16384) need several groups per step to keep
+    # enough weight bytes in flight with few programs. Few tiles: each is compiled once per shape.
+    _TILES = {1: [(4, 8, 4, 3), (8, 4, 4, 3), (16, 2, 4, 4), (16, 4, 8, 3), (32, 1, 4, 4), (32, 2, 8, 3),
+                  (64, 1, 8, 4), (128, 1, 8, 3)],
+              2: [(4, 4, 4, 3), (8, 2, 4, 4), (16, 1, 4, 4), (16, 2, 8, 3), (32, 1, 8, 3)],
+              4: [(4, 4, 8, 3), (8, 1, 4, 4), (8, 2, 8, 3), (16, 1, 8, 4)],
+              8: [(4, 1, 4, 4), (4, 2, 8, 3), (8, 1, 4, 4), (16, 1, 8, 4)]}
+
+    def _configs(block_m: int) -> list:
+        return [triton.Config({"BLOCK_N": n, "GROUPS": groups}, num_warps=w, num_stages=stages)
+                for n, groups, w, stages in _TILES[block_m]]
+
+    # one autotuner per row bucket (1, 2, 4, 8 rows: BLOCK_M), each with tiles that fit its registers
+    _KERNELS = {block_m: triton.autotune(configs=_configs(block_m), key=["M", "N", "K"])(_int8_gemv)
+                for block_m in (1, 2, 4, 8)}
+
+    def launch(kernel, x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, **config) -> torch.Tensor:
+        """Run `kernel` (an autotuned one, or `_int8_gemv` with a tile in `config`) on x (rows, in)."""
+        rows, n = x.shape[0], weight.shape[0]
+        out = torch.empty((rows, n), dtype=x.dtype, device=x.device)
+
+        def grid(meta):
+            return (triton.cdiv(n, meta["BLOCK_N"]),)
+
+        kernel[grid](x, weight, scales, out, rows, n, x.shape[1], x.stride(0), weight.stride(0), scales.stride(0),
+                     out.stride(0), BLOCK_M=triton.next_power_of_2(rows), GROUP=GROUP_SIZE, **config)
+        return out
+
+    @torch.library.triton_op("autotune::int8_weight_only_mm", mutates_args=())
+    def int8_weight_only_mm(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        """`x @ dequantized(weight).T` for x of shape (rows, in), rows <= MAX_ROWS; weight int8 (out, in),
+        scales float32 (out, in / GROUP_SIZE)."""
+        x = x.contiguous()
+        kernel = _KERNELS[triton.next_power_of_2(x.shape[0])]
+        return launch(torch.library.wrap_triton(kernel), x, weight, scales.contiguous())
+
+
+def int8_linear(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """`x @ dequantized(weight).T` over the last dimension of x (any leading shape), through the kernel."""
+    flat = x.reshape(-1, x.shape[-1])
+    return int8_weight_only_mm(flat, weight, scales).reshape(*x.shape[:-1], weight.shape[0])

@@ -1,0 +1,102 @@
+"""The weight-only int8 product of a decode step, alone: autotune's Triton kernel (autotune.int8_gemv)
+against the torch formulation Inductor compiles (product + sum, autotune.quantize's CPU path) and against
+cuBLAS on bf16 weights, for the linear layers of gemma-2b at 1 and 8 rows. Prints microseconds per call and
+the weight bytes read per second.
+
+    python benchmarks/int8_gemv.py [--out FILE.json]
+
+CUDA only. Each product runs 200 times between CUDA events after a warm-up (which autotunes the kernel);
+a row's figure is the median of 5 such runs. The input is a fresh tensor of the layer's input width, as a
+decode step gives it (in a model, Inductor may fuse the producer of that input into its own reduction,
+which this benchmark does not show: profile_decode.py does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
+    sys.path.insert(0, str(ROOT))
+
+# (layer, out features, in features) of gemma-2b (hidden 2048, 8 heads of 256, 1 KV head, MLP 16384, vocab 256000)
+SHAPES = [("q / o projection", 2048, 2048), ("k / v projection", 256, 2048), ("gate / up projection", 16384, 2048),
+          ("down projection", 2048, 16384), ("head", 256000, 2048)]
+
+
+def time_us(fn, calls: int = 200, runs: int = 5) -> float:
+    import torch
+
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(runs):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) * 1000 / calls)
+    return statistics.median(times)
+
+
+def measure(rows_list: list[int]) -> list[dict]:
+    import torch
+
+    from autotune import int8_gemv
+    from autotune.quantize import grouped_product, quantize_rows
+
+    compiled = torch.compile(grouped_product, fullgraph=True, dynamic=False)  # the torch path, for decode rows
+    results = []
+    for name, n, k in SHAPES:
+        weight = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+        q, scales = quantize_rows(weight)
+        for rows in rows_list:
+            x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
+            figures = {"layer": name, "out": n, "in": k, "rows": rows,
+                       "triton_us": time_us(lambda: int8_gemv.int8_weight_only_mm(x, q, scales)),
+                       "inductor_us": time_us(lambda: compiled(x, q, scales)),
+                       "cublas_bf16_us": time_us(lambda: torch.nn.functional.linear(x, weight))}
+            figures["triton_tb_s"] = n * k / figures["triton_us"] / 1e6
+            figures["inductor_tb_s"] = n * k / figures["inductor_us"] / 1e6
+            figures["cublas_bf16_tb_s"] = 2 * n * k / figures["cublas_bf16_us"] / 1e6
+            results.append(figures)
+    return results
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| layer | rows | int8, autotune's kernel | int8, Inductor's reduction | bf16, cuBLAS |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in results:
+        lines.append(f"| {r['layer']} ({r['out']} x {r['in']}) | {r['rows']} "
+                     f"| {r['triton_us']:.1f} us, {r['triton_tb_s']:.2f} TB/s "
+                     f"| {r['inductor_us']:.1f} us, {r['inductor_tb_s']:.2f} TB/s "
+                     f"| {r['cublas_bf16_us']:.1f} us, {r['cublas_bf16_tb_s']:.2f} TB/s |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--out", default=None, help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    import torch
+
+    from autotune import int8_gemv
+    if not torch.cuda.is_available() or int8_gemv.triton is None:
+        print("int8_gemv.py needs CUDA and Triton", file=sys.stderr)
+        return 2
+    results = measure(args.rows)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
