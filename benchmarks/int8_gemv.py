@@ -51,13 +51,14 @@ def measure(rows_list: list[int]) -> list[dict]:
     from autotune import int8_gemv
     from autotune.quantize import grouped_product, quantize_rows
 
-    compiled = torch.compile(grouped_product, fullgraph=True, dynamic=False)  # the torch path, for decode rows
     results = []
     for name, n, k in SHAPES:
         weight = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
         q, scales = quantize_rows(weight)
         for rows in rows_list:
             x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
+            torch._dynamo.reset()  # a compilation per shape, as in a model (no recompile limit to hit)
+            compiled = torch.compile(grouped_product, fullgraph=True, dynamic=False)  # the torch path, decode rows
             figures = {"layer": name, "out": n, "in": k, "rows": rows,
                        "triton_us": time_us(lambda: int8_gemv.int8_weight_only_mm(x, q, scales)),
                        "inductor_us": time_us(lambda: compiled(x, q, scales)),
