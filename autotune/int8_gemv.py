@@ -7,13 +7,16 @@ row of the down projection (0.5 TB/s, 1.16 ms of a 2.9 ms step) and the RMS norm
 the gate and up projections (1.8 TB/s). This Triton kernel takes the input as it is (a custom op: Inductor
 materializes its input once), reads each int8 tile of the weight once, sums each group of 128 input features
 in float32 and adds it scaled (autotune.quantize keeps a float32 scale per output row and group). `triton.autotune` picks the tile per shape (rows, out features, in features) on the
-first call, which the decode loops make before they capture a CUDA graph.
+first call, which the decode loops make before they capture a CUDA graph. Opt-in (`enabled`): measured
+slower than Inductor's reduction on the H200.
 
 It is a `torch.library.triton_op`, so torch.compile (fullgraph too) sees through it and CUDA graphs capture
 it. Without Triton, on CPU, or for scales per whole row, `available` is false and `autotune.quantize` computes in torch.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -27,6 +30,17 @@ except ImportError:  # CPU-only installs: the torch path of autotune.quantize
 MAX_ROWS = 8
 # Input features per float32 scale (autotune.quantize): one group is one step of the kernel's loop.
 GROUP_SIZE = 128
+
+
+# Opt-in: the kernel as it stands is slower than Inductor's reduction (seventh GPU session, random gemma-2b,
+# graph loop: 4.4 ms of a 5.2 ms step in this kernel, 201 tok/s against 437 unquantized), so autotune.quantize
+# takes it only with AUTOTUNE_INT8_KERNEL=triton in the environment, for measuring it against the default
+# (benchmarks/knobs.py --env AUTOTUNE_INT8_KERNEL=triton; benchmarks/int8_gemv.py).
+ENABLE_VARIABLE = "AUTOTUNE_INT8_KERNEL"
+
+
+def enabled() -> bool:
+    return os.environ.get(ENABLE_VARIABLE, "") == "triton"
 
 
 def available(x: torch.Tensor, scales: torch.Tensor) -> bool:

@@ -3,10 +3,10 @@
 At batch 1 a decode step reads every weight once, so its time is the weights' bytes over the memory
 bandwidth (the roofline of ../shared/DESIGN.md). Storing the linear layers' weights in int8 halves those
 bytes against bf16. Each output row keeps one float32 scale per group of 128 input features (symmetric,
-absmax / 127). A decode step (a few rows) runs `autotune.int8_gemv`'s Triton kernel on CUDA; elsewhere it
-sums `x * weight` per group, scales and sums the groups, which Inductor compiles into reductions that read
-the weights as int8 (on the H200 those were far from the bandwidth: hence the kernel). A prefill runs
-`linear(x, dequantized weight)`. Eager, the conversion makes a float copy of every weight per forward,
+absmax / 127). A decode step (a few rows) sums `x * weight` per group, scales and sums the groups, which
+Inductor compiles into reductions that read the weights as int8 (`autotune.int8_gemv` holds an opt-in
+Triton kernel for it, measured slower so far). A prefill runs `linear(x, dequantized weight)` a few thousand
+rows at a time. Eager, the conversion makes a float copy of every weight per forward,
 slower than no quantization (the default search space allows int8 with compilation only). This is
 gpt-fast's and torchao's weight-only int8, with groups; no package beyond torch (and Triton, which CUDA
 builds of torch bring) is needed, and bitsandbytes (whose int8 is LLM.int8(), with outlier decomposition)
@@ -56,7 +56,7 @@ class Int8WeightOnlyLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
-        if int8_gemv.available(x, self.scales):  # CUDA with Triton: autotune.int8_gemv's kernel, scales included
+        if int8_gemv.enabled() and int8_gemv.available(x, self.scales):  # opt-in Triton kernel (autotune.int8_gemv)
             out = int8_gemv.int8_linear(x, self.weight, self.scales)
         elif rows <= GEMV_ROWS:
             out = grouped_product(x, self.weight, self.scales)

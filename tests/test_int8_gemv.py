@@ -54,7 +54,11 @@ def test_every_tile_computes_the_dequantized_product_in_the_interpreter():
     assert report["worst"] <= 2 ** -7  # one bf16 step (8 bits of mantissa)
 
 
-def test_the_kernel_is_taken_only_for_a_few_rows_grouped_on_cuda():
+def test_the_kernel_is_opt_in_and_taken_only_for_a_few_rows_grouped_on_cuda(monkeypatch):
+    monkeypatch.delenv(int8_gemv.ENABLE_VARIABLE, raising=False)
+    assert not int8_gemv.enabled()
+    monkeypatch.setenv(int8_gemv.ENABLE_VARIABLE, "triton")
+    assert int8_gemv.enabled()
     x, grouped, per_row = torch.randn(1, 1, 256), torch.ones(8, 2), torch.ones(8, 1)
     assert not int8_gemv.available(x, grouped)  # a CPU tensor: the torch path of autotune.quantize
     if int8_gemv.triton is not None and torch.cuda.is_available():
@@ -87,7 +91,8 @@ def test_the_op_runs_eager_compiled_and_captured_on_cuda(rows):
 @pytest.mark.gpu
 @needs_triton
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_the_quantized_linear_takes_the_kernel_for_decode_rows_on_cuda():
+def test_the_quantized_linear_takes_the_kernel_for_decode_rows_on_cuda(monkeypatch):
+    monkeypatch.setenv(int8_gemv.ENABLE_VARIABLE, "triton")
     torch.manual_seed(0)
     linear = torch.nn.Linear(512, 384, bias=True).to("cuda", torch.bfloat16)
     int8 = Int8WeightOnlyLinear.from_linear(linear)

@@ -397,13 +397,15 @@ def test_quantization_of_reads_the_candidates_bitsandbytes_knobs():
                                      bnb_4bit_use_double_quant=True)) == Quantization("fp4", True)
 
 
-@pytest.mark.parametrize("measured_file", ["h200_fixture_peaks.json", "h200_gemma2b_peaks.json"])
+@pytest.mark.parametrize("measured_file", ["h200_fixture_peaks.json", "h200_gemma2b_peaks.json",
+                                           "h200_gemma2b_graph_peaks.json", "h200_gemma2b_8gb_peaks.json"])
 def test_cuda_estimates_hold_for_the_peaks_measured_on_the_h200(fixture_models, measured_file):
     """The CUDA calibration against what the H200 measured: every estimate within 10 % of the device memory
     the trial had in use, the allocator's and outside it. h200_fixture_peaks.json: the fixture study of
     BENCHMARKS.md's third GPU session (eager, quantized, prompt-lookup, assisted, float32 flex_attention and
     compiled static-loop trials); h200_gemma2b_peaks.json: the random gemma-2b study of the sixth (compiled
-    static loops in three dtypes, weight-only int8, the seed recipe)."""
+    static loops in three dtypes, the seed recipe); h200_gemma2b_graph_peaks.json and _8gb_peaks.json: the
+    seventh's (the graph loop in bf16 and int8; a study under --vram 8GB)."""
     from pathlib import Path
 
     from autotune.models import is_random
