@@ -8,7 +8,8 @@
 #   k  the per-knob table: every knob varied alone from study a's best, batch 1 and 8 (benchmarks/knobs.py --base)
 #   c  the decode loops at batch 1 and 8, 256 new tokens (benchmarks/knobs.py --loops; BATCH_C=1 for batch 1 only,
 #      BUDGET_C seconds, 420 unless given; ONLY_C="label prefix|label prefix" for some rows only; TAG_C=-2 writes
-#      c-2.log and c-loops-2.json, so a second run keeps the first one's files)
+#      c-2.log and c-loops-2.json, so a second run keeps the first one's files; ENV_C="KEY=VALUE ..." for every
+#      worker, e.g. ENV_C=AUTOTUNE_INT8_KERNEL=triton)
 #   e  search efficiency: a 24-configuration grid measured once, then the sampler replayed over it
 #   v  the memory budget: random:gemma-2b with --vram 8GB, 12 trials (float32 over budget before launch,
 #      bf16 and quantized candidates measured under the 8 GB cap, a preset that fits)
@@ -155,7 +156,8 @@ for part in $parts; do
       only=()
       [ -n "${ONLY_C:-}" ] && IFS='|' read -ra only <<< "$ONLY_C"
       python benchmarks/knobs.py --device "$device" --model "$model_a" --loops --batch-sizes ${BATCH_C:-1 8} --max-new-tokens 256 --budget-s "${BUDGET_C:-420}" --timeout 200 \
-        ${only[@]:+--only "${only[@]}"} --workdir "$out/knobs" --out "$out/c-loops${TAG_C:-}.json" > "$out/c${TAG_C:-}.log" 2>&1
+        ${only[@]:+--only "${only[@]}"} ${ENV_C:+--env $ENV_C} --workdir "$out/knobs" --out "$out/c-loops${TAG_C:-}.json" \
+        > "$out/c${TAG_C:-}.log" 2>&1
       stamp "c: exit $?"
       ;;
     v)
