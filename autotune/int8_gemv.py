@@ -1,17 +1,19 @@
-"""The CUDA kernel of weight-only int8 decode steps: `x @ dequantized(weight).T` for a few rows of `x`.
+"""An opt-in CUDA kernel for weight-only int8 decode steps: `x @ dequantized(weight).T` for a few rows of x.
 
 A decode step at batch 1-8 is a matrix-vector product bound by reading the weights. Written in plain
 torch (`autotune.quantize`), Inductor compiles it into a reduction that fuses the layer's input into every
 output row: on the H200 (random gemma-2b, sixth GPU session) it recomputed the MLP's gelu once per output
 row of the down projection (0.5 TB/s, 1.16 ms of a 2.9 ms step) and the RMS norm once per output row of
 the gate and up projections (1.8 TB/s). This Triton kernel takes the input as it is (a custom op: Inductor
-materializes its input once), reads each int8 tile of the weight once, sums each group of 128 input features
-in float32 and adds it scaled (autotune.quantize keeps a float32 scale per output row and group). `triton.autotune` picks the tile per shape (rows, out features, in features) on the
-first call, which the decode loops make before they capture a CUDA graph. Opt-in (`enabled`): measured
-slower than Inductor's reduction on the H200.
+materializes its input once), reads each int8 tile of the weight once, and adds each group of 128 input
+features in float32, scaled (autotune.quantize keeps a float32 scale per output row and group).
+`triton.autotune` picks the tile per shape (rows, out features, in features) on the first call, which the
+decode loops make before they capture a CUDA graph.
 
-It is a `torch.library.triton_op`, so torch.compile (fullgraph too) sees through it and CUDA graphs capture
-it. Without Triton, on CPU, or for scales per whole row, `available` is false and `autotune.quantize` computes in torch.
+It is a `torch.library.triton_op`: torch.compile (fullgraph too) sees through it and CUDA graphs capture
+it. `autotune.quantize` takes it only where `enabled()` (AUTOTUNE_INT8_KERNEL=triton) and `available()`
+(Triton, CUDA, a few rows, scales per group): its first version was slower than Inductor's reduction on the
+H200 (BENCHMARKS.md, seventh session).
 """
 
 from __future__ import annotations
