@@ -34,10 +34,11 @@ MAX_ROWS = 8
 GROUP_SIZE = 128
 
 
-# Opt-in: the kernel as it stands is slower than Inductor's reduction (seventh GPU session, random gemma-2b,
-# graph loop: 4.4 ms of a 5.2 ms step in this kernel, 201 tok/s against 437 unquantized), so autotune.quantize
-# takes it only with AUTOTUNE_INT8_KERNEL=triton in the environment, for measuring it against the default
-# (benchmarks/knobs.py --env AUTOTUNE_INT8_KERNEL=triton; benchmarks/int8_gemv.py).
+# Opt-in: on the H200 (seventh GPU session, random gemma-2b) the first version took 4.4 ms of a 5.2 ms
+# graph-loop step (201 tok/s against 437 unquantized), and this version, measured alone, is still slower
+# than Inductor's reduction at batch 1 (the head: 238 us against 150). So autotune.quantize takes it only
+# with AUTOTUNE_INT8_KERNEL=triton in the environment, for measuring it against the default
+# (studies_gpu.sh part c with ENV_C=AUTOTUNE_INT8_KERNEL=triton; benchmarks/int8_gemv.py).
 ENABLE_VARIABLE = "AUTOTUNE_INT8_KERNEL"
 
 

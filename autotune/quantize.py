@@ -82,8 +82,9 @@ def dequantized_linear(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tens
     """A prefill's `x @ dequantized(weight).T`: matrix products over PREFILL_CHUNK_ELEMENTS weights at a time,
     so the float copy stays small (a 256k-token head at once would be 2 GiB in float32)."""
     rows = prefill_chunk_rows(weight.shape[1])
-    return torch.cat([nn.functional.linear(x, dequantize(weight[start:start + rows], scales[start:start + rows], x.dtype))
-                      for start in range(0, weight.shape[0], rows)], dim=-1)
+    parts = [nn.functional.linear(x, dequantize(weight[start:start + rows], scales[start:start + rows], x.dtype))
+             for start in range(0, weight.shape[0], rows)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)  # most layers fit one chunk: no copy
 
 
 def prefill_chunk_rows(in_features: int) -> int:
