@@ -102,23 +102,33 @@ def pool(space: SearchSpace, seed: int, assistant: str | None, size: int = POOL_
 def next_cover(space: SearchSpace, candidates: list[Candidate], measured: dict, failed: dict,
                tried_keys: set[str], fits: Callable[[Candidate], bool] = lambda c: True) -> Candidate | None:
     """The configuration among `candidates` (not tried yet, within the budget) that holds the most values
-    neither measured nor given up, with the fewest values that failed and were never measured; None when
-    no candidate adds a value."""
+    neither measured nor given up and none that failed and were never measured; where none adds such a
+    value, a retry: the most values added with one that failed, the fewest such values, and the fewest values
+    of the failed trials (another combination than the one that failed). None when no candidate adds a value.
+    (On the H200, a covering trial that added compile_api=generate beside a retry of flex attention, which
+    cannot compile for gemma-2b, failed for flex attention's sake, and compile_api=generate was never measured:
+    new values go first into trials with no value that failed.)"""
     wanted = {v for v in all_values(space) if v not in measured and len(failed.get(v, ())) < MAX_FAILURES}
     if not wanted:
         return None
     suspects = {v for v in failed if v not in measured}
+    # how many failed trials each value was in: a retry differs most from the combinations that failed
+    in_failures: dict[tuple, int] = defaultdict(int)
+    for value, numbers in failed.items():
+        in_failures[value] += len(numbers)
 
-    def score(candidate: Candidate) -> tuple[int, int]:
-        """(values added, counting at most one that failed before; minus the values that failed before)"""
+    def score(candidate: Candidate) -> tuple[int, int, int, int]:
+        """(no value that failed before, values added counting at most one that failed before, minus the values
+        that failed before, minus how often its values were in failed trials)"""
         values = values_of(space, candidate)
-        return len((values & wanted) - suspects) + min(1, len(values & wanted & suspects)), -len(values & suspects)
+        risky = values & wanted & suspects
+        added = len((values & wanted) - suspects) + min(1, len(risky))
+        return (int(not values & suspects), added, -len(values & suspects),
+                -sum(in_failures.get(v, 0) for v in values))
 
     ranked = sorted(((score(c), c) for c in candidates if c.key() not in tried_keys), key=lambda sc: sc[0],
                     reverse=True)
-    for (added, _), candidate in ranked:
-        if added == 0:
-            return None
-        if fits(candidate):
+    for (_, added, _, _), candidate in ranked:
+        if added > 0 and fits(candidate):
             return candidate
     return None

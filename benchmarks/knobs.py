@@ -124,6 +124,70 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
     return rows
 
 
+
+def project(space: SearchSpace, fields: dict) -> Candidate:
+    """The configuration `space.suggest` would build from these knob values: a knob whose `when` holds takes
+    its value (its first value where the given one is not in the space), every other knob keeps the
+    Candidate default."""
+    chosen: dict = {}
+    for knob in space.knobs:
+        if knob.values and knob.applies(chosen):
+            value = fields.get(knob.name)
+            chosen[knob.name] = value if value in knob.values else knob.values[0]
+    return Candidate(**chosen)
+
+
+def needs(space: SearchSpace, fields: dict, name: str) -> dict | None:
+    """`fields` with what knob `name`'s `when` condition needs (sdpa_backend needs attn_implementation=sdpa,
+    a bitsandbytes option its quantization), the conditions of those knobs in turn; None where a needed
+    value is not in the space on this machine (prompt lookup's options on random weights)."""
+    fields = dict(fields)
+    pending = [name]
+    while pending:
+        for other, allowed in space.knob(pending.pop()).when:
+            if fields.get(other) not in allowed:
+                usable = [v for v in allowed if v in space.knob(other).values]
+                if not usable:
+                    return None
+                fields[other] = usable[0]
+                pending.append(other)
+    return fields
+
+
+def per_knob(base: Candidate, space: SearchSpace) -> tuple[list[tuple[str, dict]], dict[str, str]]:
+    """(label, changes to the base) for every knob value of `space` (as filtered for this machine)
+    that the base does not hold: that knob changed alone, with what its condition needs. A change that is
+    an invalid combination with the base is made with compile off instead (generate()'s path: bitsandbytes
+    where it is not compileable, the offloaded cache beside a decode loop), the reason as its note; one that
+    builds the base again (compile_api beside a decode loop) or a row before it is left out. Values left
+    out on this machine get a row with the reason, as `skip_reason` gives it. Also {label: note}.
+    `base` is as `project` gives it."""
+    base_fields = asdict(base)
+    rows: list[tuple[str, dict]] = [("base: " + base.describe(), {})]
+    notes: dict[str, str] = {}
+    seen = {base.key()}
+    for knob in space.knobs:
+        for value in knob.values:
+            if base_fields.get(knob.name) == value:
+                continue
+            fields = needs(space, {**base_fields, knob.name: value}, knob.name)
+            if fields is None:
+                continue
+            candidate, label, note = project(space, fields), f"{knob.name}={value}", None
+            reason = space.invalid_reason(candidate)
+            if reason is not None and candidate.compile != "off":
+                off = project(space, {**fields, "compile": "off"})
+                if space.invalid_reason(off) is None and getattr(off, knob.name) == value:
+                    candidate, label, note = off, f"{label}, compile off", reason
+            if candidate.key() in seen:
+                continue
+            seen.add(candidate.key())
+            rows.append((label, {f: v for f, v in asdict(candidate).items() if base_fields[f] != v}))
+            if note:
+                notes[label] = note
+    rows += [(f"{knob}={value}", {knob: value}) for knob, value, _ in space.left_out]
+    return rows, notes
+
 # --loops: the ways to decode with a static cache (the seed guide's options 1 to 3), against plain generate()
 LOOPS = ("dynamic cache, no compile (plain generate)", "base: ", "generate compile max-autotune fullgraph",
          "decode_loop=static_loop", "decode_loop=graph_loop", "compile_tuning=", "compile_freezing=", "quantization=int8_weight_only")
@@ -198,11 +262,12 @@ def earlier_runs(results: list[dict]) -> dict:
     return runs
 
 
-def measure_one(model: str, candidate: Candidate, workload: Workload, device: str, workdir: Path, args) -> Measurement:
+def measure_one(model: str, candidate: Candidate, workload: Workload, device: str, workdir: Path, args,
+                stop_below: float | None = None) -> Measurement:
     job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=workdir))
     job = Job(model=model, candidate=candidate, workload=workload, device=device, role="benchmark",
               reference_path=str(job_dir / "unused.pt"), result_path=str(job_dir / "result.json"),
-              repeats=args.repeats, warmup=args.warmup)
+              repeats=args.repeats, warmup=args.warmup, stop_below=stop_below)
     env = {"TORCHINDUCTOR_CACHE_DIR": str(workdir / "inductor-cache"), **dict(args.env)}
     return launch(job, job_dir, args.timeout, env=env)
 
@@ -228,6 +293,8 @@ def table(results: list[dict], batch_sizes: list[int]) -> str:
                 cells.append("-")
             elif m["status"] == "ok":
                 cells.append(fmt(m["decode_tokens_per_s"], ".1f"))
+            elif m["status"] == "stopped":  # early stop: the one pass it ran, under the threshold
+                cells.append(f"{fmt(m['decode_tokens_per_s'], '.1f')} (stopped)")
             else:
                 cells.append(f"{m['status']} ({(m.get('message') or '').splitlines()[0][:60]})" if m.get("message")
                              else m["status"])
@@ -289,6 +356,13 @@ def parse_args(argv=None):
     parser.add_argument("--loops", action="store_true",
                         help="only the decode loops: plain generate, generate() with a static cache and its compile "
                              "(reduce-overhead; max-autotune + fullgraph), autotune's static loop")
+    parser.add_argument("--per-knob", action="store_true",
+                        help="one row per knob value of the default space (as this machine filters it) that the base "
+                             "does not hold, that knob changed alone (issue 3's per-knob table); an invalid "
+                             "combination with the base is made with compile off, with the reason under the table")
+    parser.add_argument("--early-stop", type=float, default=0.0,
+                        help="stop a configuration after its first timed pass when it runs under this fraction of the "
+                             "base's decode tok/s at that batch size (as a study's --early-stop); 0: never")
     parser.add_argument("--only", nargs="+", default=None, help="run only configurations whose label starts so, in the order of these prefixes")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per worker before it is killed")
     parser.add_argument("--budget-s", type=float, default=None,
@@ -320,7 +394,12 @@ def main(argv=None) -> int:
         has_flash_attn=env["has_flash_attn"], has_flex_attention=env["has_flex_attention"],
         has_bitsandbytes=env.get("has_bitsandbytes", False), bnb_compileable=env.get("bnb_compileable", False),
         random_weights=models.is_random(model))
-    rows = variations(base, device)
+    notes: dict[str, str] = {}
+    if args.per_knob:
+        base = project(space, asdict(base))
+        rows, notes = per_knob(base, space)
+    else:
+        rows = variations(base, device)
     if args.quick:
         rows = quick(rows)
     if args.loops:
@@ -379,10 +458,14 @@ def main(argv=None) -> int:
             workload = Workload(prompts=prompts[:batch_size], batch_size=batch_size,
                                 max_new_tokens=args.max_new_tokens)
             t0 = time.perf_counter()
-            m = measure_one(model, candidate, workload, device, workdir, args)
+            base_run = (results[0]["runs"].get(batch_size)
+                        if results[0] is not row and results[0]["label"].startswith("base: ") else None)
+            stop_below = (args.early_stop * base_run["decode_tokens_per_s"]
+                          if args.early_stop and base_run and base_run.get("status") == "ok" else None)
+            m = measure_one(model, candidate, workload, device, workdir, args, stop_below)
             row["runs"][batch_size] = {k: v for k, v in m.to_dict().items() if k not in ("runs", "environment")}
-            what = (f"{m.decode_tokens_per_s:.1f} tok/s, peak {fmt(m.peak_memory_bytes, '.2f', 1e9)} GB, "
-                    f"warm-up {m.warmup_s:.1f} s, recompiles {fmt(m.recompiles, 'd')}" if m.ok
+            what = (f"{m.decode_tokens_per_s:.1f} tok/s{' (stopped after one pass)' if m.stopped else ''}, peak {fmt(m.peak_memory_bytes, '.2f', 1e9)} GB, "
+                    f"warm-up {m.warmup_s:.1f} s, recompiles {fmt(m.recompiles, 'd')}" if m.ok or m.stopped
                     else f"{m.status} ({m.failure_kind}): {(m.message or '').splitlines()[0][:200] if m.message else ''}")
             print(f"- {label} [batch {batch_size}]: {what}  [{time.perf_counter() - t0:.0f} s]", flush=True)
             save()
@@ -391,6 +474,8 @@ def main(argv=None) -> int:
           f"{args.prompt_tokens}+{args.max_new_tokens} tokens, median of {args.repeats}; "
           f"{time.perf_counter() - started:.0f} s in all")
     print(table(results, args.batch_sizes))
+    for label, note in notes.items():
+        print(f"{label}: {note}")
     return 0
 
 

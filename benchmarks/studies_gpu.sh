@@ -4,8 +4,10 @@
 #      configuration re-measured 3 times in fresh processes (R23); estimate vs peak of every trial (issue 4);
 #      start-up, load and warm-up of every trial, and of the confirmations with the compile cache warm (issue 7)
 #   b  the trained fixtures: codelm-12m with --assistant codelm-4m-draft, 20 trials, then study a's best
-#      configuration added to it (its agreement with the codelm-12m baseline)
-#   k  the per-knob table: every knob varied alone from study a's best, batch 1 and 8 (benchmarks/knobs.py --base)
+#      configuration added to it where study a has exported one (its agreement with the codelm-12m baseline)
+#   k  the per-knob table: every knob value of the space varied alone from study a's best (BASE_K: another preset),
+#      batch 1 and 8, stopped after one pass under half the base's speed (benchmarks/knobs.py --per-knob; BUDGET_K
+#      seconds, 900 unless given; resumes into OUTDIR/k-knobs.json; ONLY_K="prefix ..." and TAG_K as for c)
 #   c  the decode loops at batch 1 and 8, 256 new tokens (benchmarks/knobs.py --loops; BATCH_C=1 for batch 1 only,
 #      BUDGET_C seconds, 420 unless given; ONLY_C="label prefix|label prefix" for some rows only; TAG_C=-2 writes
 #      c-2.log and c-loops-2.json, so a second run keeps the first one's files; ENV_C="KEY=VALUE ..." for every
@@ -130,7 +132,7 @@ for part in $parts; do
               --early-stop 0 --study fx --root "$out/studies")
       at search "${common[@]}" --trials "$trials_b" > "$out/b.log" 2>&1
       stamp "b: exit $?"
-      if [ -f "$out/studies/g24.db" ] && enqueue_best_of g24 fx >> "$out/b.log" 2>&1; then
+      if [ -f "$out/studies/g24.preset.json" ] && enqueue_best_of g24 fx >> "$out/b.log" 2>&1; then
         at search "${common[@]}" --trials $((trials_b + 1)) >> "$out/b.log" 2>&1
         stamp "b: with g24's best, exit $?"
       fi
@@ -138,10 +140,11 @@ for part in $parts; do
       python benchmarks/knob_coverage.py --study fx --root "$out/studies" > "$out/b-coverage.txt" 2>&1
       ;;
     k)
-      stamp "k: every knob varied alone from study a's best, batch 1 and 8"
-      python benchmarks/knobs.py --device "$device" --model "$model_a" \
-        --base "$out/studies/g24.preset.json" --batch-sizes 1 8 --max-new-tokens 256 --budget-s "${BUDGET_K:-900}" \
-        --timeout 200 --resume --workdir "$out/knobs-k" --out "$out/k-knobs.json" > "$out/k.log" 2>&1
+      stamp "k: every knob varied alone from ${BASE_K:-the best of study a}, batch 1 and 8"
+      python benchmarks/knobs.py --device "$device" --model "$model_a" --per-knob --early-stop 0.5 \
+        --base "${BASE_K:-$out/studies/g24.preset.json}" --batch-sizes 1 8 --max-new-tokens 256 --budget-s "${BUDGET_K:-900}" \
+        --timeout 200 --resume --workdir "$out/knobs-k" --out "$out/k-knobs${TAG_K:-}.json" \
+        ${ONLY_K:+--only $ONLY_K} >> "$out/k${TAG_K:-}.log" 2>&1
       stamp "k: exit $?"
       ;;
     e)

@@ -70,3 +70,27 @@ def test_values_count_where_they_are_built():
     assert ("sdpa_backend", "math") not in coverage.values_of(space, eager)
     graph = Candidate(cache_implementation="static", compile="reduce-overhead", decode_loop="graph_loop")
     assert ("compile", "default") in coverage.values_of(space, graph)
+
+
+def test_new_values_are_not_tried_beside_a_value_that_failed():
+    """The H200's eighth session: compile_api=generate was first drawn beside a retry of flex attention (which
+    cannot compile for gemma-2b) and never measured. New values go first into trials with no value that
+    failed; retries come after them."""
+    space = gpu_space()
+
+    def fail(candidate):
+        effective = candidate.effective()
+        return effective.attn_implementation == "flex_attention" or (
+            effective.cache_implementation == "offloaded_static" and effective.compile != "off")
+
+    picked, (measured, failed) = cover_all(space, fail=fail)
+    flex = ("attn_implementation", "flex_attention")
+    assert flex not in measured and len(failed[flex]) == coverage.MAX_FAILURES
+    assert ("compile_api", "generate") in measured
+    # the offloaded cache fails with compile: its retry was beside compile, away from trial 1's compile off
+    assert set(measured) >= coverage.all_values(space) - {flex, ("cache_implementation", "offloaded_static")}
+    # compile_api=generate went into a trial with no value that had failed (on the H200 it went beside flex)
+    first = picked[measured[("compile_api", "generate")][0]]
+    before = [(i, c, "failed" if fail(c) else "ok") for i, c in enumerate(picked[:picked.index(first)])]
+    measured_before, failed_before = coverage.tally(space, before)
+    assert not coverage.values_of(space, first) & (set(failed_before) - set(measured_before))

@@ -52,3 +52,59 @@ def test_resume_keeps_the_measured_rows_and_measures_the_others(tmp_path, bundle
     # another workload: the earlier figures would not compare, so nothing is taken from them
     fifth = knobs(tmp_path, bundled_model, "--resume", only=("dtype=bfloat16",), new_tokens=5)
     assert fifth.returncode == 0 and "starts over" in fifth.stdout and "from the earlier run" not in fifth.stdout
+
+
+def test_per_knob_rows_change_one_knob_with_what_it_needs():
+    """--per-knob: a row for every knob value of the space the base does not hold; a knob's condition is
+    met (an SDPA backend with sdpa attention, a bitsandbytes option with its quantization); a combination
+    invalid with the base is made with compile off and its reason kept; one that builds the base again is
+    left out; a value left out on this machine keeps its row, to be skipped with the reason."""
+    from dataclasses import asdict
+
+    from support import load_benchmark
+
+    from autotune.candidate import Candidate
+    from autotune.space import SearchSpace
+
+    knobs_module = load_benchmark("knobs")
+    space = SearchSpace.load("default").for_environment(
+        "cuda", batch_size=1, assistant=None, has_bf16=True, has_flash_attn=False, has_flex_attention=True,
+        has_bitsandbytes=True, bnb_compileable=False, random_weights=True)
+    base = knobs_module.project(space, asdict(Candidate(
+        dtype="bfloat16", cache_implementation="static", compile="default", compile_fullgraph=True,
+        decode_loop="graph_loop", compile_api="generate")))
+    rows, notes = knobs_module.per_knob(base, space)
+    changes = dict(rows)
+    assert rows[0] == ("base: " + base.describe(), {})
+    assert changes["sdpa_backend=math"] == {"attn_implementation": "sdpa", "sdpa_backend": "math"}
+    assert changes["llm_int8_threshold=4.0, compile off"]["quantization"] == "bnb_8bit"
+    assert "not compileable" in notes["quantization=bnb_4bit, compile off"]
+    assert "offloaded" in notes["cache_implementation=offloaded_static, compile off"] or \
+        "side streams" in notes["cache_implementation=offloaded_static, compile off"]
+    # compile_api plays no part beside a decode loop, and graph_loop's reduce-overhead is its default
+    assert not any(label.startswith(("compile_api=", "compile=reduce-overhead")) for label in changes)
+    # the bitsandbytes 8-bit row takes the first threshold: the threshold=6.0 row would repeat it
+    assert "llm_int8_threshold=6.0" not in changes and "llm_int8_threshold=6.0, compile off" not in changes
+    assert changes["decode_loop=static_loop"] == {"decode_loop": "static_loop"}
+    # prompt lookup's own options are not reachable on random weights; the knob value keeps a row
+    assert not any(label.startswith("prompt_lookup_num_tokens") for label in changes)
+    skipped = knobs_module.skip_reason(space, Candidate(**{**asdict(base), **changes["decoding=prompt_lookup"]}))
+    assert skipped and "random weights" in skipped
+    # every configuration once, and each valid on this machine unless its value is left out
+    built = [Candidate(**{**asdict(base), **c}) for _, c in rows]
+    assert len({c.key() for c in built}) == len(built)
+    left_out = {f"{k}={v}" for k, v, _ in space.left_out}
+    assert all(space.invalid_reason(c) is None for (label, _), c in zip(rows, built) if label not in left_out)
+
+
+def test_per_knob_early_stop_takes_the_bases_speed(tmp_path, bundled_model):
+    """--per-knob --early-stop: the base is measured first; a row under that fraction of its speed stops after
+    one pass and says so in the table."""
+    run = knobs(tmp_path, bundled_model, "--per-knob", "--early-stop", "100", "--repeats", "2",
+                only=("base: ", "pad_to_multiple_of=8"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = json.loads((tmp_path / "knobs.json").read_text())["results"]
+    assert [r["label"].split(":")[0] for r in rows] == ["base", "pad_to_multiple_of=8"]
+    assert rows[0]["runs"]["1"]["status"] == "ok"
+    assert rows[1]["runs"]["1"]["status"] == "stopped"  # 100x the base's speed: no configuration reaches it
+    assert "(stopped)" in run.stdout and "stopped after one pass" in run.stdout
