@@ -31,8 +31,10 @@
 #   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p] [g] [i] [r] [x]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
 # A study that does not finish within one GPU session resumes when its part runs again with the same
-# OUTDIR (autotune search continues to the same total). Keep OUTDIR in the checkout, git-ignored (for
-# instance .gpu-out, named in `carry`), and bring it back without the compile caches:
+# OUTDIR (autotune search continues to the same total; TRIALS_A / TRIALS_B raise it). Where the default
+# space has changed since, SPACE_A / SPACE_B name the YAML file of the space it was made with. Keep OUTDIR
+# in the checkout, git-ignored (for instance .gpu-out, named in `carry`), and bring it back without the
+# compile caches:
 #   tar czf $OUT/gpu-out.tgz --exclude=inductor-cache --exclude=knobs --exclude=knobs-k -C .gpu-out .
 # To try the plumbing on a CPU (small models, few trials):
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
@@ -120,14 +122,14 @@ for part in $parts; do
   case $part in
     a)
       stamp "a: random:gemma-2b study"
-      study_and_show a g24 --model "$model_a" --device "$device" --vram 24GB --trials "$trials_a" --batch-size 1 \
+      study_and_show a g24 --model "$model_a" --space "${SPACE_A:-default}" --device "$device" --vram 24GB --trials "$trials_a" --batch-size 1 \
         --max-new-tokens 256 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 240 --confirm 3
       python benchmarks/trial_overhead.py --study g24 --root "$out/studies" > "$out/a-overhead.txt" 2>&1
       python benchmarks/knob_coverage.py --study g24 --root "$out/studies" > "$out/a-coverage.txt" 2>&1
       ;;
     b)
       stamp "b: fixture study"
-      common=(--model "$fixtures/codelm-12m" --assistant "$fixtures/codelm-4m-draft" --device "$device" --max-new-tokens 64
+      common=(--model "$fixtures/codelm-12m" --space "${SPACE_B:-default}" --assistant "$fixtures/codelm-4m-draft" --device "$device" --max-new-tokens 64
               --prompts benchmarks/data/four-prompts.jsonl --repeats 2 --trial-timeout 150 --confirm 0
               --early-stop 0 --study fx --root "$out/studies")
       at search "${common[@]}" --trials "$trials_b" > "$out/b.log" 2>&1
