@@ -31,8 +31,8 @@ import optuna
 from optuna.trial import TrialState
 
 from autotune import __version__, models
-from autotune.candidate import Candidate
-from autotune.errors import InputError, SpaceError, StudyMismatchError, SystemicFailureError
+from autotune.candidate import KNOBS, Candidate
+from autotune.errors import CandidateError, InputError, SpaceError, StudyMismatchError, SystemicFailureError
 from autotune.interrupt import check as check_interrupt, interruptible
 from autotune.measurement import Measurement
 from autotune.memory import over_budget_message
@@ -432,14 +432,14 @@ class Tuner:
         role = trial.user_attrs.get("role", "search")
         if role == "search":
             trial.set_user_attr("role", role)
-        candidate = self.space.suggest(trial)
+        candidate, outside = self.suggest(trial)
         if candidate.decoding == "assisted":
             candidate = replace(candidate, assistant=self.assistant)
         self.report("start", number=trial.number, total=s.trials, role=role, candidate=candidate)
         duplicate_of = None
         estimate = self.estimate_memory(candidate)
         with Heartbeat(self.study._storage, trial._trial_id):
-            reason = self.space.invalid_reason(candidate)
+            reason = outside or self.space.invalid_reason(candidate)
             if reason is not None:
                 measurement = Measurement.failed("unsupported", "invalid_combination", reason)
             elif self.over_budget(estimate) and role != "baseline":
@@ -462,6 +462,23 @@ class Tuner:
         self.report("end", number=trial.number, total=s.trials, role=role, candidate=candidate,
                     measurement=measurement, duplicate_of=duplicate_of, best=self.best_value())
         return measurement
+
+    def suggest(self, trial: optuna.Trial) -> tuple[Candidate, str | None]:
+        """The trial's Candidate, and why it cannot run where a trial enqueued from outside (optuna's
+        enqueue_trial) fixes a value that this study's space does not hold on this machine: that trial is
+        recorded as an invalid combination (it costs nothing and does not count), not a crash of the study."""
+        try:
+            return self.space.suggest(trial), None
+        except ValueError as error:
+            fixed = self.study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") or {}
+            try:
+                candidate = Candidate(**{k: v for k, v in fixed.items() if k in KNOBS})
+            except (TypeError, ValueError, CandidateError):
+                candidate = Candidate()
+            left_out = "; ".join(f"{knob}={value}: {why}" for knob, value, why in self.space.left_out
+                                 if fixed.get(knob) == value)
+            return candidate, (f"an enqueued value is not in this study's search space ({error})"
+                               + (f"; left out on this machine: {left_out}" if left_out else ""))
 
     def launch(self, number: int, role: str, candidate: Candidate, job_name: str | None = None) -> Measurement:
         s = self.settings

@@ -61,23 +61,49 @@ study_and_show() {  # PART STUDY SEARCH-OPTION...: `autotune search` into STUDY 
   at show --study "$study" --storage "sqlite:///$out/studies/$study.db" > "$out/$part-show.txt" 2>&1
 }
 
-enqueue_candidates() {  # enqueue the Candidates of the JSON file $2 into study $1 (under $out/studies)
-  python - "$1" "$2" "$out/studies" <<'EOF'
+enqueue() {  # STUDY [FILE] [--best-of SOURCE]: enqueue into STUDY (under $out/studies) the Candidates of the JSON
+  # file FILE and/or the best feasible configuration of study SOURCE, each unless the study has it already
+  # (a part run again does not measure it twice); the last line printed is the total of trials that
+  # `autotune search --trials` must reach to measure them
+  python - "$out/studies" "$@" <<'EOF'
 import json
 import sys
 
 import optuna
 
 from autotune.candidate import Candidate
+from autotune.preset import best_feasible_trial
+from autotune.records import counts_toward_trials
 from autotune.space import SearchSpace
 
-target, path, root = sys.argv[1:]
+root, target, *rest = sys.argv[1:]
 study = optuna.load_study(study_name=target, storage=f"sqlite:///{root}/{target}.db")
 space = SearchSpace.from_dict(study.user_attrs["autotune"]["space"])
-for fields in json.load(open(path)):
-    candidate = Candidate.from_json(json.dumps(fields))
-    study.enqueue_trial(space.params_of(candidate), user_attrs={"enqueued_from": path})
-    print(f"enqueued {candidate.describe()}")
+wanted = []  # (candidate, where it comes from)
+if rest and rest[0] != "--best-of":
+    path = rest.pop(0)
+    wanted += [(Candidate.from_json(json.dumps(fields)), path) for fields in json.load(open(path))]
+if rest[:1] == ["--best-of"]:
+    source = rest[1]
+    best = best_feasible_trial(optuna.load_study(study_name=source, storage=f"sqlite:///{root}/{source}.db").trials)
+    wanted.append((Candidate.from_json(best.user_attrs["candidate"]), f"{source} trial {best.number}"))
+trials = study.get_trials(deepcopy=False)
+have = {Candidate.from_json(t.user_attrs["candidate"]).key() for t in trials if t.user_attrs.get("candidate")}
+have |= {space.suggest(optuna.trial.FixedTrial(t.params)).key() for t in trials
+         if t.state == optuna.trial.TrialState.WAITING}
+added = 0
+for candidate, origin in wanted:
+    if candidate.key() in have:
+        print(f"already in {target}: {candidate.describe()} ({origin})")
+        continue
+    if not space.contains(candidate):
+        print(f"not in {target}'s space on this machine: {candidate.describe()} ({origin})")
+        continue
+    study.enqueue_trial(space.params_of(candidate), user_attrs={"enqueued_from": origin})
+    have.add(candidate.key())
+    added += 1
+    print(f"enqueued {candidate.describe()} ({origin})")
+print(sum(map(counts_toward_trials, trials)) + added)
 EOF
 }
 
@@ -87,35 +113,15 @@ study_of_candidates() {  # PART STUDY CANDIDATES SEARCH-OPTION...: the baseline 
   local part=$1 study=$2 candidates=$3
   shift 3
   local common=("$@" --early-stop 0 --no-cover --study "$study" --root "$out/studies")
-  at search "${common[@]}" --trials 2 --confirm 0 > "$out/$part.log" 2>&1
+  at search "${common[@]}" --trials 2 --confirm 0 >> "$out/$part.log" 2>&1
   stamp "$part: the baseline and the seed recipe, exit $?"
-  local count
-  count=$(python -c "import json, sys; print(len(json.load(open(sys.argv[1]))))" "$candidates")
-  if enqueue_candidates "$study" "$candidates" >> "$out/$part.log" 2>&1; then
-    at search "${common[@]}" --trials $((2 + count)) >> "$out/$part.log" 2>&1
+  local total
+  total=$(enqueue "$study" "$candidates" 2>&1 | tee -a "$out/$part.log" | tail -n 1)
+  if [[ $total =~ ^[0-9]+$ ]]; then
+    at search "${common[@]}" --trials "$total" >> "$out/$part.log" 2>&1
     stamp "$part: the configurations of $candidates, exit $?"
   fi
   at show --study "$study" --storage "sqlite:///$out/studies/$study.db" > "$out/$part-show.txt" 2>&1
-}
-
-enqueue_best_of() {  # enqueue the best feasible configuration of study $1 into study $2 (both under $out/studies)
-  python - "$1" "$2" "$out/studies" <<'EOF'
-import sys
-
-import optuna
-
-from autotune.candidate import Candidate
-from autotune.preset import best_feasible_trial
-from autotune.space import SearchSpace
-
-source, target, root = sys.argv[1:]
-best = best_feasible_trial(optuna.load_study(study_name=source, storage=f"sqlite:///{root}/{source}.db").trials)
-study = optuna.load_study(study_name=target, storage=f"sqlite:///{root}/{target}.db")
-space = SearchSpace.from_dict(study.user_attrs["autotune"]["space"])
-candidate = Candidate.from_json(best.user_attrs["candidate"])
-study.enqueue_trial(space.params_of(candidate), user_attrs={"enqueued_from": f"{source} trial {best.number}"})
-print(f"enqueued {source}'s best (trial {best.number}, {best.value:.1f} tok/s): {candidate.describe()}")
-EOF
 }
 
 for part in $parts; do
@@ -132,11 +138,15 @@ for part in $parts; do
       common=(--model "$fixtures/codelm-12m" --space "${SPACE_B:-default}" --assistant "$fixtures/codelm-4m-draft" --device "$device" --max-new-tokens 64
               --prompts benchmarks/data/four-prompts.jsonl --repeats 2 --trial-timeout 150 --confirm 0
               --early-stop 0 --study fx --root "$out/studies")
-      at search "${common[@]}" --trials "$trials_b" > "$out/b.log" 2>&1
+      at search "${common[@]}" --trials "$trials_b" >> "$out/b.log" 2>&1
       stamp "b: exit $?"
-      if [ -f "$out/studies/g24.preset.json" ] && enqueue_best_of g24 fx >> "$out/b.log" 2>&1; then
-        at search "${common[@]}" --trials $((trials_b + 1)) >> "$out/b.log" 2>&1
-        stamp "b: with g24's best, exit $?"
+      # the contrasts of issue 3 (bf16 alone and with assisted decoding, bitsandbytes alone), and study a's best
+      best=()
+      [ -f "$out/studies/g24.preset.json" ] && best=(--best-of g24)
+      total=$(enqueue fx "${CANDIDATES_B:-benchmarks/data/fixture-contrasts.json}" "${best[@]}" 2>&1 | tee -a "$out/b.log" | tail -n 1)
+      if [[ $total =~ ^[0-9]+$ ]]; then
+        at search "${common[@]}" --trials "$total" >> "$out/b.log" 2>&1
+        stamp "b: the contrasts${best[*]:+ and the best of g24}, exit $?"
       fi
       at show --study fx --storage "sqlite:///$out/studies/fx.db" > "$out/b-show.txt" 2>&1
       python benchmarks/knob_coverage.py --study fx --root "$out/studies" > "$out/b-coverage.txt" 2>&1

@@ -52,6 +52,22 @@ def test_invalid_combination_and_duplicate_are_recorded_without_a_worker(setting
     assert (settings.study_dir / "results" / "trial-00001.json").exists()
 
 
+
+def test_an_enqueued_value_outside_the_space_is_recorded_not_a_crash(settings):
+    """A trial enqueued from outside (optuna's enqueue_trial, benchmarks/studies_gpu.sh) with a value this
+    study's space does not hold on this machine: recorded as an invalid combination, and the study goes on
+    (it crashed with optuna's "'reduce-overhead' not in ('off', 'default')" on CPU)."""
+    tuner = Tuner(settings)
+    tuner.prepare()
+    tuner.enqueue_seeds()
+    tuner.study.enqueue_trial({"decoding": "standard", "cache_implementation": "offloaded_static"})
+    study = tuner.run()
+    outside = study.trials[1]
+    assert (outside.user_attrs["status"], outside.user_attrs["failure_kind"]) == ("unsupported", "invalid_combination")
+    assert "not in this study's search space" in outside.user_attrs["message"]
+    assert "offloaded_static" in outside.user_attrs["message"]
+    assert sum(map(counts_toward_trials, study.trials)) == 3  # it cost nothing and did not count
+
 def test_a_space_with_nothing_valid_left_stops_instead_of_drawing_forever(settings, monkeypatch):
     monkeypatch.setattr(study_module, "MAX_INVALID_IN_A_ROW", 3)
     tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 5}))
