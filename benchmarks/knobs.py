@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
     sys.path.insert(0, str(ROOT))
 
 from autotune import environment, models  # noqa: E402
-from autotune.candidate import Candidate  # noqa: E402
+from autotune.candidate import KNOBS, Candidate  # noqa: E402
 from autotune.measurement import Measurement  # noqa: E402
 from autotune.space import SearchSpace  # noqa: E402
 from autotune.study import resolve_model  # noqa: E402
@@ -154,14 +154,34 @@ def needs(space: SearchSpace, fields: dict, name: str) -> dict | None:
     return fields
 
 
+def repair(space: SearchSpace, candidate: Candidate, keep: set[str]) -> tuple[Candidate, list[str]]:
+    """`candidate` made valid by changing knobs not in `keep` where an `invalid` rule of `space` matches
+    it: the rule's other knob takes its first value outside the rule (compile off beside bitsandbytes where it
+    is not compileable, generate() beside the offloaded cache, no freezing beside generate(), no padding
+    beside the flash SDPA kernel), rule after rule. Also the reasons of the rules it met. A rule on knobs of
+    `keep` alone, or one whose other knobs have no other value, leaves it invalid."""
+    reasons: list[str] = []
+    for _ in range(len(space.rules)):
+        rule = next((r for r in space.rules if r.matches(candidate)), None)
+        if rule is None:
+            break
+        change = next(((knob, usable[0]) for knob, ruled in rule.conditions if knob not in keep
+                       for usable in [[v for v in space.knob(knob).values if v not in ruled]] if usable), None)
+        if change is None:
+            break
+        reasons.append(rule.reason)
+        candidate = project(space, {**asdict(candidate), change[0]: change[1]})
+    return candidate, reasons
+
+
 def per_knob(base: Candidate, space: SearchSpace) -> tuple[list[tuple[str, dict]], dict[str, str]]:
     """(label, changes to the base) for every knob value of `space` (as filtered for this machine)
     that the base does not hold: that knob changed alone, with what its condition needs. A change that is
-    an invalid combination with the base is made with compile off instead (generate()'s path: bitsandbytes
-    where it is not compileable, the offloaded cache beside a decode loop), the reason as its note; one that
-    builds the base again (compile_api beside a decode loop) or a row before it is left out. Values left
-    out on this machine get a row with the reason, as `skip_reason` gives it. Also {label: note}.
-    `base` is as `project` gives it."""
+    an invalid combination with the base is made valid by `repair` (bitsandbytes with compile off where it is
+    not compileable, generate() with no freezing), the other knobs it changed in its label and the rules' reasons
+    as its note; one that builds the base again (compile_api beside a decode loop) or a row before it is left
+    out. Values left out on this machine get a row with the reason, as `skip_reason` gives it. Also
+    {label: note}. `base` is as `project` gives it."""
     base_fields = asdict(base)
     rows: list[tuple[str, dict]] = [("base: " + base.describe(), {})]
     notes: dict[str, str] = {}
@@ -173,20 +193,24 @@ def per_knob(base: Candidate, space: SearchSpace) -> tuple[list[tuple[str, dict]
             fields = needs(space, {**base_fields, knob.name: value}, knob.name)
             if fields is None:
                 continue
-            candidate, label, note = project(space, fields), f"{knob.name}={value}", None
-            reason = space.invalid_reason(candidate)
-            if reason is not None and candidate.compile != "off":
-                off = project(space, {**fields, "compile": "off"})
-                if space.invalid_reason(off) is None and getattr(off, knob.name) == value:
-                    candidate, label, note = off, f"{label}, compile off", reason
-            if candidate.key() in seen:
+            wanted = project(space, fields)
+            # the knob and what its condition needs stay; the other knobs may change to make it valid
+            keep = {knob.name} | {f for f, v in fields.items() if v != base_fields.get(f)}
+            candidate, reasons = repair(space, wanted, keep)
+            if getattr(candidate, knob.name) != value or candidate.key() in seen:
                 continue
             seen.add(candidate.key())
+            label = f"{knob.name}={value}"
+            # the knobs the repair changed that still apply (compile=off needs no word on fullgraph)
+            applies = {k.name for k in space.knobs if k.applies(asdict(candidate))}
+            extra = [f for f in KNOBS if f != knob.name and f in applies and getattr(candidate, f) != getattr(wanted, f)]
+            if extra:
+                label += " (" + ", ".join(f"{f}={getattr(candidate, f)}" for f in extra) + ")"
+                notes[label] = "; ".join(reasons)
             rows.append((label, {f: v for f, v in asdict(candidate).items() if base_fields[f] != v}))
-            if note:
-                notes[label] = note
     rows += [(f"{knob}={value}", {knob: value}) for knob, value, _ in space.left_out]
     return rows, notes
+
 
 # --loops: the ways to decode with a static cache (the seed guide's options 1 to 3), against plain generate()
 LOOPS = ("dynamic cache, no compile (plain generate)", "base: ", "generate compile max-autotune fullgraph",
@@ -359,7 +383,8 @@ def parse_args(argv=None):
     parser.add_argument("--per-knob", action="store_true",
                         help="one row per knob value of the default space (as this machine filters it) that the base "
                              "does not hold, that knob changed alone (issue 3's per-knob table); an invalid "
-                             "combination with the base is made with compile off, with the reason under the table")
+                             "combination with the base is made valid by changing the other knob of each rule it "
+                             "meets (bitsandbytes with compile off), the reasons under the table")
     parser.add_argument("--early-stop", type=float, default=0.0,
                         help="stop a configuration after its first timed pass when it runs under this fraction of the "
                              "base's decode tok/s at that batch size (as a study's --early-stop); 0: never")

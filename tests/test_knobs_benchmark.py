@@ -77,14 +77,16 @@ def test_per_knob_rows_change_one_knob_with_what_it_needs():
     changes = dict(rows)
     assert rows[0] == ("base: " + base.describe(), {})
     assert changes["sdpa_backend=math"] == {"attn_implementation": "sdpa", "sdpa_backend": "math"}
-    assert changes["llm_int8_threshold=4.0, compile off"]["quantization"] == "bnb_8bit"
-    assert "not compileable" in notes["quantization=bnb_4bit, compile off"]
-    assert "offloaded" in notes["cache_implementation=offloaded_static, compile off"] or \
-        "side streams" in notes["cache_implementation=offloaded_static, compile off"]
+    # bitsandbytes is not compileable here: its rows are made with compile off, the reason kept
+    assert changes["llm_int8_threshold=4.0 (compile=off)"]["quantization"] == "bnb_8bit"
+    assert "not compileable" in notes["quantization=bnb_4bit (compile=off)"]
+    # the offloaded cache cannot be captured by the graph loop: through generate() instead
+    assert changes["cache_implementation=offloaded_static (decode_loop=generate)"]["decode_loop"] == "generate"
+    assert "side streams" in notes["cache_implementation=offloaded_static (decode_loop=generate)"]
     # compile_api plays no part beside a decode loop, and graph_loop's reduce-overhead is its default
     assert not any(label.startswith(("compile_api=", "compile=reduce-overhead")) for label in changes)
-    # the bitsandbytes 8-bit row takes the first threshold: the threshold=6.0 row would repeat it
-    assert "llm_int8_threshold=6.0" not in changes and "llm_int8_threshold=6.0, compile off" not in changes
+    # the bitsandbytes 8-bit row takes the first threshold: a threshold=6.0 row would repeat it
+    assert not any(label.startswith("llm_int8_threshold=6.0") for label in changes)
     assert changes["decode_loop=static_loop"] == {"decode_loop": "static_loop"}
     # prompt lookup's own options are not reachable on random weights; the knob value keeps a row
     assert not any(label.startswith("prompt_lookup_num_tokens") for label in changes)
@@ -95,6 +97,30 @@ def test_per_knob_rows_change_one_knob_with_what_it_needs():
     assert len({c.key() for c in built}) == len(built)
     left_out = {f"{k}={v}" for k, v, _ in space.left_out}
     assert all(space.invalid_reason(c) is None for (label, _), c in zip(rows, built) if label not in left_out)
+
+
+def test_per_knob_repairs_a_change_through_every_rule_it_meets():
+    """From the eighth session's best (the graph loop with freezing): generate() is invalid with freezing, so
+    its row turns freezing off; the flash SDPA kernel meets three rules (padding, the decode loops, freezing)."""
+    from dataclasses import asdict
+
+    from support import load_benchmark
+
+    from autotune.candidate import Candidate
+    from autotune.space import SearchSpace
+
+    knobs_module = load_benchmark("knobs")
+    space = SearchSpace.load("default").for_environment(
+        "cuda", batch_size=1, assistant=None, has_bf16=True, has_flash_attn=False, has_flex_attention=True,
+        has_bitsandbytes=True, bnb_compileable=False, random_weights=True)
+    base = knobs_module.project(space, asdict(Candidate(
+        attn_implementation="eager", cache_implementation="static", compile="default", compile_fullgraph=True,
+        compile_freezing=True, decode_loop="graph_loop", pad_to_multiple_of=16)))
+    changes = dict(knobs_module.per_knob(base, space)[0])
+    assert changes["decode_loop=generate (compile_freezing=False)"] == {"decode_loop": "generate",
+                                                                       "compile_freezing": False}
+    flash = changes["sdpa_backend=flash (compile_freezing=False, decode_loop=generate, pad_to_multiple_of=None)"]
+    assert space.invalid_reason(Candidate(**{**asdict(base), **flash})) is None
 
 
 def test_per_knob_early_stop_takes_the_bases_speed(tmp_path, bundled_model):
