@@ -54,6 +54,15 @@ def test_resume_keeps_the_measured_rows_and_measures_the_others(tmp_path, bundle
     assert fifth.returncode == 0 and "starts over" in fifth.stdout and "from the earlier run" not in fifth.stdout
 
 
+def h200_space():
+    """The default space as the H200 sees it for random gemma-2b (bitsandbytes not compileable)."""
+    from autotune.space import SearchSpace
+
+    return SearchSpace.load("default").for_environment(
+        "cuda", batch_size=1, assistant=None, has_bf16=True, has_flash_attn=False, has_flex_attention=True,
+        has_bitsandbytes=True, bnb_compileable=False, random_weights=True)
+
+
 def test_per_knob_rows_change_one_knob_with_what_it_needs():
     """--per-knob: a row for every knob value of the space the base does not hold; a knob's condition is
     met (an SDPA backend with sdpa attention, a bitsandbytes option with its quantization); a combination
@@ -64,12 +73,8 @@ def test_per_knob_rows_change_one_knob_with_what_it_needs():
     from support import load_benchmark
 
     from autotune.candidate import Candidate
-    from autotune.space import SearchSpace
 
-    knobs_module = load_benchmark("knobs")
-    space = SearchSpace.load("default").for_environment(
-        "cuda", batch_size=1, assistant=None, has_bf16=True, has_flash_attn=False, has_flex_attention=True,
-        has_bitsandbytes=True, bnb_compileable=False, random_weights=True)
+    knobs_module, space = load_benchmark("knobs"), h200_space()
     base = knobs_module.project(space, asdict(Candidate(
         dtype="bfloat16", cache_implementation="static", compile="default", compile_fullgraph=True,
         decode_loop="graph_loop", compile_api="generate")))
@@ -107,12 +112,8 @@ def test_per_knob_repairs_a_change_through_every_rule_it_meets():
     from support import load_benchmark
 
     from autotune.candidate import Candidate
-    from autotune.space import SearchSpace
 
-    knobs_module = load_benchmark("knobs")
-    space = SearchSpace.load("default").for_environment(
-        "cuda", batch_size=1, assistant=None, has_bf16=True, has_flash_attn=False, has_flex_attention=True,
-        has_bitsandbytes=True, bnb_compileable=False, random_weights=True)
+    knobs_module, space = load_benchmark("knobs"), h200_space()
     base = knobs_module.project(space, asdict(Candidate(
         attn_implementation="eager", cache_implementation="static", compile="default", compile_fullgraph=True,
         compile_freezing=True, decode_loop="graph_loop", pad_to_multiple_of=16)))
