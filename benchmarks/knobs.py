@@ -380,6 +380,8 @@ def parse_args(argv=None):
     parser.add_argument("--loops", action="store_true",
                         help="only the decode loops: plain generate, generate() with a static cache and its compile "
                              "(reduce-overhead; max-autotune + fullgraph), autotune's static loop")
+    parser.add_argument("--table", nargs="+", default=None, metavar="OUT",
+                        help="only print one table of these --out files (parts of one table measured side by side)")
     parser.add_argument("--per-knob", action="store_true",
                         help="one row per knob value of the default space (as this machine filters it) that the base "
                              "does not hold, that knob changed alone (issue 3's per-knob table); an invalid "
@@ -406,8 +408,27 @@ def parse_args(argv=None):
     return args
 
 
+def merged_table(paths: list[str]) -> str:
+    """One table of the rows of several --out files (a table measured in parts, one per GPU): the base rows
+    first, each configuration once (the first file that measured it)."""
+    results, seen, batch_sizes = [], set(), set()
+    for path in paths:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        batch_sizes.update(data["args"]["batch_sizes"])
+        for row in data["results"]:
+            key = Candidate.from_dict(row["candidate"]).key()
+            if key not in seen:
+                seen.add(key)
+                results.append({**row, "runs": {int(b): run for b, run in row.get("runs", {}).items()}})
+    results.sort(key=lambda row: not row["label"].startswith("base: "))
+    return table(results, sorted(batch_sizes))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.table:
+        print(merged_table(args.table))
+        return 0
     started = time.perf_counter()
     model = resolve_model(args.model)
     env = environment.probe(args.device)

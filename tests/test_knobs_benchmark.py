@@ -135,3 +135,22 @@ def test_per_knob_early_stop_takes_the_bases_speed(tmp_path, bundled_model):
     assert rows[0]["runs"]["1"]["status"] == "ok"
     assert rows[1]["runs"]["1"]["status"] == "stopped"  # 100x the base's speed: no configuration reaches it
     assert "(stopped)" in run.stdout and "stopped after one pass" in run.stdout
+
+
+def test_table_merges_parts_measured_side_by_side(tmp_path):
+    """--table A B: one table of the rows of two --out files, the base first, each configuration once."""
+    def part(name, labels):
+        rows = [{"label": label, "candidate": {"dtype": dtype}, "runs": {"1": {
+            "status": "ok", "decode_tokens_per_s": speed, "peak_memory_bytes": 1e9, "warmup_s": 1.0, "recompiles": 0}}}
+            for label, dtype, speed in labels]
+        (tmp_path / name).write_text(json.dumps({"args": {"batch_sizes": [1]}, "results": rows}))
+        return str(tmp_path / name)
+
+    first = part("k.json", [("dtype=float16", "float16", 12.5)])
+    second = part("k-2.json", [("base: dtype=float32", "float32", 10.0), ("dtype=float16", "float16", 99.0)])
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "knobs.py"), "--table", first, second],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stdout.splitlines() if line.startswith(("base", "dtype"))]
+    assert [line.split(" | ")[0].strip() for line in lines] == ["base: dtype=float32", "dtype=float16"]
+    assert "12.5" in lines[1] and "99.0" not in run.stdout
