@@ -171,8 +171,7 @@ def search(model, study_name, trials, device, storage, space, prompts, batch_siz
         finally:
             if tuner.study is not None:
                 out_console.print(trials_table(tuner.study))
-        tuner.confirm_best()
-        path = tuner.export(out)
+        path = tuner.confirm_and_export(out)
         out_console.print(f"preset written to {path}")
         if json_progress:
             report("preset", path=str(path), best=tuner.best_value())
@@ -428,8 +427,7 @@ def search_on_gpus(options: dict) -> None:
         finally:
             console.print(trials_table(creator.study))
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # the confirmation runs on the first device
-        creator.confirm_best()
-        console.print(f"preset written to {creator.export(options['out'])}")
+        console.print(f"preset written to {creator.confirm_and_export(options['out'])}")
 
     run_guarded(action)
 

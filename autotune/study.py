@@ -591,29 +591,39 @@ class Tuner:
     def confirm_best(self) -> dict | None:
         """Re-measure the best feasible configuration `--confirm` times in fresh processes; the
         coefficient of variation of decode tok/s says whether the measurement is stable (R23). Kept in the
-        study (reused while the best trial stays the same) and carried into the preset."""
+        study after every run (reused while the best trial stays the same: a study stopped during its
+        confirmations resumes them where they stopped) and carried into the preset."""
         n = self.settings.confirm
         try:
             best = best_feasible_trial(self.study.get_trials(deepcopy=False))
         except Exception:
             return None
         earlier = self.study.user_attrs.get(STABILITY_ATTR)
-        if n == 0 or (earlier and earlier.get("trial") == best.number and len(earlier.get("runs", [])) >= n):
+        same = bool(earlier) and earlier.get("trial") == best.number
+        if n == 0 or (same and len(earlier.get("runs", [])) >= n):
             return earlier
         candidate = Candidate.from_json(best.user_attrs["candidate"])
-        self.report("confirm", number=best.number, runs=n)
-        values = []
-        for i in range(n):
+        values = list(earlier["runs"]) if same else []
+        self.report("confirm", number=best.number, runs=n - len(values))
+        stability = None
+        for i in range(len(values), n):
             m = self.launch(best.number, "confirm", candidate, job_name=f"confirm-{best.number:05d}-{i}")
             values.append(m.decode_tokens_per_s if m.ok else None)
-        measured = [v for v in values if v is not None]
-        cv = statistics.pstdev(measured) / statistics.fmean(measured) if len(measured) >= 2 else None
-        stability = {"trial": best.number, "runs": values, "recorded": best.value,
-                     "median": statistics.median(measured) if measured else None, "cv": cv,
-                     "stable": cv is not None and cv < STABLE_CV and len(measured) == n}
-        self.study.set_user_attr(STABILITY_ATTR, stability)
+            stability = self.stability(best, values, n)
+            self.study.set_user_attr(STABILITY_ATTR, stability)
         self.report("confirmed", **stability)
         return stability
+
+    @staticmethod
+    def stability(best, values: list[float | None], n: int) -> dict:
+        """The confirmations so far of trial `best` out of `n`: their median and coefficient of variation;
+        stable once all `n` ran with a CV under STABLE_CV."""
+        measured = [v for v in values if v is not None]
+        cv = statistics.pstdev(measured) / statistics.fmean(measured) if len(measured) >= 2 else None
+        return {"trial": best.number, "runs": values, "recorded": best.value,
+                "median": statistics.median(measured) if measured else None, "cv": cv,
+                "stable": cv is not None and cv < STABLE_CV and len(measured) == n}
+
 
     def best_value(self) -> float | None:
         try:
@@ -622,6 +632,14 @@ class Tuner:
             return None
 
     # ---- export ----------------------------------------------------------------------------------
+
+    def confirm_and_export(self, out: str | Path | None = None) -> Path:
+        """The preset, then the confirmations (`confirm_best`), then the preset again with their stability:
+        a session that ends during the confirmations keeps a preset, and a rerun resumes them."""
+        if self.settings.confirm:
+            self.export(out)
+            self.confirm_best()
+        return self.export(out)
 
     def export(self, out: str | Path | None = None) -> Path:
         return export_study(self.study, out or default_preset_path(self.settings.root, self.settings.study_name),

@@ -217,3 +217,39 @@ def test_no_cover_leaves_every_trial_to_the_sampler(settings):
     tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 2, "cover": False}))
     study = tuner.run()
     assert "cover" not in [t.user_attrs["role"] for t in study.trials]
+
+
+def test_confirmations_cut_short_keep_a_preset_and_resume_where_they_stopped(settings, monkeypatch):
+    """A GPU session ended during study g24's third confirmation (eighth session): no preset was written,
+    and a rerun would have measured all three again. The preset is written before the confirmations, each
+    confirmation is kept in the study as it ends, and a rerun measures only the missing ones."""
+    import json
+
+    from autotune.study import default_preset_path
+
+    confirming = SearchSettings(**{**settings.__dict__, "trials": 1, "confirm": 2})
+    tuner = Tuner(confirming)
+    tuner.run()
+    real, launched = Tuner.launch, []
+
+    def ends_during_the_second(self, number, role, candidate, job_name=None):
+        if role == "confirm" and launched:
+            raise KeyboardInterrupt  # the machine went back
+        launched.append(job_name)
+        return real(self, number, role, candidate, job_name)
+
+    monkeypatch.setattr(Tuner, "launch", ends_during_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        tuner.confirm_and_export()
+    preset = default_preset_path(confirming.root, confirming.study_name)
+    assert preset.exists() and "stability" not in json.loads(preset.read_text())["measurement"]
+    assert len(tuner.study.user_attrs["stability"]["runs"]) == 1
+
+    launched.clear()
+    monkeypatch.setattr(Tuner, "launch", lambda self, *a, **k: launched.append(k.get("job_name")) or real(self, *a, **k))
+    again = Tuner(confirming)
+    again.run()
+    again.confirm_and_export()
+    assert launched == ["confirm-00000-1"]  # only the missing one
+    stability = json.loads(preset.read_text())["measurement"]["stability"]
+    assert len(stability["runs"]) == 2 and all(v > 0 for v in stability["runs"]) and stability["cv"] is not None
