@@ -465,12 +465,16 @@ class Tuner:
 
     def suggest(self, trial: optuna.Trial) -> tuple[Candidate, str | None]:
         """The trial's Candidate, and why it cannot run where a trial enqueued from outside (optuna's
-        enqueue_trial) fixes a value that this study's space does not hold on this machine: that trial is
-        recorded as an invalid combination (it costs nothing and does not count), not a crash of the study."""
+        enqueue_trial) fixes values that this study's space does not take on this machine: a value it does
+        not hold, or one of a knob whose condition does not hold. That trial is recorded as an invalid
+        combination (it costs nothing and does not count), neither a crash of the study nor silently another
+        configuration."""
+        fixed = self.study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") or {}
         try:
-            return self.space.suggest(trial), None
+            candidate = self.space.suggest(trial)
         except ValueError as error:
-            fixed = self.study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") or {}
+            if not fixed:
+                raise
             try:
                 candidate = Candidate(**{k: v for k, v in fixed.items() if k in KNOBS})
             except (TypeError, ValueError, CandidateError):
@@ -479,6 +483,11 @@ class Tuner:
                                  if fixed.get(knob) == value)
             return candidate, (f"an enqueued value is not in this study's search space ({error})"
                                + (f"; left out on this machine: {left_out}" if left_out else ""))
+        ignored = {k: v for k, v in fixed.items() if k in KNOBS and getattr(candidate, k) != v}
+        if ignored:
+            return candidate, ("enqueued values that this study's search space does not take here (a knob whose "
+                               f"condition does not hold): {ignored}")
+        return candidate, None
 
     def launch(self, number: int, role: str, candidate: Candidate, job_name: str | None = None) -> Measurement:
         s = self.settings

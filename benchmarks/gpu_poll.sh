@@ -9,9 +9,9 @@ save() {
   tar czf "$OUT/.gpu-out.tgz" --exclude=inductor-cache -C "$out" . 2>/dev/null \
     && mv "$OUT/.gpu-out.tgz" "$OUT/gpu-out.tgz"
 }
-finished() {  # every driver*.log (one per GPU where drivers run side by side) has its "== .. done" line
+finished() {  # the last "== " line of every driver*.log (one per GPU where drivers run side by side) says done
   local f
-  for f in "$out"/driver*.log; do grep -q '^== .* done$' "$f" 2>/dev/null || return 1; done
+  for f in "$out"/driver*.log; do grep '^== ' "$f" 2>/dev/null | tail -n 1 | grep -q ' done$' || return 1; done
 }
 start=$SECONDS
 while [ $((SECONDS - start)) -lt "$limit" ]; do

@@ -255,7 +255,7 @@ def skip_reason(space: SearchSpace, candidate: Candidate) -> str | None:
 
 
 # what must be the same for --resume to take an earlier call's runs (besides the model)
-RESUME_SETTINGS = ("prompt_tokens", "max_new_tokens", "repeats", "warmup", "env")
+RESUME_SETTINGS = ("prompt_tokens", "max_new_tokens", "repeats", "warmup", "env", "early_stop")
 
 
 def earlier_results(out: str | None, model: str, args) -> list[dict]:
@@ -410,17 +410,19 @@ def parse_args(argv=None):
 
 def merged_table(paths: list[str]) -> str:
     """One table of the rows of several --out files (a table measured in parts, one per GPU): the base rows
-    first, each configuration once (the first file that measured it)."""
-    results, seen, batch_sizes = [], set(), set()
+    first, each configuration once (from the file that measured it at the most batch sizes, the first of
+    those)."""
+    rows, batch_sizes = {}, set()
     for path in paths:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         batch_sizes.update(data["args"]["batch_sizes"])
         for row in data["results"]:
             key = Candidate.from_dict(row["candidate"]).key()
-            if key not in seen:
-                seen.add(key)
-                results.append({**row, "runs": {int(b): run for b, run in row.get("runs", {}).items()}})
-    results.sort(key=lambda row: not row["label"].startswith("base: "))
+            row = {**row, "runs": {int(b): run for b, run in row.get("runs", {}).items()}}
+            measured = sum(run.get("status") in ("ok", "stopped") for run in row["runs"].values())
+            if key not in rows or measured > rows[key][0]:
+                rows[key] = (measured, row)
+    results = sorted((row for _, row in rows.values()), key=lambda row: not row["label"].startswith("base: "))
     return table(results, sorted(batch_sizes))
 
 
@@ -441,6 +443,8 @@ def main(argv=None) -> int:
         has_bitsandbytes=env.get("has_bitsandbytes", False), bnb_compileable=env.get("bnb_compileable", False),
         random_weights=models.is_random(model))
     notes: dict[str, str] = {}
+    left_out = {f"{knob}={value}": f"{knob}={value}: {why}" for knob, value, why in space.left_out} \
+        if args.per_knob else {}
     if args.per_knob:
         base = project(space, asdict(base))
         rows, notes = per_knob(base, space)
@@ -478,11 +482,12 @@ def main(argv=None) -> int:
                                                  indent=1, default=str))
 
     results: list[dict] = []
+    base_runs: dict[int, dict] = {}  # the base's figures by batch size, for --early-stop
     for label, changes in rows:
         candidate = replace(base, **changes)
         row = {"label": label, "candidate": candidate.to_dict(), "runs": {}}
         results.append(row)
-        reason = skip_reason(space, candidate)
+        reason = left_out.get(label) or skip_reason(space, candidate)
         if reason is not None:
             row["skipped"] = reason
             print(f"- {label}: skipped: {reason}", flush=True)
@@ -504,12 +509,17 @@ def main(argv=None) -> int:
             workload = Workload(prompts=prompts[:batch_size], batch_size=batch_size,
                                 max_new_tokens=args.max_new_tokens)
             t0 = time.perf_counter()
-            base_run = (results[0]["runs"].get(batch_size)
-                        if results[0] is not row and results[0]["label"].startswith("base: ") else None)
-            stop_below = (args.early_stop * base_run["decode_tokens_per_s"]
-                          if args.early_stop and base_run and base_run.get("status") == "ok" else None)
+            stop_below = None
+            if args.early_stop and candidate.key() != base.key():
+                base_run = base_runs.get(batch_size) or earlier.get((base.key(), batch_size))
+                if base_run and base_run.get("status") == "ok":
+                    stop_below = args.early_stop * base_run["decode_tokens_per_s"]
+                else:
+                    print(f"note: no figure of the base at batch {batch_size} yet: {label} runs to the end", flush=True)
             m = measure_one(model, candidate, workload, device, workdir, args, stop_below)
             row["runs"][batch_size] = {k: v for k, v in m.to_dict().items() if k not in ("runs", "environment")}
+            if candidate.key() == base.key():
+                base_runs[batch_size] = row["runs"][batch_size]
             what = (f"{m.decode_tokens_per_s:.1f} tok/s{' (stopped after one pass)' if m.stopped else ''}, peak {fmt(m.peak_memory_bytes, '.2f', 1e9)} GB, "
                     f"warm-up {m.warmup_s:.1f} s, recompiles {fmt(m.recompiles, 'd')}" if m.ok or m.stopped
                     else f"{m.status} ({m.failure_kind}): {(m.message or '').splitlines()[0][:200] if m.message else ''}")

@@ -7,7 +7,7 @@
 #      configuration added to it where study a has exported one (its agreement with the codelm-12m baseline)
 #   k  the per-knob table: every knob value of the space varied alone from study a's best (BASE_K: another preset),
 #      batch 1 and 8, stopped after one pass under half the base's speed (benchmarks/knobs.py --per-knob; BUDGET_K
-#      seconds, 900 unless given; resumes into OUTDIR/k-knobs.json; ONLY_K="prefix ..." and TAG_K as for c)
+#      seconds, 900 unless given; resumes into OUTDIR/k-knobs.json; ONLY_K="prefix|prefix" and TAG_K as for c)
 #   c  the decode loops at batch 1 and 8, 256 new tokens (benchmarks/knobs.py --loops; BATCH_C=1 for batch 1 only,
 #      BUDGET_C seconds, 420 unless given; ONLY_C="label prefix|label prefix" for some rows only; TAG_C=-2 writes
 #      c-2.log and c-loops-2.json, so a second run keeps the first one's files; ENV_C="KEY=VALUE ..." for every
@@ -56,7 +56,7 @@ stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 study_and_show() {  # PART STUDY SEARCH-OPTION...: `autotune search` into STUDY (PART.log), then its table (PART-show.txt)
   local part=$1 study=$2
   shift 2
-  at search --study "$study" --root "$out/studies" "$@" > "$out/$part.log" 2>&1
+  at search --study "$study" --root "$out/studies" "$@" >> "$out/$part.log" 2>&1
   stamp "$part: exit $?"
   at show --study "$study" --storage "sqlite:///$out/studies/$study.db" > "$out/$part-show.txt" 2>&1
 }
@@ -68,6 +68,7 @@ enqueue() {  # STUDY [FILE] [--best-of SOURCE]: enqueue into STUDY (under $out/s
   python - "$out/studies" "$@" <<'EOF'
 import json
 import sys
+from dataclasses import replace
 
 import optuna
 
@@ -79,25 +80,33 @@ from autotune.space import SearchSpace
 root, target, *rest = sys.argv[1:]
 study = optuna.load_study(study_name=target, storage=f"sqlite:///{root}/{target}.db")
 space = SearchSpace.from_dict(study.user_attrs["autotune"]["space"])
+assistant = study.user_attrs["autotune"].get("assistant")
+
+
+def as_run(candidate):
+    """The configuration as the study runs it: assisted decoding with the study's assistant model."""
+    return replace(candidate, assistant=assistant) if candidate.decoding == "assisted" else candidate
+
+
 wanted = []  # (candidate, where it comes from)
 if rest and rest[0] != "--best-of":
     path = rest.pop(0)
-    wanted += [(Candidate.from_json(json.dumps(fields)), path) for fields in json.load(open(path))]
+    wanted += [(as_run(Candidate.from_json(json.dumps(fields))), path) for fields in json.load(open(path))]
 if rest[:1] == ["--best-of"]:
     source = rest[1]
     best = best_feasible_trial(optuna.load_study(study_name=source, storage=f"sqlite:///{root}/{source}.db").trials)
     wanted.append((Candidate.from_json(best.user_attrs["candidate"]), f"{source} trial {best.number}"))
 trials = study.get_trials(deepcopy=False)
 have = {Candidate.from_json(t.user_attrs["candidate"]).key() for t in trials if t.user_attrs.get("candidate")}
-have |= {space.suggest(optuna.trial.FixedTrial(t.params)).key() for t in trials
-         if t.state == optuna.trial.TrialState.WAITING}
+have |= {as_run(space.suggest(optuna.trial.FixedTrial({**t.system_attrs.get("fixed_params", {}), **t.params}))).key()
+         for t in trials if t.state == optuna.trial.TrialState.WAITING}  # enqueued: their values are fixed_params
 added = 0
 for candidate, origin in wanted:
     if candidate.key() in have:
         print(f"already in {target}: {candidate.describe()} ({origin})")
         continue
-    if not space.contains(candidate):
-        print(f"not in {target}'s space on this machine: {candidate.describe()} ({origin})")
+    if not space.contains(replace(candidate, assistant=None)) or space.invalid_reason(candidate):
+        print(f"not in {target}'s space on this machine, or invalid: {candidate.describe()} ({origin})")
         continue
     study.enqueue_trial(space.params_of(candidate), user_attrs={"enqueued_from": origin})
     have.add(candidate.key())
@@ -120,6 +129,8 @@ study_of_candidates() {  # PART STUDY CANDIDATES SEARCH-OPTION...: the baseline 
   if [[ $total =~ ^[0-9]+$ ]]; then
     at search "${common[@]}" --trials "$total" >> "$out/$part.log" 2>&1
     stamp "$part: the configurations of $candidates, exit $?"
+  else
+    stamp "$part: enqueueing $candidates failed ($part.log): $total"
   fi
   at show --study "$study" --storage "sqlite:///$out/studies/$study.db" > "$out/$part-show.txt" 2>&1
 }
@@ -147,16 +158,20 @@ for part in $parts; do
       if [[ $total =~ ^[0-9]+$ ]]; then
         at search "${common[@]}" --trials "$total" >> "$out/b.log" 2>&1
         stamp "b: the contrasts${best[*]:+ and the best of g24}, exit $?"
+      else
+        stamp "b: enqueueing the contrasts failed (b.log): $total"
       fi
       at show --study fx --storage "sqlite:///$out/studies/fx.db" > "$out/b-show.txt" 2>&1
       python benchmarks/knob_coverage.py --study fx --root "$out/studies" > "$out/b-coverage.txt" 2>&1
       ;;
     k)
       stamp "k: every knob varied alone from ${BASE_K:-the best of study a}, batch 1 and 8"
+      only_k=()
+      [ -n "${ONLY_K:-}" ] && IFS='|' read -ra only_k <<< "$ONLY_K"
       python benchmarks/knobs.py --device "$device" --model "$model_a" --per-knob --early-stop 0.5 \
         --base "${BASE_K:-$out/studies/g24.preset.json}" --batch-sizes 1 8 --max-new-tokens 256 --budget-s "${BUDGET_K:-900}" \
         --timeout 200 --resume --workdir "$out/knobs-k" --out "$out/k-knobs${TAG_K:-}.json" \
-        ${ONLY_K:+--only $ONLY_K} >> "$out/k${TAG_K:-}.log" 2>&1
+        ${only_k[@]:+--only "${only_k[@]}"} >> "$out/k${TAG_K:-}.log" 2>&1
       stamp "k: exit $?"
       ;;
     e)

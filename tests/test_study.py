@@ -253,3 +253,16 @@ def test_confirmations_cut_short_keep_a_preset_and_resume_where_they_stopped(set
     assert launched == ["confirm-00000-1"]  # only the missing one
     stability = json.loads(preset.read_text())["measurement"]["stability"]
     assert len(stability["runs"]) == 2 and all(v > 0 for v in stability["runs"]) and stability["cv"] is not None
+
+
+def test_an_enqueued_value_of_a_knob_that_does_not_apply_is_recorded_not_dropped(settings):
+    """{"decoding": "prompt_lookup", "cache_implementation": "static"} is invalid, but prompt lookup with a
+    knob the space never asks beside it must not run as another configuration without a word."""
+    tuner = Tuner(settings)
+    tuner.prepare()
+    tuner.enqueue_seeds()
+    tuner.study.enqueue_trial({"decoding": "standard", "cache_implementation": "dynamic", "compile": "default"})
+    study = tuner.run()
+    ignored = study.trials[1]
+    assert ignored.user_attrs["failure_kind"] == "invalid_combination"
+    assert "does not take here" in ignored.user_attrs["message"] and "'compile': 'default'" in ignored.user_attrs["message"]
