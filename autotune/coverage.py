@@ -113,9 +113,7 @@ def next_cover(space: SearchSpace, candidates: list[Candidate], measured: dict, 
         return None
     suspects = {v for v in failed if v not in measured}
     # how many failed trials each value was in: a retry differs most from the combinations that failed
-    in_failures: dict[tuple, int] = defaultdict(int)
-    for value, numbers in failed.items():
-        in_failures[value] += len(numbers)
+    in_failures = {value: len(numbers) for value, numbers in failed.items()}
 
     def score(candidate: Candidate) -> tuple[int, int, int, int]:
         """(no value that failed before, values added counting at most one that failed before, minus the values

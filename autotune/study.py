@@ -614,7 +614,6 @@ class Tuner:
         candidate = Candidate.from_json(best.user_attrs["candidate"])
         values = list(earlier["runs"]) if same else []
         self.report("confirm", number=best.number, runs=n - len(values))
-        stability = None
         for i in range(len(values), n):
             m = self.launch(best.number, "confirm", candidate, job_name=f"confirm-{best.number:05d}-{i}")
             values.append(m.decode_tokens_per_s if m.ok else None)
@@ -632,7 +631,6 @@ class Tuner:
         return {"trial": best.number, "runs": values, "recorded": best.value,
                 "median": statistics.median(measured) if measured else None, "cv": cv,
                 "stable": cv is not None and cv < STABLE_CV and len(measured) == n}
-
 
     def best_value(self) -> float | None:
         try:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Beside a background run of studies_gpu.sh on the GPU machine: wait until SECONDS have passed since this
 # call started (or until every driver*.log has its "== .. done" line: one driver per GPU may run), and
-# every 45 s copy OUTDIR (without the compile caches, its bulk) to $OUT/gpu-out.tgz, atomically, so what a call returns is never a half-written archive.
+# every 45 s copy OUTDIR (without the compile caches, its bulk) to $OUT/gpu-out.tgz, atomically, so what a
+# call returns is never a half-written archive.
 #   bash benchmarks/gpu_poll.sh OUTDIR SECONDS
 out=${1:?usage: gpu_poll.sh OUTDIR SECONDS}
 limit=${2:?usage: gpu_poll.sh OUTDIR SECONDS}

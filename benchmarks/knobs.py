@@ -124,7 +124,6 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
     return rows
 
 
-
 def project(space: SearchSpace, fields: dict) -> Candidate:
     """The configuration `space.suggest` would build from these knob values: a knob whose `when` holds takes
     its value (its first value where the given one is not in the space), every other knob keeps the

@@ -68,6 +68,7 @@ def test_an_enqueued_value_outside_the_space_is_recorded_not_a_crash(settings):
     assert "offloaded_static" in outside.user_attrs["message"]
     assert sum(map(counts_toward_trials, study.trials)) == 3  # it cost nothing and did not count
 
+
 def test_a_space_with_nothing_valid_left_stops_instead_of_drawing_forever(settings, monkeypatch):
     monkeypatch.setattr(study_module, "MAX_INVALID_IN_A_ROW", 3)
     tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 5}))
@@ -256,8 +257,8 @@ def test_confirmations_cut_short_keep_a_preset_and_resume_where_they_stopped(set
 
 
 def test_an_enqueued_value_of_a_knob_that_does_not_apply_is_recorded_not_dropped(settings):
-    """{"decoding": "prompt_lookup", "cache_implementation": "static"} is invalid, but prompt lookup with a
-    knob the space never asks beside it must not run as another configuration without a word."""
+    """compile=default beside a dynamic cache: the space never asks for compile there, so the enqueued value
+    would be dropped and the trial would run another configuration without a word; it is recorded instead."""
     tuner = Tuner(settings)
     tuner.prepare()
     tuner.enqueue_seeds()
