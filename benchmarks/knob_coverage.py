@@ -22,7 +22,7 @@ import optuna  # noqa: E402
 
 from autotune.coverage import ran_trials, reachable, tally  # noqa: E402
 from autotune.space import SearchSpace  # noqa: E402
-from autotune.study import CONFIG_ATTR, default_storage_url  # noqa: E402
+from autotune.study import CONFIG_ATTR, default_storage_url, load_study  # noqa: E402
 
 
 def coverage(study: optuna.Study) -> tuple[list[dict], list[tuple]]:
@@ -57,11 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", required=True)
     parser.add_argument("--root", default="studies", help="the studies folder (for the default SQLite storage)")
-    parser.add_argument("--storage", default=None, help="the study's storage URL (default: SQLite under --root)")
+    parser.add_argument("--storage", default=None,
+                        help="the study's storage URL or journal file (default: SQLite under --root)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
     storage = args.storage or default_storage_url(args.root, args.study)
-    study = optuna.load_study(study_name=args.study, storage=storage)
+    study = load_study(args.study, storage)
     rows, left_out = coverage(study)
     print(json.dumps(rows) if args.json else table(rows, left_out))
     return 0

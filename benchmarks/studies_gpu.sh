@@ -13,6 +13,8 @@
 #      c-2.log and c-loops-2.json, so a second run keeps the first one's files; ENV_C="KEY=VALUE ..." for every
 #      worker, e.g. ENV_C=AUTOTUNE_INT8_KERNEL=triton)
 #   e  search efficiency: a 24-configuration grid measured once, then the sampler replayed over it
+#   GPUS_A / GPUS_B="0,1": study a / b run one worker per GPU of this host on one study (search --gpus; the
+#      study is then a journal file, OUTDIR/studies/<study>.log, instead of SQLite)
 #   v  the memory budget: random:gemma-2b with --vram 8GB, 12 trials (float32 over budget before launch,
 #      bf16 and quantized candidates measured under the 8 GB cap, a preset that fits)
 #   g  the GPU-only tests (pytest -m gpu: the graph loop's captured CUDA graphs against generate(), the memory
@@ -52,13 +54,16 @@ trials_b=${TRIALS_B:-20}
 model_a=${MODEL_A:-random:gemma-2b}
 at() { python -m autotune.cli "$@"; }
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
+storage_of() {  # STUDY: its storage under $out/studies: the journal file of search --gpus where there is one, else SQLite
+  if [ -f "$out/studies/$1.log" ]; then echo "$out/studies/$1.log"; else echo "sqlite:///$out/studies/$1.db"; fi
+}
 
 study_and_show() {  # PART STUDY SEARCH-OPTION...: `autotune search` into STUDY (PART.log), then its table (PART-show.txt)
   local part=$1 study=$2
   shift 2
   at search --study "$study" --root "$out/studies" "$@" >> "$out/$part.log" 2>&1
   stamp "$part: exit $?"
-  at show --study "$study" --storage "sqlite:///$out/studies/$study.db" > "$out/$part-show.txt" 2>&1
+  at show --study "$study" --storage "$(storage_of "$study")" > "$out/$part-show.txt" 2>&1
 }
 
 enqueue() {  # STUDY [FILE] [--best-of SOURCE]: enqueue into STUDY (under $out/studies) the Candidates of the JSON
@@ -70,15 +75,25 @@ import json
 import sys
 from dataclasses import replace
 
+import os
+
 import optuna
 
 from autotune.candidate import Candidate
 from autotune.preset import best_feasible_trial
 from autotune.records import counts_toward_trials
 from autotune.space import SearchSpace
+from autotune.storage import storage_for
+
+
+def storage_of(name):
+    """The study's journal file (search --gpus) where there is one, else its SQLite database."""
+    journal = f"{root}/{name}.log"
+    return storage_for(journal) if os.path.exists(journal) else f"sqlite:///{root}/{name}.db"
+
 
 root, target, *rest = sys.argv[1:]
-study = optuna.load_study(study_name=target, storage=f"sqlite:///{root}/{target}.db")
+study = optuna.load_study(study_name=target, storage=storage_of(target))
 space = SearchSpace.from_dict(study.user_attrs["autotune"]["space"])
 assistant = study.user_attrs["autotune"].get("assistant")
 
@@ -94,7 +109,7 @@ if rest and rest[0] != "--best-of":
     wanted += [(as_run(Candidate.from_json(json.dumps(fields))), path) for fields in json.load(open(path))]
 if rest[:1] == ["--best-of"]:
     source = rest[1]
-    best = best_feasible_trial(optuna.load_study(study_name=source, storage=f"sqlite:///{root}/{source}.db").trials)
+    best = best_feasible_trial(optuna.load_study(study_name=source, storage=storage_of(source)).trials)
     wanted.append((Candidate.from_json(best.user_attrs["candidate"]), f"{source} trial {best.number}"))
 trials = study.get_trials(deepcopy=False)
 have = {Candidate.from_json(t.user_attrs["candidate"]).key() for t in trials if t.user_attrs.get("candidate")}
@@ -132,7 +147,7 @@ study_of_candidates() {  # PART STUDY CANDIDATES SEARCH-OPTION...: the baseline 
   else
     stamp "$part: enqueueing $candidates failed ($part.log): $total"
   fi
-  at show --study "$study" --storage "sqlite:///$out/studies/$study.db" > "$out/$part-show.txt" 2>&1
+  at show --study "$study" --storage "$(storage_of "$study")" > "$out/$part-show.txt" 2>&1
 }
 
 for part in $parts; do
@@ -140,15 +155,15 @@ for part in $parts; do
     a)
       stamp "a: random:gemma-2b study"
       study_and_show a g24 --model "$model_a" --space "${SPACE_A:-default}" --device "$device" --vram 24GB --trials "$trials_a" --batch-size 1 \
-        --max-new-tokens 256 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 240 --confirm 3
+        --max-new-tokens 256 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 240 --confirm 3 ${GPUS_A:+--gpus "$GPUS_A"}
       python benchmarks/trial_overhead.py --study g24 --root "$out/studies" > "$out/a-overhead.txt" 2>&1
-      python benchmarks/knob_coverage.py --study g24 --root "$out/studies" > "$out/a-coverage.txt" 2>&1
+      python benchmarks/knob_coverage.py --study g24 --storage "$(storage_of g24)" > "$out/a-coverage.txt" 2>&1
       ;;
     b)
       stamp "b: fixture study"
       common=(--model "$fixtures/codelm-12m" --space "${SPACE_B:-default}" --assistant "$fixtures/codelm-4m-draft" --device "$device" --max-new-tokens 64
               --prompts benchmarks/data/four-prompts.jsonl --repeats 2 --trial-timeout 150 --confirm 0
-              --early-stop 0 --study fx --root "$out/studies")
+              --early-stop 0 --study fx --root "$out/studies" ${GPUS_B:+--gpus "$GPUS_B"})
       at search "${common[@]}" --trials "$trials_b" >> "$out/b.log" 2>&1
       stamp "b: exit $?"
       # the contrasts of issue 3 (bf16 alone and with assisted decoding, bitsandbytes alone), and study a's best
@@ -161,8 +176,8 @@ for part in $parts; do
       else
         stamp "b: enqueueing the contrasts failed (b.log): $total"
       fi
-      at show --study fx --storage "sqlite:///$out/studies/fx.db" > "$out/b-show.txt" 2>&1
-      python benchmarks/knob_coverage.py --study fx --root "$out/studies" > "$out/b-coverage.txt" 2>&1
+      at show --study fx --storage "$(storage_of fx)" > "$out/b-show.txt" 2>&1
+      python benchmarks/knob_coverage.py --study fx --storage "$(storage_of fx)" > "$out/b-coverage.txt" 2>&1
       ;;
     k)
       stamp "k: every knob varied alone from ${BASE_K:-the best of study a}, batch 1 and 8"
