@@ -100,15 +100,21 @@ def pool(space: SearchSpace, seed: int, assistant: str | None, size: int = POOL_
 
 
 def next_cover(space: SearchSpace, candidates: list[Candidate], measured: dict, failed: dict,
-               tried_keys: set[str], fits: Callable[[Candidate], bool] = lambda c: True) -> Candidate | None:
+               tried_keys: set[str], fits: Callable[[Candidate], bool] = lambda c: True,
+               pending: Iterable[Candidate] = ()) -> Candidate | None:
     """The configuration among `candidates` (not tried yet, within the budget) that holds the most values
     neither measured nor given up and none that failed and were never measured; where none adds such a
     value, a retry: the most values added with one that failed, the fewest such values, and the fewest values
     of the failed trials (another combination than the one that failed). None when no candidate adds a value.
     (On the H200, a covering trial that added compile_api=generate beside a retry of flex attention, which
     cannot compile for gemma-2b, failed for flex attention's sake, and compile_api=generate was never measured:
-    new values go first into trials with no value that failed.)"""
-    wanted = {v for v in all_values(space) if v not in measured and len(failed.get(v, ())) < MAX_FAILURES}
+    new values go first into trials with no value that failed.)
+    `pending`: the configurations other workers of the study are running now; their values are not wanted
+    again meanwhile (on two H200s, two workers that chose at the same moment took the same configuration,
+    one waited for the other's result, and they stayed in step: half the GPU time for nothing)."""
+    in_progress = set().union(*(values_of(space, c) for c in pending))
+    wanted = {v for v in all_values(space) if v not in measured and v not in in_progress
+              and len(failed.get(v, ())) < MAX_FAILURES}
     if not wanted:
         return None
     suspects = {v for v in failed if v not in measured}

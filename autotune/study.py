@@ -369,12 +369,31 @@ class Tuner:
         measured, failed = coverage.tally(self.space, coverage.ran_trials(trials))
         tried = {t.user_attrs.get("candidate_key") or Candidate.from_json(t.user_attrs["candidate"]).key()
                  for t in trials if t.user_attrs.get("candidate")}
+        running = self.running_candidates(trials)
+        tried |= {c.key() for c in running}
         if self.cover_pool is None:
             self.cover_pool = coverage.pool(self.space, s.seed, self.assistant)
         candidate = coverage.next_cover(self.space, self.cover_pool, measured, failed, tried,
-                                        fits=lambda c: not self.over_budget(self.estimate_memory(c)))
+                                        fits=lambda c: not self.over_budget(self.estimate_memory(c)),
+                                        pending=running)
         if candidate is not None:
             self.study.enqueue_trial(self.space.params_of(candidate), user_attrs={"role": "cover"})
+
+    def running_candidates(self, trials: list[optuna.trial.FrozenTrial]) -> list[Candidate]:
+        """The configurations of the study's RUNNING trials (other workers' ones; their candidate is recorded
+        only when they end), from their drawn and enqueued params."""
+        running = []
+        for t in trials:
+            if t.state != TrialState.RUNNING:
+                continue
+            params = {**(t.system_attrs.get("fixed_params") or {}), **t.params}
+            try:
+                candidate = self.space.suggest(optuna.trial.FixedTrial(params))
+            except Exception:  # not drawn yet, or params of another space: nothing known about it
+                continue
+            running.append(replace(candidate, assistant=self.assistant) if candidate.decoding == "assisted"
+                           else candidate)
+        return running
 
     def step(self) -> Measurement:
         """Ask for one trial, run it, and stop the study if it shows that nothing can progress."""

@@ -94,3 +94,15 @@ def test_new_values_are_not_tried_beside_a_value_that_failed():
     before = [(i, c, "failed" if fail(c) else "ok") for i, c in enumerate(picked[:picked.index(first)])]
     measured_before, failed_before = coverage.tally(space, before)
     assert not coverage.values_of(space, first) & (set(failed_before) - set(measured_before))
+
+
+def test_values_another_worker_is_running_are_not_chosen_again():
+    """Two workers of one study: the one choosing now leaves the running configuration and its values to the
+    other (on two H200s both took the same one, and one waited for the other's result)."""
+    space = gpu_space()
+    pool = coverage.pool(space, seed=0, assistant=None)
+    first = coverage.next_cover(space, pool, {}, {}, set())
+    second = coverage.next_cover(space, pool, {}, {}, {first.key()}, pending=[first])
+    assert second is not None and second.key() != first.key()
+    new_in_first = coverage.values_of(space, first) - coverage.values_of(space, Candidate())
+    assert not new_in_first & coverage.values_of(space, second)  # nothing the running trial measures already

@@ -214,6 +214,22 @@ def test_covering_trials_follow_the_baseline_until_every_value_is_measured(setti
     assert set(measured) == coverage.all_values(tuner.space)
 
 
+def test_a_covering_trial_leaves_another_workers_running_configuration_alone(settings):
+    """Two workers of one study choose covering trials: what the other is running (its configuration is
+    recorded only when it ends) is not chosen again (on two H200s both took the same one each time)."""
+    tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 4}))
+    tuner.prepare()
+    tuner.enqueue_seeds()
+    tuner.step()  # the baseline
+    tuner.study.enqueue_trial({"decoding": "standard", "cache_implementation": "static"})  # what it would choose
+    other = tuner.study.ask()  # another worker's trial, running
+    assert other.params == {} and tuner.study.trials[other.number].state == TrialState.RUNNING
+    tuner.enqueue_cover()
+    waiting = [t for t in tuner.study.trials if t.state == TrialState.WAITING]
+    assert len(waiting) == 1
+    assert waiting[0].system_attrs["fixed_params"] == {"decoding": "prompt_lookup", "cache_implementation": "dynamic"}
+
+
 def test_no_cover_leaves_every_trial_to_the_sampler(settings):
     tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 2, "cover": False}))
     study = tuner.run()
