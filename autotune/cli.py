@@ -369,6 +369,9 @@ class WorkerProgress(Progress):
             console.print(f"worker for gpu {info['gpu']} started (pid {info['pid']})")
         elif event == "worker_line":
             console.print(f"[gpu {info['gpu']}] {info['line']}", markup=False)
+        elif event == "orphans_failed":
+            console.print(f"trial(s) {info['failed']} were left running by workers of this host that are gone: "
+                          "failed and retried")
         elif event == "worker_stopped":
             failed = f"; its running trial(s) {info['failed']} failed and retried" if info["failed"] else ""
             console.print(f"worker for gpu {info['gpu']} stopped (exit {info['code']}){failed}")

@@ -100,8 +100,34 @@ def recorded_settings(study_name: str, storage_url: str, **changes) -> SearchSet
 
 # ---- one worker ----------------------------------------------------------------------------------
 
+def boot_id() -> str | None:
+    """This boot of this host (Linux), so that a worker of a host that was replaced or rebooted since, but
+    has the same name (every lent GPU machine is called `vm`), is known to be gone."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def worker_identity(gpu: str | None = None) -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "gpu": gpu}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "gpu": gpu, "boot": boot_id()}
+
+
+def process_gone(who: dict) -> bool:
+    """Whether the worker `who` (a trial's WORKER_ATTR) of this host runs no more: this host has booted
+    since, or no process has its pid. A worker of another host is left to its own heartbeats."""
+    if who.get("host") != socket.gethostname():
+        return False
+    now = boot_id()
+    if who.get("boot") and now and who["boot"] != now:
+        return True
+    try:
+        os.kill(int(who["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, TypeError, ValueError):
+        return False
+    return False
 
 
 class StudyWorker(Tuner):
@@ -421,10 +447,22 @@ def fail_trials_of(study: optuna.Study, pid: int, max_retry: int) -> list[int]:
     """Fail the RUNNING trials of a worker process of this host that died, and enqueue their retries (what
     heartbeats do on RDB storage; a journal file has none)."""
     host = socket.gethostname()
+    return fail_running_trials(study, lambda who: who.get("host") == host and who.get("pid") == pid, max_retry)
+
+
+def fail_orphaned_trials(study: optuna.Study, max_retry: int) -> list[int]:
+    """Before workers start on a journal file: fail and retry the RUNNING trials whose worker of this host is
+    gone, with the parent that watched it (the machine was taken back mid-study: on the H200, two such trials
+    stayed RUNNING in the journal, and a worker that drew one's configuration would have waited for it)."""
+    return fail_running_trials(study, process_gone, max_retry)
+
+
+def fail_running_trials(study: optuna.Study, whose: Callable[[dict], bool], max_retry: int) -> list[int]:
+    """Fail the RUNNING trials whose worker (WORKER_ATTR) `whose` accepts, and enqueue their retries."""
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        who = t.user_attrs.get(WORKER_ATTR) or {}
-        if who.get("host") != host or who.get("pid") != pid:
+        who = t.user_attrs.get(WORKER_ATTR)
+        if not who or not whose(who):
             continue
         study._storage.set_trial_user_attr(t._trial_id, "failure_kind", "worker_died")
         try:
@@ -445,6 +483,9 @@ def run_local_workers(settings: SearchSettings, gpus: tuple[str, ...], report: C
     stopped for its input or a systemic failure is not. Raises WorkerExitError if any stopped that way."""
     url, study_name, root = settings.storage_url, settings.study_name, settings.root
     study = optuna.load_study(study_name=study_name, storage=storage_for(url, heartbeat_interval=None))
+    orphans = fail_orphaned_trials(study, settings.max_retry)
+    if orphans:
+        report("orphans_failed", failed=orphans)
     workers = [LocalWorker(gpu, start_worker(study_name, url, root, gpu, report)) for gpu in gpus]
     stopped: dict[str, int] = {}
     try:

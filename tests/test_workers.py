@@ -76,3 +76,45 @@ def test_a_baseline_waits_only_for_a_baseline_of_its_configuration():
     assert trials_to_wait_for(trials, "other", 3, "search", "cuda:H200") == []
     # another type of machine has a baseline of its own: it does not wait for this one
     assert trials_to_wait_for(trials, "k", 3, "baseline", "cuda:H100") == []
+
+
+def test_trials_left_running_by_a_worker_that_is_gone_are_failed_and_retried(tmp_path):
+    """The GPU machine was taken back mid-study: its journal file kept two RUNNING trials. `search --gpus`
+    on the same study later fails and retries them before its workers start; a live worker's trial, and
+    another host's, are left alone."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from autotune.storage import journal_storage
+    from autotune.workers import WORKER_ATTR, boot_id, fail_orphaned_trials, process_gone
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(done.stdout)  # a process that has ended
+    host = socket.gethostname()
+    study = optuna.create_study(study_name="s", storage=journal_storage(str(tmp_path / "s.log")))
+    workers = {
+        "same boot, pid gone": {"host": host, "pid": dead_pid, "gpu": "0", "boot": boot_id()},
+        "another boot of this host": {"host": host, "pid": os.getpid(), "gpu": "1", "boot": "an-earlier-boot"},
+        "alive": {"host": host, "pid": os.getpid(), "gpu": "2", "boot": boot_id()},
+        "another host": {"host": host + "-other", "pid": dead_pid, "gpu": "0", "boot": "x"},
+    }
+    numbers = {}
+    for name, who in workers.items():
+        trial = study.ask({"x": optuna.distributions.CategoricalDistribution(["a", "b"])})
+        trial.set_user_attr(WORKER_ATTR, who)
+        numbers[name] = trial.number
+    assert [process_gone(who) for who in workers.values()] == [True, boot_id() is not None, False, False]
+
+    failed = fail_orphaned_trials(study, max_retry=1)
+    gone = ["same boot, pid gone"] + (["another boot of this host"] if boot_id() else [])
+    assert failed == [numbers[name] for name in gone]
+    states = {t.number: t.state for t in study.trials}
+    assert all(states[numbers[name]] == TrialState.FAIL for name in gone)
+    assert states[numbers["alive"]] == states[numbers["another host"]] == TrialState.RUNNING
+    retries = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert len(retries) == len(gone)  # each retried once, with the same params
