@@ -19,6 +19,8 @@
 #      bf16 and quantized candidates measured under the 8 GB cap, a preset that fits)
 #   g  the GPU-only tests (pytest -m gpu: the graph loop's captured CUDA graphs against generate(), the memory
 #      model against a real peak); needs pytest in .gpu-site: bash ../shared/gpu/prepare.sh pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 pygments==2.21.0
+#   f  whether flex attention runs random:gemma-2b (head_dim 256) with some Inductor kernel options
+#      (benchmarks/flex_probe.py)
 #   p  a profile of a decode loop's step (LOOPS_P, graph_loop unless given), bf16 and weight-only int8 (QUANT_P)
 #      (benchmarks/profile_decode.py)
 #   i  the int8 decode product alone: autotune's Triton kernel, Inductor's reduction, bf16 cuBLAS (benchmarks/int8_gemv.py)
@@ -30,7 +32,7 @@
 #      baseline and the seed recipe, then those configurations enqueued
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
-#   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p] [g] [i] [r] [x]
+#   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [f] [v] [p] [g] [i] [r] [x]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
 # A study that does not finish within one GPU session resumes when its part runs again with the same
 # OUTDIR (autotune search continues to the same total; TRIALS_A / TRIALS_B raise it). Where the default
@@ -42,7 +44,7 @@
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
 set -u
-out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [v] [p] [g] [i] [r] [x]}
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [f] [v] [p] [g] [i] [r] [x]}
 shift
 parts=${*:-a b c}
 mkdir -p "$out/studies"
@@ -222,6 +224,11 @@ for part in $parts; do
         done
       done
       ;;
+    f)
+      stamp "f: flex attention on $model_a with kernel options (benchmarks/flex_probe.py)"
+      python benchmarks/flex_probe.py --model "$model_a" --device "$device" --out "$out/f-flex.json" > "$out/f.log" 2>&1
+      stamp "f: exit $?"
+      ;;
     i)
       stamp "i: the int8 decode product alone (benchmarks/int8_gemv.py)"
       python benchmarks/int8_gemv.py --out "$out/i-int8-gemv.json" > "$out/i.log" 2>&1
@@ -246,7 +253,7 @@ for part in $parts; do
         tests/test_decode_loop.py tests/test_memory.py > "$out/g.log" 2>&1
       stamp "g: exit $?"
       ;;
-    *) echo "unknown part $part (a, k, b, c, e, v, p, g, i, r or x)"; exit 2 ;;
+    *) echo "unknown part $part (a, k, b, c, e, f, v, p, g, i, r or x)"; exit 2 ;;
   esac
 done
 stamp "done"
