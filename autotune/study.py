@@ -53,6 +53,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 MAX_INVALID_IN_A_ROW = 100
 CONFIG_ATTR = "autotune"
 STABILITY_ATTR = "stability"
+FOLDER_FILE = "STORAGE"  # in a study's folder: which storage's study the folder serves (one per folder)
 TRANSIENT = ("error", "timeout", "crash")
 STABLE_CV = 0.05
 EARLY_STOP = 0.5  # a trial under half the best so far cannot beat it, whatever noise its measurement has  # coefficient of variation of re-measured decode tok/s under which a preset is stable
@@ -139,6 +140,17 @@ class SearchSettings:
 
 def default_storage_url(root: str | Path, study_name: str) -> str:
     return f"sqlite:///{Path(root) / (study_name + '.db')}"
+
+
+def storage_label(url: str) -> str:
+    """A storage as a study's folder records it: its kind and file name (or, for a server, its database)."""
+    from autotune.storage import is_journal, is_sqlite
+
+    if is_journal(url):
+        return f"journal file {Path(url).name}"
+    if is_sqlite(url):
+        return f"sqlite file {Path(url[len('sqlite:///'):]).name}"
+    return f"database {url.rsplit('/', 1)[-1]} on a server"
 
 
 def existing_study_url(storage: str | None, root: str | Path, study_name: str) -> str:
@@ -272,7 +284,28 @@ class Tuner:
                 self.report("left_out", knob=knob, value=value, why=why)
         else:
             self.check_same_study(existing, attrs)
+        self.claim_folder(study)
         return study
+
+    def claim_folder(self, study: optuna.Study) -> None:
+        """The study's folder (results by trial number, worker logs, the baseline reference) serves one study.
+        Two studies of one name in other storages (a SQLite file and the journal file of `search --gpus`)
+        would overwrite each other's results there, trial by trial (it happened on the H200): refused. The
+        folder records its storage by kind and file name (not by path, so that a studies folder may move)."""
+        folder = self.settings.study_dir
+        mine = storage_label(self.settings.storage_url)
+        marker = folder / FOLDER_FILE
+        if marker.is_file():
+            theirs = marker.read_text(encoding="utf-8").strip()
+            if theirs != mine:
+                raise InputError(
+                    f"the folder {folder} holds the results of the study {self.settings.study_name!r} in another "
+                    f"storage ({theirs}; this one is {mine}): resume that study with its own --storage, or give "
+                    "another --study name or --root. If that storage was only renamed or moved, write "
+                    f"'{mine}' into {marker}")
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(mine + "\n", encoding="utf-8")
 
     def create_or_load(self, storage: optuna.storages.BaseStorage) -> optuna.Study:
         s = self.settings

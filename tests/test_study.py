@@ -230,6 +230,26 @@ def test_a_covering_trial_leaves_another_workers_running_configuration_alone(set
     assert waiting[0].system_attrs["fixed_params"] == {"decoding": "prompt_lookup", "cache_implementation": "dynamic"}
 
 
+def test_two_studies_of_one_name_in_other_storages_do_not_share_a_folder(settings, tmp_path):
+    """A SQLite study and a journal study (search --gpus) named alike under one --root: the second would have
+    overwritten the first's results trial by trial (on the H200 it did); it is refused, and nothing is lost."""
+    from autotune.errors import InputError
+    from autotune.study import FOLDER_FILE
+
+    Tuner(settings).prepare()
+    marker = settings.study_dir / FOLDER_FILE
+    assert marker.read_text().strip() == "sqlite file s.db"
+    journal = SearchSettings(**{**settings.__dict__, "storage": str(tmp_path / "studies" / "s.log")})
+    with pytest.raises(InputError, match=r"holds the results of the study 's' in another storage \(sqlite file s.db; "
+                                         r"this one is journal file s.log\)"):
+        Tuner(journal).prepare()
+    assert marker.read_text().strip() == "sqlite file s.db"
+    Tuner(settings).prepare()  # the study of the folder opens as before
+    elsewhere = SearchSettings(**{**journal.__dict__, "root": str(tmp_path / "other")})
+    Tuner(elsewhere).prepare()  # under another --root it has a folder of its own
+    assert (elsewhere.study_dir / FOLDER_FILE).read_text().strip() == "journal file s.log"
+
+
 def test_no_cover_leaves_every_trial_to_the_sampler(settings):
     tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 2, "cover": False}))
     study = tuner.run()
