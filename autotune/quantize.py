@@ -19,6 +19,8 @@ a language-model head tied to it gets an int8 copy of its own.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
@@ -35,6 +37,28 @@ GEMV_ROWS = int8_gemv.MAX_ROWS
 GROUP_SIZE = int8_gemv.GROUP_SIZE
 # Weights a prefill dequantizes at a time: 16 Mi (64 MiB in float32, then a copy in the model's dtype).
 PREFILL_CHUNK_ELEMENTS = 1 << 24
+# With AUTOTUNE_INT8_BARRIER=1, a compiled decode step copies the input of each product wider than its output
+# (an MLP's down projection) through `materialize`, an op Inductor cannot fuse into the reduction that reads
+# it. Without it Inductor recomputes gelu(gate) * up for every output row of the down projection: on the H200
+# that fused kernel took 1.16 ms per step for 0.6 GB of int8 weights (sixth session's profile). Opt-in until
+# measured (studies_gpu.sh part c with ENV_C=AUTOTUNE_INT8_BARRIER=1).
+BARRIER_VARIABLE = "AUTOTUNE_INT8_BARRIER"
+
+
+@torch.library.custom_op("autotune::materialize", mutates_args=())
+def materialize(x: torch.Tensor) -> torch.Tensor:
+    """A copy of `x`: torch.compile computes `x` into a buffer of its own before this op, and the copy's
+    readers read that buffer; none of them recomputes what made `x`."""
+    return x.clone()
+
+
+@materialize.register_fake
+def _materialize_fake(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def barrier_enabled() -> bool:
+    return os.environ.get(BARRIER_VARIABLE, "") == "1"
 
 
 class Int8WeightOnlyLinear(nn.Module):
@@ -59,6 +83,8 @@ class Int8WeightOnlyLinear(nn.Module):
         if int8_gemv.enabled() and int8_gemv.available(x, self.scales):  # opt-in Triton kernel (autotune.int8_gemv)
             out = int8_gemv.int8_linear(x, self.weight, self.scales)
         elif rows <= GEMV_ROWS:
+            if self.in_features > self.out_features and barrier_enabled() and torch.compiler.is_compiling():
+                x = materialize(x)
             out = grouped_product(x, self.weight, self.scales)
         else:  # prefill: matrix products of float copies of a few thousand rows of the weight at a time
             out = dequantized_linear(x, self.weight, self.scales)

@@ -10,9 +10,11 @@ save() {
   tar czf "$OUT/.gpu-out.tgz" --exclude=inductor-cache -C "$out" . 2>/dev/null \
     && mv "$OUT/.gpu-out.tgz" "$OUT/gpu-out.tgz"
 }
-finished() {  # the last "== " line of every driver*.log (one per GPU where drivers run side by side) says done
+finished() {  # the last "== " line of every driver*.log (one per GPU where drivers run side by side) says done,
+  # and no studies_gpu.sh runs (a driver may call it several times in a row, each call ending in "done")
   local f
   for f in "$out"/driver*.log; do grep '^== ' "$f" 2>/dev/null | tail -n 1 | grep -q ' done$' || return 1; done
+  ! pgrep -f '^bash benchmarks/studies_gpu.sh' > /dev/null
 }
 start=$SECONDS
 while [ $((SECONDS - start)) -lt "$limit" ]; do

@@ -49,6 +49,37 @@ def test_the_compiled_decode_step_matches_eager():
     torch.testing.assert_close(torch.compile(int8)(x), int8(x), rtol=1e-4, atol=1e-4)
 
 
+def test_the_barrier_keeps_the_down_projections_input_out_of_its_reduction(monkeypatch):
+    """AUTOTUNE_INT8_BARRIER=1: the compiled graph computes an MLP's activation product once, through
+    autotune::materialize, before the wide-input (down) projection; the result is the same."""
+    from autotune import quantize
+
+    torch.manual_seed(0)
+    down = Int8WeightOnlyLinear.from_linear(nn.Linear(4 * GROUP_SIZE, GROUP_SIZE, bias=False))
+    up = Int8WeightOnlyLinear.from_linear(nn.Linear(GROUP_SIZE, 4 * GROUP_SIZE, bias=False))
+
+    def mlp(x):
+        return down(nn.functional.gelu(up(x)) * x.repeat(1, 1, 4))
+
+    x = torch.randn(1, 1, GROUP_SIZE)
+    graphs = []
+
+    def recording(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    for setting in ("1", ""):
+        monkeypatch.setenv(quantize.BARRIER_VARIABLE, setting)
+        torch._dynamo.reset()
+        torch.compile(mlp, backend=recording, fullgraph=True)(x)
+    with_barrier, without = ([n for n in g.graph.nodes if n.target == torch.ops.autotune.materialize.default]
+                             for g in graphs)
+    assert len(with_barrier) == 1 and not without  # the down projection only (its input is the wider)
+    monkeypatch.setenv(quantize.BARRIER_VARIABLE, "1")
+    torch._dynamo.reset()
+    torch.testing.assert_close(torch.compile(mlp, fullgraph=True)(x), mlp(x), rtol=1e-4, atol=1e-4)
+
+
 def test_a_quantized_model_keeps_its_predictions(fixture_models):
     """Every linear layer (the tied head included) becomes int8; the embedding stays float; teacher-forced
     top-1 predictions of the trained 12m model barely move."""
