@@ -369,6 +369,8 @@ class WorkerProgress(Progress):
             console.print(f"worker for gpu {info['gpu']} started (pid {info['pid']})")
         elif event == "worker_line":
             console.print(f"[gpu {info['gpu']}] {info['line']}", markup=False)
+        elif event == "budget_changed":
+            console.print(f"the study's total budget changes from {info['before']} to {info['after']} trials")
         elif event == "orphans_failed":
             console.print(f"trial(s) {info['failed']} were left running by workers of this host that are gone: "
                           "failed and retried")

@@ -421,7 +421,9 @@ class Tuner:
                 continue
             params = {**(t.system_attrs.get("fixed_params") or {}), **t.params}
             try:
-                candidate = self.space.suggest(optuna.trial.FixedTrial(params))
+                with warnings.catch_warnings():  # FixedTrial warns of a value outside the space (enqueued from outside)
+                    warnings.simplefilter("ignore")
+                    candidate = self.space.suggest(optuna.trial.FixedTrial(params))
             except Exception:  # not drawn yet, or params of another space: nothing known about it
                 continue
             running.append(replace(candidate, assistant=self.assistant) if candidate.decoding == "assisted"

@@ -41,9 +41,9 @@ from autotune.environment import fingerprint
 from autotune.errors import InputError, StorageUnavailableError, SystemicFailureError, WorkerExitError
 from autotune.interrupt import interruptible
 from autotune.measurement import Measurement
-from autotune.records import counts_toward_trials
+from autotune.records import Records, counts_toward_trials
 from autotune.space import SearchSpace
-from autotune.storage import is_shareable, storage_for
+from autotune.storage import is_journal, is_shareable, storage_for
 from autotune.study import CONFIG_ATTR, SearchSettings, Tuner
 
 WORKER_ATTR = "worker"  # trial user attr: which worker runs it ({host, pid, gpu})
@@ -79,7 +79,22 @@ def create_study(settings: SearchSettings, report: Callable[..., None] | None = 
     creator.prepare()
     if creator.created or settings.new_study:
         creator.enqueue_seeds()
+    else:
+        record_budget(creator.study, settings.trials, report)
     return creator
+
+
+def record_budget(study: optuna.Study, trials: int, report: Callable[..., None] | None = None) -> None:
+    """A study made before with another --trials: the workers that join it from now on run to the new total
+    (they read it from the study), as a resumed `autotune search` does. Before, `search --gpus` said "a
+    total budget of 36" and its workers stopped at the 30 recorded."""
+    attrs = study.user_attrs.get(CONFIG_ATTR) or {}
+    before = attrs.get("settings", {}).get("trials")
+    if before is None or before == trials:
+        return
+    study.set_user_attr(CONFIG_ATTR, {**attrs, "settings": {**attrs["settings"], "trials": trials}})
+    if report is not None:
+        report("budget_changed", before=before, after=trials)
 
 
 def recorded_settings(study_name: str, storage_url: str, **changes) -> SearchSettings:
@@ -115,19 +130,27 @@ def worker_identity(gpu: str | None = None) -> dict:
 
 def process_gone(who: dict) -> bool:
     """Whether the worker `who` (a trial's WORKER_ATTR) of this host runs no more: this host has booted
-    since, or no process has its pid. A worker of another host is left to its own heartbeats."""
-    if who.get("host") != socket.gethostname():
+    since, or its pid is this process's, or no process has it, or the process that has it is no autotune
+    worker (a fresh machine reuses the pids of the one it replaced). Another host's worker is not judged."""
+    if not isinstance(who, dict) or who.get("host") != socket.gethostname():
         return False
     now = boot_id()
     if who.get("boot") and now and who["boot"] != now:
         return True
     try:
-        os.kill(int(who["pid"]), 0)
+        pid = int(who["pid"])
+        if pid == os.getpid():
+            return True
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except (PermissionError, KeyError, TypeError, ValueError):
+    except (PermissionError, KeyError, TypeError, ValueError, OverflowError):
         return False
-    return False
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:  # no /proc (not Linux): alive, as far as can be told
+        return False
+    return not (b"autotune.cli" in command and b"worker" in command)
 
 
 class StudyWorker(Tuner):
@@ -451,9 +474,10 @@ def fail_trials_of(study: optuna.Study, pid: int, max_retry: int) -> list[int]:
 
 
 def fail_orphaned_trials(study: optuna.Study, max_retry: int) -> list[int]:
-    """Before workers start on a journal file: fail and retry the RUNNING trials whose worker of this host is
-    gone, with the parent that watched it (the machine was taken back mid-study: on the H200, two such trials
-    stayed RUNNING in the journal, and a worker that drew one's configuration would have waited for it)."""
+    """Before workers start on a journal file (no heartbeats): fail and retry the RUNNING trials whose worker
+    of this host is gone, with the parent that watched it (the machine was taken back mid-study: on the H200,
+    two such trials stayed RUNNING in the journal, and a worker that drew one's configuration would have
+    waited for it). RDB storage has heartbeats for this, and other hosts' workers are theirs to judge."""
     return fail_running_trials(study, process_gone, max_retry)
 
 
@@ -464,8 +488,8 @@ def fail_running_trials(study: optuna.Study, whose: Callable[[dict], bool], max_
         who = t.user_attrs.get(WORKER_ATTR)
         if not who or not whose(who):
             continue
-        study._storage.set_trial_user_attr(t._trial_id, "failure_kind", "worker_died")
-        try:
+        try:  # it may have ended meanwhile
+            study._storage.set_trial_user_attr(t._trial_id, "failure_kind", "worker_died")
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
@@ -483,9 +507,13 @@ def run_local_workers(settings: SearchSettings, gpus: tuple[str, ...], report: C
     stopped for its input or a systemic failure is not. Raises WorkerExitError if any stopped that way."""
     url, study_name, root = settings.storage_url, settings.study_name, settings.root
     study = optuna.load_study(study_name=study_name, storage=storage_for(url, heartbeat_interval=None))
-    orphans = fail_orphaned_trials(study, settings.max_retry)
-    if orphans:
-        report("orphans_failed", failed=orphans)
+    if is_journal(url):
+        # results written but never told are recorded first, then what is left running by gone workers failed
+        Records(study, settings.study_dir, settings.min_agreement, settings.max_retry, settings.grace_period,
+                report).reconcile()
+        orphans = fail_orphaned_trials(study, settings.max_retry)
+        if orphans:
+            report("orphans_failed", failed=orphans)
     workers = [LocalWorker(gpu, start_worker(study_name, url, root, gpu, report)) for gpu in gpus]
     stopped: dict[str, int] = {}
     try:

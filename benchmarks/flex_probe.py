@@ -1,10 +1,11 @@
 """Whether `attn_implementation="flex_attention"` can run a model on this machine, and with which Inductor
 kernel options (issue 3). On the H200, random gemma-2b (head_dim 256) failed with flex attention in every
 study trial: Inductor found no kernel configuration ("NoValidChoicesError: No choices exist for backend").
-This tries greedy generation with transformers' flex attention and each set of `kernel_options` below
-(passed through generate() to `flex_attention`), each in a fresh process, and prints a table: whether it
-ran, decode tok/s (one timed generation after one warm-up generation, no torch.compile of the model), and
-whether its tokens are the sdpa model's.
+This tries greedy generation with a static cache and transformers' flex attention, once per set of
+`kernel_options` below (given to transformers' flex attention function: generate() refuses them as model
+kwargs), each in a fresh process, and prints a table: whether it ran (the finding), tok/s of one timed
+generation after a warm-up one (prefill included, the model itself not compiled), and whether its tokens
+are the sdpa model's.
 
     python benchmarks/flex_probe.py --model random:gemma-2b --device cuda [--out probe.json]
 """
@@ -54,7 +55,8 @@ def flex_kernel_options(kernel_options: dict | None):
 
 
 def generate_tokens(model_id: str, device: str, attn: str, kernel_options: dict | None, new_tokens: int) -> dict:
-    """Load the model with `attn`, generate greedily twice (warm-up, then timed); tokens and tok/s."""
+    """Load the model with `attn`, generate greedily with a static cache twice (warm-up, then timed); the
+    tokens and tok/s (prefill included)."""
     import torch
 
     from autotune import models
@@ -70,7 +72,7 @@ def generate_tokens(model_id: str, device: str, attn: str, kernel_options: dict 
 
     def run():
         return model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                              min_new_tokens=new_tokens, do_sample=False)
+                              min_new_tokens=new_tokens, do_sample=False, cache_implementation="static")
 
     with torch.inference_mode(), flex_kernel_options(kernel_options):
         run()
@@ -99,7 +101,10 @@ def try_in_process(args, attn: str, options: dict | None) -> dict:
     command = [sys.executable, __file__, "--child", "--model", args.model, "--device", args.device, "--attn", attn,
                "--new-tokens", str(args.new_tokens), "--options", json.dumps(options) if options else ""]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"timed out after {args.timeout} s", "seconds": time.perf_counter() - started}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     result = json.loads(lines[-1]) if lines else {"ok": False, "error": f"exit {done.returncode}: "
                                                                            f"{done.stderr.strip()[-600:]}"}

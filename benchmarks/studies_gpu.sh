@@ -60,6 +60,10 @@ stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 storage_of() {  # STUDY: its storage under $out/studies: the journal file of search --gpus where there is one, else SQLite
   if [ -f "$out/studies/$1.log" ]; then echo "$out/studies/$1.log"; else echo "sqlite:///$out/studies/$1.db"; fi
 }
+where() {  # STUDY GPUS: the search options that open STUDY: one worker per GPU of GPUS on its journal file, or
+  # one process on the storage it has (the paths hold no spaces)
+  if [ -n "$2" ]; then echo "--gpus $2"; else echo "--storage $(storage_of "$1")"; fi
+}
 
 study_and_show() {  # PART STUDY SEARCH-OPTION...: `autotune search` into STUDY (PART.log), then its table (PART-show.txt)
   local part=$1 study=$2
@@ -158,7 +162,7 @@ for part in $parts; do
     a)
       stamp "a: random:gemma-2b study"
       study_and_show a g24 --model "$model_a" --space "${SPACE_A:-default}" --device "$device" --vram 24GB --trials "$trials_a" --batch-size 1 \
-        --max-new-tokens 256 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 240 --confirm 3 ${GPUS_A:+--gpus "$GPUS_A"}
+        --max-new-tokens 256 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 240 --confirm 3 $(where g24 "${GPUS_A:-}")
       python benchmarks/trial_overhead.py --study g24 --root "$out/studies" > "$out/a-overhead.txt" 2>&1
       python benchmarks/knob_coverage.py --study g24 --storage "$(storage_of g24)" > "$out/a-coverage.txt" 2>&1
       ;;
@@ -166,7 +170,7 @@ for part in $parts; do
       stamp "b: fixture study"
       common=(--model "$fixtures/codelm-12m" --space "${SPACE_B:-default}" --assistant "$fixtures/codelm-4m-draft" --device "$device" --max-new-tokens 64
               --prompts benchmarks/data/four-prompts.jsonl --repeats 2 --trial-timeout 150 --confirm 0
-              --early-stop 0 --study fx --root "$out/studies" ${GPUS_B:+--gpus "$GPUS_B"})
+              --early-stop 0 --study fx --root "$out/studies" $(where fx "${GPUS_B:-}"))
       at search "${common[@]}" --trials "$trials_b" >> "$out/b.log" 2>&1
       stamp "b: exit $?"
       # the contrasts of issue 3 (bf16 alone and with assisted decoding, bitsandbytes alone), and study a's best

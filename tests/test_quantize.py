@@ -128,4 +128,5 @@ def test_a_prefill_dequantizes_a_few_rows_at_a_time(monkeypatch):
     whole = int8(x)
     monkeypatch.setattr(quantize, "PREFILL_CHUNK_ELEMENTS", 5 * 2 * GROUP_SIZE)  # 5 rows: 13 chunks, the last of 4
     assert quantize.prefill_chunk_rows(2 * GROUP_SIZE) == 5
-    torch.testing.assert_close(int8(x), whole, rtol=0, atol=0)
+    # the same products, summed in the order the CPU's matrix kernel takes for each width (not always bit-equal)
+    torch.testing.assert_close(int8(x), whole, rtol=1e-5, atol=1e-6)

@@ -80,9 +80,9 @@ def test_a_baseline_waits_only_for_a_baseline_of_its_configuration():
 
 def test_trials_left_running_by_a_worker_that_is_gone_are_failed_and_retried(tmp_path):
     """The GPU machine was taken back mid-study: its journal file kept two RUNNING trials. `search --gpus`
-    on the same study later fails and retries them before its workers start; a live worker's trial, and
-    another host's, are left alone."""
-    import os
+    on the same study later fails and retries them before its workers start: a worker of an earlier boot of
+    this host, one whose pid no process has, or has but is no autotune worker (a fresh machine reuses pids),
+    or is this very process. A live worker's trial, and another host's, are left alone."""
     import socket
     import subprocess
     import sys
@@ -95,26 +95,52 @@ def test_trials_left_running_by_a_worker_that_is_gone_are_failed_and_retried(tmp
 
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(done.stdout)  # a process that has ended
+    # a live process whose command line is a worker's, and a live one that is not
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "autotune.cli", "worker"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     host = socket.gethostname()
-    study = optuna.create_study(study_name="s", storage=journal_storage(str(tmp_path / "s.log")))
-    workers = {
-        "same boot, pid gone": {"host": host, "pid": dead_pid, "gpu": "0", "boot": boot_id()},
-        "another boot of this host": {"host": host, "pid": os.getpid(), "gpu": "1", "boot": "an-earlier-boot"},
-        "alive": {"host": host, "pid": os.getpid(), "gpu": "2", "boot": boot_id()},
-        "another host": {"host": host + "-other", "pid": dead_pid, "gpu": "0", "boot": "x"},
-    }
-    numbers = {}
-    for name, who in workers.items():
-        trial = study.ask({"x": optuna.distributions.CategoricalDistribution(["a", "b"])})
-        trial.set_user_attr(WORKER_ATTR, who)
-        numbers[name] = trial.number
-    assert [process_gone(who) for who in workers.values()] == [True, boot_id() is not None, False, False]
-
-    failed = fail_orphaned_trials(study, max_retry=1)
-    gone = ["same boot, pid gone"] + (["another boot of this host"] if boot_id() else [])
+    try:
+        workers = {
+            "pid gone": {"host": host, "pid": dead_pid, "gpu": "0", "boot": boot_id()},
+            "another boot of this host": {"host": host, "pid": worker.pid, "gpu": "1", "boot": "an-earlier-boot"},
+            "pid reused by another program": {"host": host, "pid": other.pid, "gpu": "2"},
+            "alive": {"host": host, "pid": worker.pid, "gpu": "3", "boot": boot_id()},
+            "another host": {"host": host + "-other", "pid": dead_pid, "gpu": "0", "boot": "x"},
+        }
+        study = optuna.create_study(study_name="s", storage=journal_storage(str(tmp_path / "s.log")))
+        numbers = {}
+        for name, who in workers.items():
+            trial = study.ask({"x": optuna.distributions.CategoricalDistribution(["a", "b"])})
+            trial.set_user_attr(WORKER_ATTR, who)
+            numbers[name] = trial.number
+        gone = [name for name in workers if process_gone(workers[name])]
+        expected = ["pid gone", "another boot of this host", "pid reused by another program"]
+        assert gone == (expected if boot_id() else [n for n in expected if n != "another boot of this host"])
+        failed = fail_orphaned_trials(study, max_retry=1)
+    finally:
+        worker.kill()
+        other.kill()
     assert failed == [numbers[name] for name in gone]
     states = {t.number: t.state for t in study.trials}
     assert all(states[numbers[name]] == TrialState.FAIL for name in gone)
     assert states[numbers["alive"]] == states[numbers["another host"]] == TrialState.RUNNING
     retries = [t for t in study.trials if t.state == TrialState.WAITING]
     assert len(retries) == len(gone)  # each retried once, with the same params
+
+
+def test_search_gpus_again_with_more_trials_raises_the_studys_budget(tmp_path, bundled_model):
+    """Resuming a study with a higher --trials: the workers, which read the budget from the study, run to the
+    new total (they stopped at the recorded one, while search --gpus said the new one)."""
+    from autotune.study import CONFIG_ATTR
+    from autotune.workers import create_study, recorded_settings
+
+    settings = SearchSettings(model=str(bundled_model), workload=Workload(prompts=("def f(x):\n",), max_new_tokens=4),
+                              study_name="s", trials=3, device="cpu", root=str(tmp_path / "studies"),
+                              storage=str(tmp_path / "studies" / "s.log"))
+    create_study(settings)
+    events = []
+    again = create_study(SearchSettings(**{**settings.__dict__, "trials": 5}),
+                         report=lambda event, **info: events.append((event, info)))
+    assert again.study.user_attrs[CONFIG_ATTR]["settings"]["trials"] == 5
+    assert ("budget_changed", {"before": 3, "after": 5}) in events
+    assert recorded_settings("s", settings.storage).trials == 5
