@@ -461,7 +461,8 @@ study.add_command(click.Command(
     params=[p for p in search.params if p.name not in ("out", "gpus", "json_progress")],
     help="Create a study with its search space, workload, budget (--trials, over all workers) and baseline "
          "recorded in it, so that workers need only its name and storage.\n\n"
-         "Takes the options of 'autotune search'. Running it again with the same options changes nothing."))
+         "Takes the options of 'autotune search'. Running it again with the same options changes nothing; "
+         "another --trials changes the study's total budget."))
 
 
 @main.command(help="Join a study made by 'autotune study create' and run its trials until the study's total "
