@@ -116,6 +116,28 @@ def test_the_hint_and_the_space():
     assert "int8_weight_only" in next(k for k in space.knobs if k.name == "quantization").values  # bnb or not
     assert space.invalid_reason(compiled) is None
     assert "fast only compiled" in space.invalid_reason(Candidate(quantization="int8_weight_only"))
+    frozen = Candidate(quantization="int8_weight_only", cache_implementation="static", compile="default",
+                       compile_freezing=True, decode_loop="static_loop")
+    assert "freezing folds the int8 weights" in space.invalid_reason(frozen)
+
+
+def test_inductors_freezing_folds_the_int8_weights_into_float_constants():
+    """Why the space keeps int8 from freezing: compiled with freezing, the step's kernel reads no int8 weight
+    (a float copy folded at compile time); without, it reads the int8 weight itself. Should a torch keep the
+    int8 weight under freezing, this fails, and the rule may go."""
+    import torch._inductor.config as inductor_config
+    from torch._inductor.utils import run_and_get_code
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Int8WeightOnlyLinear.from_linear(nn.Linear(2 * GROUP_SIZE, 512, bias=False))).eval()
+    x = torch.randn(1, 1, 2 * GROUP_SIZE)
+    reads_int8 = {}
+    for freezing in (False, True):
+        torch._dynamo.reset()
+        with inductor_config.patch(freezing=freezing), torch.inference_mode():
+            _, code = run_and_get_code(torch.compile(model), x)
+        reads_int8[freezing] = "int8" in "\n".join(code)
+    assert reads_int8 == {False: True, True: False}
 
 
 def test_a_prefill_dequantizes_a_few_rows_at_a_time(monkeypatch):
