@@ -51,7 +51,8 @@ def test_the_compiled_decode_step_matches_eager():
 
 def test_the_barrier_keeps_the_down_projections_input_out_of_its_reduction(monkeypatch):
     """AUTOTUNE_INT8_BARRIER=1: the compiled graph computes an MLP's activation product once, through
-    autotune::materialize, before the wide-input (down) projection; the result is the same."""
+    autotune::materialize, before the wide-input (down) projection; the result is the same. (Each compile is
+    of a function of its own: torch._dynamo.reset() would also drop the compile counter's callback.)"""
     from autotune import quantize
 
     torch.manual_seed(0)
@@ -61,6 +62,15 @@ def test_the_barrier_keeps_the_down_projections_input_out_of_its_reduction(monke
     def mlp(x):
         return down(nn.functional.gelu(up(x)) * x.repeat(1, 1, 4))
 
+    def mlp_barrier(x):
+        return mlp(x)
+
+    def mlp_plain(x):
+        return mlp(x)
+
+    def mlp_inductor(x):
+        return mlp(x)
+
     x = torch.randn(1, 1, GROUP_SIZE)
     graphs = []
 
@@ -68,16 +78,14 @@ def test_the_barrier_keeps_the_down_projections_input_out_of_its_reduction(monke
         graphs.append(gm)
         return gm.forward
 
-    for setting in ("1", ""):
+    for setting, function in (("1", mlp_barrier), ("", mlp_plain)):
         monkeypatch.setenv(quantize.BARRIER_VARIABLE, setting)
-        torch._dynamo.reset()
-        torch.compile(mlp, backend=recording, fullgraph=True)(x)
+        torch.compile(function, backend=recording, fullgraph=True)(x)
     with_barrier, without = ([n for n in g.graph.nodes if n.target == torch.ops.autotune.materialize.default]
                              for g in graphs)
     assert len(with_barrier) == 1 and not without  # the down projection only (its input is the wider)
     monkeypatch.setenv(quantize.BARRIER_VARIABLE, "1")
-    torch._dynamo.reset()
-    torch.testing.assert_close(torch.compile(mlp, fullgraph=True)(x), mlp(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(torch.compile(mlp_inductor, fullgraph=True)(x), mlp(x), rtol=1e-4, atol=1e-4)
 
 
 def test_a_quantized_model_keeps_its_predictions(fixture_models):
@@ -125,17 +133,28 @@ def test_inductors_freezing_folds_the_int8_weights_into_float_constants():
     """Why the space keeps int8 from freezing: compiled with freezing, the step's kernel reads no int8 weight
     (a float copy folded at compile time); without, it reads the int8 weight itself. Should a torch keep the
     int8 weight under freezing, this fails, and the rule may go."""
+    from unittest import mock
+
     import torch._inductor.config as inductor_config
-    from torch._inductor.utils import run_and_get_code
+    from torch._inductor.graph import GraphLowering
 
     torch.manual_seed(0)
     model = nn.Sequential(Int8WeightOnlyLinear.from_linear(nn.Linear(2 * GROUP_SIZE, 512, bias=False))).eval()
     x = torch.randn(1, 1, 2 * GROUP_SIZE)
+
+    def step_unfrozen(x):  # a function each, so that each is compiled afresh: torch._dynamo.reset() (as in
+        return model(x)    # inductor's run_and_get_code) would also drop the compile counter's callback
+
+    def step_frozen(x):
+        return model(x)
+
     reads_int8 = {}
-    for freezing in (False, True):
-        torch._dynamo.reset()
-        with inductor_config.patch(freezing=freezing), torch.inference_mode():
-            _, code = run_and_get_code(torch.compile(model), x)
+    for freezing, step in ((False, step_unfrozen), (True, step_frozen)):
+        code = []
+        with inductor_config.patch(freezing=freezing, fx_graph_cache=False), torch.inference_mode(), \
+                mock.patch.object(GraphLowering, "save_output_code", code.append):
+            torch.compile(step)(x)
+        assert code  # the kernels Inductor wrote for it
         reads_int8[freezing] = "int8" in "\n".join(code)
     assert reads_int8 == {False: True, True: False}
 
