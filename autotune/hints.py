@@ -14,6 +14,8 @@ same functions, so a preset runs as its trial was measured.
   compiled (a setting of the whole process: every later compile in it tunes its kernels this way).
 - `weight_quantization`: `int8` -> every `nn.Linear` of the loaded model becomes an int8 weight-only linear
   (`autotune.quantize`), before any compile.
+- (no hint) a model loaded with `attn_implementation="flex_attention"` gets `fit_flex_attention`: on CUDA,
+  heads wider than 128 run with kernel options that fit the GPU's shared memory.
 - `sdpa_backend`: `flash`, `efficient`, `math` or `cudnn` -> generation runs inside
   `torch.nn.attention.sdpa_kernel(SDPBackend...)`, which restricts PyTorch's scaled_dot_product_attention
   to that kernel (an error where the kernel cannot run the inputs, never a silent fallback).
@@ -180,3 +182,46 @@ def apply_decode_loop(model, hint: dict | None, max_cache_len: int | None = None
     model.generate = generate
     model.autotune_decode_loop = loop
     return loop
+
+
+# Inductor's flex attention kernels for heads wider than 128 (gemma-2b: 256) find no configuration that fits
+# the H200's shared memory with their defaults ("NoValidChoicesError: No choices to select", in every
+# gemma-2b trial of the ninth session); with blocks of 32 x 32 in one stage they compile and decode the
+# tokens of SDPA (benchmarks/flex_probe.py, tenth session, random gemma-2b, batch 1, 32 new tokens through
+# generate()'s compile: 111 tok/s, blocks of 16 99 tok/s, SDPA 237 tok/s).
+WIDE_HEAD_DIM = 128
+WIDE_HEAD_FLEX_OPTIONS = {"BLOCK_M": 32, "BLOCK_N": 32, "num_stages": 1, "num_warps": 4}
+
+
+def flex_kernel_options(query, given: dict | None) -> dict | None:
+    """The kernel options of one flex attention call: the caller's where given, else WIDE_HEAD_FLEX_OPTIONS
+    for CUDA queries with heads wider than WIDE_HEAD_DIM, else none (flex attention's own choice)."""
+    if given is not None:
+        return given
+    if query.device.type == "cuda" and query.shape[-1] > WIDE_HEAD_DIM:
+        return dict(WIDE_HEAD_FLEX_OPTIONS)
+    return None
+
+
+def fit_flex_attention(model) -> bool:
+    """Where `model` runs transformers' flex attention, register it (for the whole process, once) with
+    `flex_kernel_options`, which changes nothing but the kernel options of wide CUDA heads. True if the
+    model uses flex attention."""
+    if getattr(model.config, "_attn_implementation", None) != "flex_attention":
+        return False
+    from transformers import AttentionInterface
+
+    current = AttentionInterface._global_mapping["flex_attention"]
+    if getattr(current, "autotune_fitted", False):
+        return True
+
+    @functools.wraps(current)
+    def flex_attention_fitted(module, query, key, value, attention_mask, **kwargs):
+        options = flex_kernel_options(query, kwargs.pop("kernel_options", None))
+        if options is not None:
+            kwargs["kernel_options"] = options
+        return current(module, query, key, value, attention_mask, **kwargs)
+
+    flex_attention_fitted.autotune_fitted = True
+    AttentionInterface.register("flex_attention", flex_attention_fitted)
+    return True

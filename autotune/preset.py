@@ -192,6 +192,7 @@ def load_preset(path: str | Path, device: str | None = None):
     except OSError as exc:
         raise PresetError(f"cannot load the preset's model {preset.model!r}: {exc}") from None
     quantize.apply_weight_quantization(model, preset.runtime.get("weight_quantization"))
+    hints.fit_flex_attention(model)
     generation_config = GenerationConfig(**preset.generation_config)
     hints.apply_inductor_config(preset.runtime.get("inductor"))  # checked when the preset was read
     hints.apply_compile(model, generation_config, preset.runtime.get("compile"))

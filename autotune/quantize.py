@@ -37,11 +37,12 @@ GEMV_ROWS = int8_gemv.MAX_ROWS
 GROUP_SIZE = int8_gemv.GROUP_SIZE
 # Weights a prefill dequantizes at a time: 16 Mi (64 MiB in float32, then a copy in the model's dtype).
 PREFILL_CHUNK_ELEMENTS = 1 << 24
-# With AUTOTUNE_INT8_BARRIER=1, a compiled decode step copies the input of each product wider than its output
-# (an MLP's down projection) through `materialize`, an op Inductor cannot fuse into the reduction that reads
-# it. Without it Inductor recomputes gelu(gate) * up for every output row of the down projection: on the H200
-# that fused kernel took 1.16 ms per step for 0.6 GB of int8 weights (sixth session's profile). Opt-in until
-# measured (studies_gpu.sh part c with ENV_C=AUTOTUNE_INT8_BARRIER=1).
+# A compiled decode step copies the input of each product wider than its output (an MLP's down projection)
+# through `materialize`, an op Inductor cannot fuse into the reduction that reads it. Without it Inductor
+# recomputes gelu(gate) * up for every output row of the down projection: on the H200 that fused kernel took
+# 1.16 ms per step for 0.6 GB of int8 weights (sixth session's profile). With it, random gemma-2b's int8 graph
+# loop ran at 527.6 tok/s against 407.8 without (batch 1, tenth session, BENCHMARKS.md). The copy is of the
+# dtype's rounding, as eager computes it. AUTOTUNE_INT8_BARRIER=0 turns it off (to measure without it).
 BARRIER_VARIABLE = "AUTOTUNE_INT8_BARRIER"
 
 
@@ -58,7 +59,7 @@ def _materialize_fake(x: torch.Tensor) -> torch.Tensor:
 
 
 def barrier_enabled() -> bool:
-    return os.environ.get(BARRIER_VARIABLE, "") == "1"
+    return os.environ.get(BARRIER_VARIABLE, "1") != "0"
 
 
 class Int8WeightOnlyLinear(nn.Module):

@@ -4,6 +4,9 @@
 # every 45 s copy OUTDIR (without the compile caches, its bulk) to $OUT/gpu-out.tgz, atomically, so what a
 # call returns is never a half-written archive.
 #   bash benchmarks/gpu_poll.sh OUTDIR SECONDS
+# Only the call that starts the run may carry OUTDIR: a carried path replaces the one on the GPU machine, so a
+# later call that carries it again deletes everything the run wrote there since (the tenth session lost its
+# logs and a worker's result that way). Later calls carry nothing: ignored folders stay there between calls.
 out=${1:?usage: gpu_poll.sh OUTDIR SECONDS}
 limit=${2:?usage: gpu_poll.sh OUTDIR SECONDS}
 save() {

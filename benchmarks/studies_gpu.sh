@@ -11,8 +11,8 @@
 #   c  the decode loops at batch 1 and 8, 256 new tokens (benchmarks/knobs.py --loops; BATCH_C=1 for batch 1 only,
 #      BUDGET_C seconds, 420 unless given; ONLY_C="label prefix|label prefix" for some rows only; TAG_C=-2 writes
 #      c-2.log and c-loops-2.json, so a second run keeps the first one's files; ENV_C="KEY=VALUE ..." for every
-#      worker, e.g. ENV_C=AUTOTUNE_INT8_KERNEL=triton, or ENV_C=AUTOTUNE_INT8_BARRIER=1: int8's down projection
-#      reads its input from a buffer, not recomputing gelu * up per output row, autotune.quantize)
+#      worker, e.g. ENV_C=AUTOTUNE_INT8_KERNEL=triton, or ENV_C=AUTOTUNE_INT8_BARRIER=0: int8's down projection
+#      recomputes gelu * up per output row again, without the default barrier of autotune.quantize)
 #   e  search efficiency: a 24-configuration grid measured once, then the sampler replayed over it
 #   GPUS_A / GPUS_B="0,1": study a / b run one worker per GPU of this host on one study (search --gpus; the
 #      study is then a journal file, OUTDIR/studies/<study>.log, instead of SQLite)
@@ -21,7 +21,7 @@
 #   g  the GPU-only tests (pytest -m gpu: the graph loop's captured CUDA graphs against generate(), the memory
 #      model against a real peak); needs pytest in .gpu-site: bash ../shared/gpu/prepare.sh pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 pygments==2.21.0
 #   f  whether flex attention runs random:gemma-2b (head_dim 256) with some Inductor kernel options
-#      (benchmarks/flex_probe.py)
+#      (benchmarks/flex_probe.py; TIMEOUT_F seconds a try, 300 unless given)
 #   p  a profile of a decode loop's step (LOOPS_P, graph_loop unless given), bf16 and weight-only int8 (QUANT_P)
 #      (benchmarks/profile_decode.py)
 #   i  the int8 decode product alone: autotune's Triton kernel, Inductor's reduction, bf16 cuBLAS (benchmarks/int8_gemv.py)
@@ -231,7 +231,7 @@ for part in $parts; do
       ;;
     f)
       stamp "f: flex attention on $model_a with kernel options (benchmarks/flex_probe.py)"
-      python benchmarks/flex_probe.py --model "$model_a" --device "$device" --out "$out/f-flex.json" > "$out/f.log" 2>&1
+      python benchmarks/flex_probe.py --model "$model_a" --device "$device" --timeout "${TIMEOUT_F:-300}" --out "$out/f-flex.json" > "$out/f.log" 2>&1
       stamp "f: exit $?"
       ;;
     i)

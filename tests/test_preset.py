@@ -214,3 +214,18 @@ def test_load_preset_sets_the_inductor_options_of_its_hint_and_refuses_unknown_o
     (tmp_path / "foreign.json").write_text(json.dumps(data))
     with pytest.raises(PresetError, match="not a map of known Inductor options"):
         Preset.read(tmp_path / "foreign.json")  # refused on reading, before a model loads
+
+
+def test_load_preset_fits_flex_attention(tmp_path, bundled_model, monkeypatch):
+    """A flex-attention preset loads with the fitted flex attention its trial was measured with
+    (autotune.hints.fit_flex_attention: small blocks for heads wider than 128 on CUDA)."""
+    from transformers import AttentionInterface
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, "flex_attention",
+                        AttentionInterface._global_mapping["flex_attention"])
+    path = preset_of(bundled_model, Candidate(attn_implementation="flex_attention")).write(tmp_path / "f.json")
+    model, gen = load_preset(path, device="cpu")
+    assert model.config._attn_implementation == "flex_attention"
+    assert getattr(AttentionInterface._global_mapping["flex_attention"], "autotune_fitted", False)
+    inputs = prompt(bundled_model)
+    assert model.generate(**inputs, generation_config=gen).shape[1] == inputs["input_ids"].shape[1] + 3

@@ -50,8 +50,9 @@ def test_the_compiled_decode_step_matches_eager():
 
 
 def test_the_barrier_keeps_the_down_projections_input_out_of_its_reduction(monkeypatch):
-    """AUTOTUNE_INT8_BARRIER=1: the compiled graph computes an MLP's activation product once, through
-    autotune::materialize, before the wide-input (down) projection; the result is the same. (Each compile is
+    """By default the compiled graph computes an MLP's activation product once, through
+    autotune::materialize, before the wide-input (down) projection; the result is the same.
+    AUTOTUNE_INT8_BARRIER=0 turns it off. (Each compile is
     of a function of its own: torch._dynamo.reset() would also drop the compile counter's callback.)"""
     from autotune import quantize
 
@@ -78,13 +79,16 @@ def test_the_barrier_keeps_the_down_projections_input_out_of_its_reduction(monke
         graphs.append(gm)
         return gm.forward
 
-    for setting, function in (("1", mlp_barrier), ("", mlp_plain)):
-        monkeypatch.setenv(quantize.BARRIER_VARIABLE, setting)
+    for setting, function in ((None, mlp_barrier), ("0", mlp_plain)):
+        if setting is None:
+            monkeypatch.delenv(quantize.BARRIER_VARIABLE, raising=False)
+        else:
+            monkeypatch.setenv(quantize.BARRIER_VARIABLE, setting)
         torch.compile(function, backend=recording, fullgraph=True)(x)
     with_barrier, without = ([n for n in g.graph.nodes if n.target == torch.ops.autotune.materialize.default]
                              for g in graphs)
     assert len(with_barrier) == 1 and not without  # the down projection only (its input is the wider)
-    monkeypatch.setenv(quantize.BARRIER_VARIABLE, "1")
+    monkeypatch.delenv(quantize.BARRIER_VARIABLE)
     torch.testing.assert_close(torch.compile(mlp_inductor, fullgraph=True)(x), mlp(x), rtol=1e-4, atol=1e-4)
 
 

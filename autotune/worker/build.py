@@ -125,6 +125,7 @@ def build(model_id: str, candidate: Candidate, workload: Workload, device: str) 
         # The assistant runs in the target's dtype so the two exchange logits of one precision.
         assistant = load_model(candidate.assistant, {"dtype": model.dtype}, device)
     quantize.apply_weight_quantization(model, candidate.runtime().get("weight_quantization"))
+    hints.fit_flex_attention(model)
     if device == "cuda":
         torch.cuda.synchronize()
     load_s = time.perf_counter() - started

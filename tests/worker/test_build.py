@@ -148,3 +148,20 @@ def test_building_a_candidate_with_coordinate_descent_sets_it_in_inductor(bundle
     with inductor_config.patch(coordinate_descent_tuning=False):  # Inductor's own way to restore it after
         build(str(bundled_model), candidate, WORKLOAD, "cpu")
         assert inductor_config.coordinate_descent_tuning is True
+
+
+def test_a_flex_attention_candidate_is_built_with_the_fitted_flex_attention(bundled_model, monkeypatch):
+    """build() fits transformers' flex attention (autotune.hints.fit_flex_attention) as load_preset does, so
+    heads wider than 128 compile on CUDA; on CPU the tokens stay SDPA's. (One prompt: torch 2.13's CPU flex
+    attention kernel for a left-padded batch does not compile, a C++ error of Inductor.)"""
+    from transformers import AttentionInterface
+
+    one = Workload(prompts=PROMPTS[:1], batch_size=1, max_new_tokens=4)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, "flex_attention",
+                        AttentionInterface._global_mapping["flex_attention"])
+    _, sdpa = generate(bundled_model, Candidate(attn_implementation="sdpa"), one)
+    built, flex = generate(bundled_model, Candidate(attn_implementation="flex_attention"), one)
+    assert built.model.config._attn_implementation == "flex_attention"
+    assert getattr(AttentionInterface._global_mapping["flex_attention"], "autotune_fitted", False)
+    assert flex == sdpa
