@@ -42,7 +42,9 @@ PREFILL_CHUNK_ELEMENTS = 1 << 24
 # recomputes gelu(gate) * up for every output row of the down projection: on the H200 that fused kernel took
 # 1.16 ms per step for 0.6 GB of int8 weights (sixth session's profile). With it, random gemma-2b's int8 graph
 # loop ran at 527.6 tok/s against 407.8 without (batch 1, tenth session, BENCHMARKS.md). The copy is of the
-# dtype's rounding, as eager computes it. AUTOTUNE_INT8_BARRIER=0 turns it off (to measure without it).
+# dtype's rounding, as eager computes it. AUTOTUNE_INT8_BARRIER=0 turns it off (to measure without it);
+# AUTOTUNE_INT8_BARRIER=all puts every product's input behind one (the norms fused into the q/k/v and
+# gate/up reductions are recomputed per output row too, but each barrier is one more small kernel: to measure).
 BARRIER_VARIABLE = "AUTOTUNE_INT8_BARRIER"
 
 
@@ -58,8 +60,21 @@ def _materialize_fake(x: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(x)
 
 
-def barrier_enabled() -> bool:
-    return os.environ.get(BARRIER_VARIABLE, "1") != "0"
+BARRIER_MODES = {"0": "off", "1": "down", "all": "all"}
+
+
+def barrier_mode() -> str:
+    """Which int8 products get their input through `materialize` when compiled: "down" (those wider in than
+    out: the default), "all", or "off" (AUTOTUNE_INT8_BARRIER: 1, all or 0)."""
+    setting = os.environ.get(BARRIER_VARIABLE, "1")
+    if setting not in BARRIER_MODES:
+        raise ValueError(f"{BARRIER_VARIABLE}={setting!r}: use 1 (the down projections, the default), all, or 0")
+    return BARRIER_MODES[setting]
+
+
+def needs_barrier(in_features: int, out_features: int) -> bool:
+    mode = barrier_mode()
+    return mode == "all" or (mode == "down" and in_features > out_features)
 
 
 class Int8WeightOnlyLinear(nn.Module):
@@ -84,7 +99,7 @@ class Int8WeightOnlyLinear(nn.Module):
         if int8_gemv.enabled() and int8_gemv.available(x, self.scales):  # opt-in Triton kernel (autotune.int8_gemv)
             out = int8_gemv.int8_linear(x, self.weight, self.scales)
         elif rows <= GEMV_ROWS:
-            if self.in_features > self.out_features and barrier_enabled() and torch.compiler.is_compiling():
+            if torch.compiler.is_compiling() and needs_barrier(self.in_features, self.out_features):
                 x = materialize(x)
             out = grouped_product(x, self.weight, self.scales)
         else:  # prefill: matrix products of float copies of a few thousand rows of the weight at a time

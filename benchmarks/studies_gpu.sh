@@ -12,7 +12,7 @@
 #      BUDGET_C seconds, 420 unless given; ONLY_C="label prefix|label prefix" for some rows only; TAG_C=-2 writes
 #      c-2.log and c-loops-2.json, so a second run keeps the first one's files; ENV_C="KEY=VALUE ..." for every
 #      worker, e.g. ENV_C=AUTOTUNE_INT8_KERNEL=triton, or ENV_C=AUTOTUNE_INT8_BARRIER=0: int8's down projection
-#      recomputes gelu * up per output row again, without the default barrier of autotune.quantize)
+#      recomputes gelu * up per output row again, without the default barrier of autotune.quantize; =all: a barrier before every int8 product)
 #   e  search efficiency: a 24-configuration grid measured once, then the sampler replayed over it
 #   GPUS_A / GPUS_B="0,1": study a / b run one worker per GPU of this host on one study (search --gpus; the
 #      study is then a journal file, OUTDIR/studies/<study>.log, instead of SQLite)

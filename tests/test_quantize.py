@@ -79,15 +79,22 @@ def test_the_barrier_keeps_the_down_projections_input_out_of_its_reduction(monke
         graphs.append(gm)
         return gm.forward
 
-    for setting, function in ((None, mlp_barrier), ("0", mlp_plain)):
+    def mlp_all(x):
+        return mlp(x)
+
+    for setting, function in ((None, mlp_barrier), ("0", mlp_plain), ("all", mlp_all)):
         if setting is None:
             monkeypatch.delenv(quantize.BARRIER_VARIABLE, raising=False)
         else:
             monkeypatch.setenv(quantize.BARRIER_VARIABLE, setting)
         torch.compile(function, backend=recording, fullgraph=True)(x)
-    with_barrier, without = ([n for n in g.graph.nodes if n.target == torch.ops.autotune.materialize.default]
-                             for g in graphs)
+    with_barrier, without, everywhere = ([n for n in g.graph.nodes if n.target == torch.ops.autotune.materialize.default]
+                                         for g in graphs)
     assert len(with_barrier) == 1 and not without  # the down projection only (its input is the wider)
+    assert len(everywhere) == 2  # AUTOTUNE_INT8_BARRIER=all: the up projection's input too
+    monkeypatch.setenv(quantize.BARRIER_VARIABLE, "yes")
+    with pytest.raises(ValueError, match="AUTOTUNE_INT8_BARRIER"):
+        quantize.barrier_mode()
     monkeypatch.delenv(quantize.BARRIER_VARIABLE)
     torch.testing.assert_close(torch.compile(mlp_inductor, fullgraph=True)(x), mlp(x), rtol=1e-4, atol=1e-4)
 
