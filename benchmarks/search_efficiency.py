@@ -59,15 +59,19 @@ COVER_LIMIT = 10
 
 def measure_grid(args) -> dict:
     from autotune.study import SearchSettings, Tuner
+    from autotune.workers import parse_gpus, record_budget, run_local_workers, shared_storage_url
     from autotune.workload import Workload
 
     workload_kw = dict(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
     workload = Workload.from_file(args.prompts, **workload_kw) if args.prompts else Workload.default(**workload_kw)
     root = args.root or tempfile.mkdtemp(prefix="autotune-grid-")
+    gpus = parse_gpus(args.gpus) if args.gpus else ()
+    # several devices: one worker each on a journal file, as `autotune search --gpus` runs them
+    storage = shared_storage_url(None, root, args.study, len(gpus)) if gpus else None
     settings = SearchSettings(
         model=args.model, workload=workload, study_name=args.study, space=args.space, device=args.device,
-        root=root, repeats=args.repeats, warmup=args.warmup, trial_timeout=args.trial_timeout, confirm=0,
-        early_stop=0.0, max_retry=0, vram=args.vram, max_initial_failures=10**6, cover=False)
+        root=root, storage=storage, repeats=args.repeats, warmup=args.warmup, trial_timeout=args.trial_timeout,
+        confirm=0, early_stop=0.0, max_retry=0, vram=args.vram, max_initial_failures=10**6, cover=False)
     tuner = Tuner(settings, report=print_event)
     tuner.prepare()
     tuner.enqueue_seeds()
@@ -75,10 +79,25 @@ def measure_grid(args) -> dict:
     for candidate in configurations:
         tuner.study.enqueue_trial(tuner.space.params_of(candidate))
     # every enqueued trial runs (repeats of the baseline and the seed recipe are reused, not measured)
-    tuner.settings = replace(settings, trials=len(tuner.study.trials))
-    print(f"grid of {len(configurations)} configurations of {args.space}; study under {root}", flush=True)
-    study = tuner.run()
+    settings = replace(settings, trials=len(tuner.study.trials))
+    print(f"grid of {len(configurations)} configurations of {args.space}; study under {root}"
+          f"{f' on devices {args.gpus}' if gpus else ''}", flush=True)
+    if gpus:
+        record_budget(tuner.study, settings.trials)
+        run_local_workers(settings, gpus, print_worker_event)
+        study = tuner.study  # (a journal storage reads what the workers wrote)
+    else:
+        tuner.settings = settings
+        study = tuner.run()
     return grid_table(study, tuner.space, args)
+
+
+def print_worker_event(event: str, **info) -> None:
+    """The workers' own lines (each trial's end among them), marked with their device."""
+    if event == "worker_line":
+        print(f"  [gpu {info['gpu']}] {info['line']}", flush=True)
+    elif event in ("worker_started", "worker_stopped"):
+        print(f"  {event.replace('_', ' ')}: {info}", flush=True)
 
 
 def unique(candidates) -> list[Candidate]:
@@ -197,6 +216,9 @@ def parse_args(argv=None):
     grid.add_argument("--vram", type=int, default=None, help="budget in bytes")
     grid.add_argument("--study", default="grid")
     grid.add_argument("--root", default=None, help="folder of the grid's study (default: a temporary one)")
+    grid.add_argument("--gpus", default=None,
+                      help="measure on these devices side by side (0,1), one worker each, the study in a journal file "
+                           "under --root; the seconds of each trial stay its own")
     grid.add_argument("--out", required=True, help="the grid's table (JSON)")
     grid.add_argument("--seeds", type=int, default=20, help="replay this many seeds right after")
     grid.add_argument("--grid-only", action="store_true", help="measure and write the table, no replay")

@@ -13,7 +13,8 @@
 #      c-2.log and c-loops-2.json, so a second run keeps the first one's files; ENV_C="KEY=VALUE ..." for every
 #      worker, e.g. ENV_C=AUTOTUNE_INT8_KERNEL=triton, or ENV_C=AUTOTUNE_INT8_BARRIER=0: int8's down projection
 #      recomputes gelu * up per output row again, without the default barrier of autotune.quantize; =all: a barrier before every int8 product)
-#   e  search efficiency: a 24-configuration grid measured once, then the sampler replayed over it
+#   e  search efficiency: a grid of 26 configurations (benchmarks/data/grid-space.yaml) measured once, then the
+#      sampler replayed over it (GPUS_E="0,1": one worker per GPU measures the grid)
 #   GPUS_A / GPUS_B="0,1": study a / b run one worker per GPU of this host on one study (search --gpus; the
 #      study is then a journal file, OUTDIR/studies/<study>.log, instead of SQLite)
 #   v  the memory budget: random:gemma-2b with --vram 8GB, 12 trials (float32 over budget before launch,
@@ -197,8 +198,8 @@ for part in $parts; do
       stamp "k: exit $?"
       ;;
     e)
-      stamp "e: search efficiency, the grid (benchmarks/data/grid-space.yaml, 24 configurations)"
-      python benchmarks/search_efficiency.py grid --model "$model_a" --device "$device" \
+      stamp "e: search efficiency, the grid (benchmarks/data/grid-space.yaml, 26 configurations)"
+      python benchmarks/search_efficiency.py grid --model "$model_a" --device "$device" ${GPUS_E:+--gpus "$GPUS_E"} \
         --max-new-tokens 128 --prompts benchmarks/data/one-prompt.jsonl --repeats 2 --trial-timeout 240 \
         --root "$out/grid" --out "$out/e-grid.json" --seeds 20 > "$out/e.log" 2>&1
       stamp "e: exit $?"

@@ -70,3 +70,29 @@ def test_a_replay_starts_as_a_study_does(efficiency, monkeypatch):
     assert first[0] == Candidate() and first[1] == efficiency.seed_recipe(space)
     measured, _ = real_tally(space, [(i, c, "ok") for i, c in enumerate(first)])
     assert set(measured) == efficiency.coverage.all_values(space)
+
+
+def test_the_grid_is_measured_by_one_worker_per_device(efficiency, bundled_model, tmp_path):
+    """`grid --gpus 0,1` (here on CPU): the grid's trials run in two workers on one journal file, every
+    configuration once, each with its own seconds, and the table is written."""
+    space = tmp_path / "space.yaml"
+    space.write_text("knobs:\n  dtype: {values: [auto, bfloat16]}\n  cache_implementation: {values: [dynamic, static]}\n")
+    out = tmp_path / "grid.json"
+    assert efficiency.main(["grid", "--model", str(bundled_model), "--device", "cpu", "--space", str(space),
+                            "--max-new-tokens", "4", "--repeats", "1", "--trial-timeout", "120", "--gpus", "0,1",
+                            "--root", str(tmp_path / "studies"), "--out", str(out), "--grid-only"]) == 0
+    import json
+
+    import optuna
+
+    grid = json.loads(out.read_text())
+    configurations = {(r["candidate"]["dtype"], r["candidate"]["cache_implementation"]) for r in grid["rows"].values()}
+    assert configurations == {("auto", "dynamic"), ("auto", "static"), ("bfloat16", "dynamic"), ("bfloat16", "static")}
+    assert all(r["status"] == "ok" and r["seconds"] > 0 and r["value"] > 0 for r in grid["rows"].values())
+    assert (tmp_path / "studies" / "grid.log").is_file()  # the journal file the two workers shared
+    from autotune.storage import storage_for
+
+    study = optuna.load_study(study_name="grid", storage=storage_for(str(tmp_path / "studies" / "grid.log"),
+                                                                     heartbeat_interval=None))
+    workers = {t.user_attrs.get("worker", {}).get("gpu") for t in study.trials}
+    assert workers == {"0", "1"}
