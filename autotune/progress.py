@@ -41,8 +41,12 @@ class Progress:
             print_(f"trial {info['number']} was left running by an orchestrator that stopped "
                    "(no heartbeat within the grace period): marked failed, retry enqueued")
         elif event == "waiting_stale":
-            print_(f"waiting for trial(s) {info['numbers']} of another run: failed once their heartbeat is "
-                   f"{info['grace']} s old", style="dim")
+            if info.get("heartbeats", True):
+                print_(f"waiting for trial(s) {info['numbers']} of another run: failed once their heartbeat is "
+                       f"{info['grace']} s old", style="dim")
+            else:  # a journal file keeps no heartbeats
+                print_(f"waiting up to {info['grace']} s for trial(s) {info['numbers']} of another worker to end",
+                       style="dim")
         elif event == "lost_tell":
             print_(f"trial {info['number']} was finished elsewhere before its result was told "
                    f"({info['error']}); its measurement is kept in results/")

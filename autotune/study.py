@@ -342,7 +342,10 @@ class Tuner:
                 return
             if not told:
                 told = True
-                self.report("waiting_stale", numbers=sorted(running), grace=self.settings.grace_period)
+                from autotune.storage import is_journal
+
+                self.report("waiting_stale", numbers=sorted(running), grace=self.settings.grace_period,
+                            heartbeats=not is_journal(self.settings.storage_url))
             with interruptible():
                 time.sleep(1)
 

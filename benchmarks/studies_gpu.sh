@@ -15,6 +15,10 @@
 #      recomputes gelu * up per output row again, without the default barrier of autotune.quantize; =all: a barrier before every int8 product)
 #   e  search efficiency: a grid of 26 configurations (benchmarks/data/grid-space.yaml) measured once, then the
 #      sampler replayed over it (GPUS_E="0,1": one worker per GPU measures the grid)
+#   STUDY_A: the name of study a (g24 unless given; its files a-STUDY_A.log ...), BATCH_A its batch size (1 unless
+#      given; above 1, the prompts of benchmarks/data/eight-prompts.jsonl); part b enqueues the best of STUDY_A
+#   w  GPU_W (a physical index) joins study a as one more worker (autotune worker), for a GPU that first ran
+#      another part while part a ran with GPUS_A on the others
 #   GPUS_A / GPUS_B="0,1": study a / b run one worker per GPU of this host on one study (search --gpus; the
 #      study is then a journal file, OUTDIR/studies/<study>.log, instead of SQLite)
 #   v  the memory budget: random:gemma-2b with --vram 8GB, 12 trials (float32 over budget before launch,
@@ -34,7 +38,7 @@
 #      baseline and the seed recipe, then those configurations enqueued
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
-#   bash benchmarks/studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [f] [v] [p] [g] [i] [r] [x]
+#   bash benchmarks/studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [e] [f] [v] [p] [g] [i] [r] [x]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
 # A study that does not finish within one GPU session resumes when its part runs again with the same
 # OUTDIR (autotune search continues to the same total; TRIALS_A / TRIALS_B raise it). Where the default
@@ -46,7 +50,7 @@
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
 set -u
-out=${1:?usage: studies_gpu.sh OUTDIR [a] [k] [b] [c] [e] [f] [v] [p] [g] [i] [r] [x]}
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [e] [f] [v] [p] [g] [i] [r] [x]}
 shift
 parts=${*:-a b c}
 mkdir -p "$out/studies"
@@ -56,6 +60,10 @@ fixtures=${FIXTURES:-.fixtures}
 trials_a=${TRIALS_A:-30}
 trials_b=${TRIALS_B:-20}
 model_a=${MODEL_A:-random:gemma-2b}
+study_a=${STUDY_A:-g24}
+tag_a=${STUDY_A:+-$STUDY_A}  # a-<study>.log etc. when STUDY_A is given, so two studies keep their own files
+prompts_a=benchmarks/data/one-prompt.jsonl
+[ "${BATCH_A:-1}" != 1 ] && prompts_a=benchmarks/data/eight-prompts.jsonl
 at() { python -m autotune.cli "$@"; }
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 storage_of() {  # STUDY: its storage under $out/studies: the journal file of search --gpus where there is one, else SQLite
@@ -161,11 +169,24 @@ study_of_candidates() {  # PART STUDY CANDIDATES SEARCH-OPTION...: the baseline 
 for part in $parts; do
   case $part in
     a)
-      stamp "a: random:gemma-2b study"
-      study_and_show a g24 --model "$model_a" --space "${SPACE_A:-default}" --device "$device" --vram 24GB --trials "$trials_a" --batch-size 1 \
-        --max-new-tokens 256 --prompts benchmarks/data/one-prompt.jsonl --trial-timeout 240 --confirm 3 $(where g24 "${GPUS_A:-}")
-      python benchmarks/trial_overhead.py --study g24 --root "$out/studies" > "$out/a-overhead.txt" 2>&1
-      python benchmarks/knob_coverage.py --study g24 --storage "$(storage_of g24)" > "$out/a-coverage.txt" 2>&1
+      stamp "a: random:gemma-2b study $study_a, batch ${BATCH_A:-1}"
+      study_and_show "a$tag_a" "$study_a" --model "$model_a" --space "${SPACE_A:-default}" --device "$device" --vram 24GB --trials "$trials_a" \
+        --batch-size "${BATCH_A:-1}" --max-new-tokens 256 --prompts "$prompts_a" --trial-timeout 240 --confirm 3 \
+        $(where "$study_a" "${GPUS_A:-}")
+      python benchmarks/trial_overhead.py --study "$study_a" --root "$out/studies" > "$out/a$tag_a-overhead.txt" 2>&1
+      python benchmarks/knob_coverage.py --study "$study_a" --storage "$(storage_of "$study_a")" > "$out/a$tag_a-coverage.txt" 2>&1
+      ;;
+    w)
+      # another GPU joins study a (made by part a on a journal file, GPUS_A given) as one more worker, e.g. after
+      # a short part of its own: GPU_W is its physical index (the worker sets CUDA_VISIBLE_DEVICES to it)
+      stamp "w: GPU ${GPU_W:?GPU_W: the physical index of the GPU that joins} joins study $study_a"
+      if [ -f "$out/studies/$study_a.log" ]; then
+        at worker --study "$study_a" --storage "$out/studies/$study_a.log" --root "$out/studies" --gpu "$GPU_W" \
+          >> "$out/w$tag_a.log" 2>&1
+        stamp "w: exit $?"
+      else
+        stamp "w: no journal file $out/studies/$study_a.log yet (part a with GPUS_A makes it)"
+      fi
       ;;
     b)
       stamp "b: fixture study"
@@ -176,11 +197,11 @@ for part in $parts; do
       stamp "b: exit $?"
       # the contrasts of issue 3 (bf16 alone and with assisted decoding, bitsandbytes alone), and study a's best
       best=()
-      [ -f "$out/studies/g24.preset.json" ] && best=(--best-of g24)
+      [ -f "$out/studies/$study_a.preset.json" ] && best=(--best-of "$study_a")
       total=$(enqueue fx "${CANDIDATES_B:-benchmarks/data/fixture-contrasts.json}" "${best[@]}" 2>&1 | tee -a "$out/b.log" | tail -n 1)
       if [[ $total =~ ^[0-9]+$ ]]; then
         at search "${common[@]}" --trials "$total" >> "$out/b.log" 2>&1
-        stamp "b: the contrasts${best[*]:+ and the best of g24}, exit $?"
+        stamp "b: the contrasts${best[*]:+ and the best of $study_a}, exit $?"
       else
         stamp "b: enqueueing the contrasts failed (b.log): $total"
       fi
@@ -256,7 +277,7 @@ for part in $parts; do
     g)
       stamp "g: GPU-only tests"
       AUTOTUNE_FIXTURES=$fixtures python -m pytest -q -p no:cacheprovider -m gpu tests/test_int8_gemv.py \
-        tests/test_decode_loop.py tests/test_memory.py > "$out/g.log" 2>&1
+        tests/test_decode_loop.py tests/test_memory.py tests/test_hints.py > "$out/g.log" 2>&1
       stamp "g: exit $?"
       ;;
     *) echo "unknown part $part (a, k, b, c, e, f, v, p, g, i, r or x)"; exit 2 ;;
