@@ -88,6 +88,10 @@ def trials_table(study) -> Table:
                       _fmt(a.get("prefix_match"), ".3f") + mark, status)
     if random_weights:
         table.caption = "(rw): random weights: the agreement figures are recorded but not judged"
+    table.caption = "\n".join(filter(None, [
+        table.caption, "top-1 agr.: teacher-forced top-1 agreement with the baseline (the model's own forward); "
+        "prefix: share of the baseline's greedy continuation generated before the first differing token "
+        "(what the decoding changes: assisted decoding, the compiled loops)"]))
     return table
 
 
@@ -516,7 +520,7 @@ def open_existing_study(study_name: str, storage: str | None, root: str):
 def show_table(rows: list[dict], study_name: str) -> Table:
     table = Table(title=f"study {study_name}: trials by decode tok/s (★ the exported one)")
     for column in ("#", "role", "config", "decode tok/s", "speed-up", "peak MiB", "warm-up s", "top-1 agr.",
-                   "feasible", "status"):
+                   "prefix", "feasible", "status"):
         table.add_column(column, justify="left" if column in ("role", "config", "status") else "right")
     random_weights = False
     for r in rows:
@@ -530,10 +534,14 @@ def show_table(rows: list[dict], study_name: str) -> Table:
         table.add_row(str(r["number"]), role, r["config"], _fmt(r["decode_tokens_per_s"], ".1f"),
                       _fmt(r["speedup"], ".2f"), _fmt(r["peak_memory_bytes"], ".0f", 2**20),
                       _fmt(r["warmup_s"], ".1f"), _fmt(r["top1_agreement"], ".3f") + mark,
-                      "yes" if r["feasible"] else "no", status,
+                      _fmt(r["prefix_match"], ".3f") + mark, "yes" if r["feasible"] else "no", status,
                       style="bold" if r["best"] else ("cyan" if r["role"] in ("baseline", "seed-recipe") else None))
     if random_weights:
         table.caption = "(rw): random weights: the agreement figures are recorded but not judged"
+    table.caption = "\n".join(filter(None, [
+        table.caption, "top-1 agr.: teacher-forced top-1 agreement with the baseline (the model's own forward); "
+        "prefix: share of the baseline's greedy continuation generated before the first differing token "
+        "(what the decoding changes: assisted decoding, the compiled loops)"]))
     return table
 
 

@@ -27,6 +27,8 @@
 #      model against a real peak); needs pytest in .gpu-site: bash ../shared/gpu/prepare.sh pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 pygments==2.21.0
 #   f  whether flex attention runs random:gemma-2b (head_dim 256) with some Inductor kernel options
 #      (benchmarks/flex_probe.py; TIMEOUT_F seconds a try, 300 unless given)
+#   d  how far assisted decoding follows greedy decoding of codelm-12m, bf16 and float32 (prefix match;
+#      benchmarks/assisted_divergence.py)
 #   p  a profile of a decode loop's step (LOOPS_P, graph_loop unless given), bf16 and weight-only int8 (QUANT_P)
 #      (benchmarks/profile_decode.py)
 #   i  the int8 decode product alone: autotune's Triton kernel, Inductor's reduction, bf16 cuBLAS (benchmarks/int8_gemv.py)
@@ -38,7 +40,7 @@
 #      baseline and the seed recipe, then those configurations enqueued
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
-#   bash benchmarks/studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [e] [f] [v] [p] [g] [i] [r] [x]
+#   bash benchmarks/studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [f] [v] [p] [g] [i] [r] [x]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
 # A study that does not finish within one GPU session resumes when its part runs again with the same
 # OUTDIR (autotune search continues to the same total; TRIALS_A / TRIALS_B raise it). Where the default
@@ -50,7 +52,7 @@
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
 set -u
-out=${1:?usage: studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [e] [f] [v] [p] [g] [i] [r] [x]}
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [f] [v] [p] [g] [i] [r] [x]}
 shift
 parts=${*:-a b c}
 mkdir -p "$out/studies"
@@ -255,6 +257,12 @@ for part in $parts; do
       stamp "f: flex attention on $model_a with kernel options (benchmarks/flex_probe.py)"
       python benchmarks/flex_probe.py --model "$model_a" --device "$device" --timeout "${TIMEOUT_F:-300}" --out "$out/f-flex.json" > "$out/f.log" 2>&1
       stamp "f: exit $?"
+      ;;
+    d)
+      stamp "d: assisted decoding against greedy decoding of codelm-12m (benchmarks/assisted_divergence.py)"
+      python benchmarks/assisted_divergence.py --model "$fixtures/codelm-12m" --assistant "$fixtures/codelm-4m-draft" \
+        --device "$device" --out "$out/d-divergence.json" > "$out/d.log" 2>&1
+      stamp "d: exit $?"
       ;;
     i)
       stamp "i: the int8 decode product alone (benchmarks/int8_gemv.py)"

@@ -82,9 +82,10 @@ def test_show_sorts_by_objective_and_marks_roles(study):
     preset = json.loads((study["dir"] / "studies" / "seen.preset.json").read_text())
     assert len(best) == 1 and best[0]["number"] == preset["measurement"]["trial"]
     baseline = next(r for r in rows if r["role"] == "baseline")
-    assert baseline["speedup"] == 1.0 and baseline["feasible"]
+    assert baseline["speedup"] == 1.0 and baseline["feasible"] and baseline["prefix_match"] == 1.0
     table = run_cli("show", "--study", "seen", cwd=study["dir"])
     assert table.returncode == 0 and "baseline" in table.stdout and "★" in table.stdout
+    assert "prefix" in table.stdout  # the prefix match column (1.000 for the baseline, above)
 
 
 def test_show_of_a_missing_study_says_so(tmp_path):
