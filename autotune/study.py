@@ -429,9 +429,12 @@ class Tuner:
                     candidate = self.space.suggest(optuna.trial.FixedTrial(params))
             except Exception:  # not drawn yet, or params of another space: nothing known about it
                 continue
-            running.append(replace(candidate, assistant=self.assistant) if candidate.decoding == "assisted"
-                           else candidate)
+            running.append(self.with_assistant(candidate))
         return running
+
+    def with_assistant(self, candidate: Candidate) -> Candidate:
+        """The configuration as this study runs it: assisted decoding with the study's assistant model."""
+        return replace(candidate, assistant=self.assistant) if candidate.decoding == "assisted" else candidate
 
     def step(self) -> Measurement:
         """Ask for one trial, run it, and stop the study if it shows that nothing can progress."""
@@ -490,8 +493,7 @@ class Tuner:
         if role == "search":
             trial.set_user_attr("role", role)
         candidate, outside = self.suggest(trial)
-        if candidate.decoding == "assisted":
-            candidate = replace(candidate, assistant=self.assistant)
+        candidate = self.with_assistant(candidate)
         self.report("start", number=trial.number, total=s.trials, role=role, candidate=candidate)
         duplicate_of = None
         estimate = self.estimate_memory(candidate)
