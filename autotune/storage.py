@@ -46,6 +46,11 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite:")
 
 
+def sqlite_path(url: str) -> Path:
+    """The database file of a `sqlite:///` URL."""
+    return Path(url[len("sqlite:///"):])
+
+
 def is_shareable(url: str) -> bool:
     """Whether several workers may share this storage: a server database or a journal file, never SQLite
     (Optuna's FAQ: SQLite is not for parallel optimization)."""
@@ -72,7 +77,7 @@ def storage_for(url: str, heartbeat_interval: int | None = HEARTBEAT_INTERVAL_S,
         return journal_storage(url)
     engine_kwargs = {}
     if is_sqlite(url):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}

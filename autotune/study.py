@@ -144,21 +144,23 @@ def default_storage_url(root: str | Path, study_name: str) -> str:
 
 def storage_label(url: str) -> str:
     """A storage as a study's folder records it: its kind and file name (or, for a server, its database)."""
-    from autotune.storage import is_journal, is_sqlite
+    from autotune.storage import is_journal, is_sqlite, sqlite_path
 
     if is_journal(url):
         return f"journal file {Path(url).name}"
     if is_sqlite(url):
-        return f"sqlite file {Path(url[len('sqlite:///'):]).name}"
+        return f"sqlite file {sqlite_path(url).name}"
     return f"database {url.rsplit('/', 1)[-1]} on a server"
 
 
 def existing_study_url(storage: str | None, root: str | Path, study_name: str) -> str:
     """The storage URL of a study that must exist already (export, reconcile): a missing default SQLite
     file is an input error, not a new empty database."""
+    from autotune.storage import sqlite_path
+
     url = storage or default_storage_url(root, study_name)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        raise InputError(f"no study database at {url[len('sqlite:///'):]}: run 'autotune search' first, "
+    if url.startswith("sqlite:///") and not sqlite_path(url).exists():
+        raise InputError(f"no study database at {sqlite_path(url)}: run 'autotune search' first, "
                          "or give --storage / --root")
     return url
 
