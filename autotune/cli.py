@@ -62,6 +62,15 @@ def _fmt(value, spec: str, scale: float = 1.0) -> str:
     return fmt(value, spec, scale)
 
 
+def agreement_caption(random_weights: bool) -> str:
+    """What a trials table's agreement columns mean (and that random weights leave them unjudged)."""
+    lines = ["(rw): random weights: the agreement figures are recorded but not judged"] if random_weights else []
+    lines.append("top-1 agr.: teacher-forced top-1 agreement with the baseline (the model's own forward); prefix: "
+                 "share of the baseline's greedy continuation generated before the first differing token (what "
+                 "the decoding changes: assisted decoding, the compiled loops)")
+    return "\n".join(lines)
+
+
 def trials_table(study) -> Table:
     from optuna.trial import TrialState
 
@@ -86,12 +95,7 @@ def trials_table(study) -> Table:
                       _fmt(a.get("decode_tokens_per_s"), ".1f"), _fmt(a.get("peak_memory_bytes"), ".0f", 2**20),
                       _fmt(a.get("recompiles"), "d"), _fmt(a.get("top1_agreement"), ".3f") + mark,
                       _fmt(a.get("prefix_match"), ".3f") + mark, status)
-    if random_weights:
-        table.caption = "(rw): random weights: the agreement figures are recorded but not judged"
-    table.caption = "\n".join(filter(None, [
-        table.caption, "top-1 agr.: teacher-forced top-1 agreement with the baseline (the model's own forward); "
-        "prefix: share of the baseline's greedy continuation generated before the first differing token "
-        "(what the decoding changes: assisted decoding, the compiled loops)"]))
+    table.caption = agreement_caption(random_weights)
     return table
 
 
@@ -536,12 +540,7 @@ def show_table(rows: list[dict], study_name: str) -> Table:
                       _fmt(r["warmup_s"], ".1f"), _fmt(r["top1_agreement"], ".3f") + mark,
                       _fmt(r["prefix_match"], ".3f") + mark, "yes" if r["feasible"] else "no", status,
                       style="bold" if r["best"] else ("cyan" if r["role"] in ("baseline", "seed-recipe") else None))
-    if random_weights:
-        table.caption = "(rw): random weights: the agreement figures are recorded but not judged"
-    table.caption = "\n".join(filter(None, [
-        table.caption, "top-1 agr.: teacher-forced top-1 agreement with the baseline (the model's own forward); "
-        "prefix: share of the baseline's greedy continuation generated before the first differing token "
-        "(what the decoding changes: assisted decoding, the compiled loops)"]))
+    table.caption = agreement_caption(random_weights)
     return table
 
 
