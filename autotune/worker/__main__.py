@@ -24,8 +24,13 @@ def exit_with_parent(interval: float = 0.5) -> None:
 
     On Linux the kernel does it: PR_SET_PDEATHSIG sends SIGKILL the moment the parent dies, whatever this
     process is doing (a thread cannot run while an import of torch holds the GIL). A watching thread is
-    the fallback elsewhere."""
-    parent = os.getppid()
+    the fallback elsewhere. The parent is the pid the launcher gave (AUTOTUNE_WORKER_PARENT), not the one
+    this process sees: an orchestrator killed while the worker was still starting has left it to another
+    parent already, and the worker would watch that one (a fresh CI machine's first trial did so)."""
+    given = os.environ.get("AUTOTUNE_WORKER_PARENT", "")
+    parent = int(given) if given.isdigit() else os.getppid()
+    if os.getppid() != parent:  # the orchestrator died while this process started
+        os._exit(1)
     try:
         import ctypes
         import signal

@@ -46,11 +46,17 @@ def kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
+# The pid of the process that starts a worker: the worker leaves at once if its parent is another one by the
+# time it looks (the orchestrator died while the worker was still starting; autotune.worker.__main__).
+PARENT_VARIABLE = "AUTOTUNE_WORKER_PARENT"
+
+
 def worker_environment(extra: dict | None = None) -> dict:
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(extra or {})
+    env[PARENT_VARIABLE] = str(os.getpid())
     return env
 
 

@@ -58,3 +58,24 @@ def test_hang_is_killed_within_timeout(tmp_path, bundled_model):
 def test_faults_need_the_test_switch(tmp_path, bundled_model):
     m = launch(job(tmp_path, bundled_model, "error"), tmp_path / "w", timeout_s=300)
     assert m.ok
+
+
+def test_a_worker_whose_orchestrator_died_while_it_started_leaves_at_once(tmp_path, bundled_model):
+    """The orchestrator was killed before the worker got to look at its parent: the worker, already another
+    process's child, must not take that one for its orchestrator (R8 on a fresh CI machine: it hung on)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from autotune.worker.launcher import PARENT_VARIABLE, worker_environment
+
+    path = tmp_path / "job.json"
+    job(tmp_path, bundled_model, "hang").write(path)
+    env = {**worker_environment(FAULT_ENV), PARENT_VARIABLE: "1"}  # the orchestrator it was started by: gone
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "autotune.worker", str(path), str(tmp_path / "result.json")],
+                          env=env, capture_output=True, timeout=60)
+    assert done.returncode == 1 and time.monotonic() - started < 30
+    assert not (tmp_path / "result.json").exists()
+    assert worker_environment()[PARENT_VARIABLE] == str(os.getpid())  # set by the launcher
