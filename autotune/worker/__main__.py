@@ -17,6 +17,7 @@ from pathlib import Path
 
 from autotune.measurement import Measurement, write_atomic
 from autotune.worker.job import Job
+from autotune.worker.launcher import PARENT_VARIABLE
 
 
 def exit_with_parent(interval: float = 0.5) -> None:
@@ -27,7 +28,7 @@ def exit_with_parent(interval: float = 0.5) -> None:
     the fallback elsewhere. The parent is the pid the launcher gave (AUTOTUNE_WORKER_PARENT), not the one
     this process sees: an orchestrator killed while the worker was still starting has left it to another
     parent already, and the worker would watch that one (a fresh CI machine's first trial did so)."""
-    given = os.environ.get("AUTOTUNE_WORKER_PARENT", "")
+    given = os.environ.get(PARENT_VARIABLE, "")
     parent = int(given) if given.isdigit() else os.getppid()
     if os.getppid() != parent:  # the orchestrator died while this process started
         os._exit(1)
