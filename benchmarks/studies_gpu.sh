@@ -243,7 +243,7 @@ for part in $parts; do
       ;;
     p)
       # LOOPS_P: the loops to profile (graph_loop unless given; static_loop was profiled in the sixth session)
-      stamp "p: where a decode step goes (${LOOPS_P:-graph_loop}), bf16"
+      stamp "p: where a decode step goes (${LOOPS_P:-graph_loop}; ${QUANT_P:-none int8_weight_only})"
       for loop in ${LOOPS_P:-graph_loop}; do
         for quant in ${QUANT_P:-none int8_weight_only}; do
           python benchmarks/profile_decode.py --device "$device" --model "$model_a" --candidate \
