@@ -104,14 +104,17 @@ if triton is not None:
 
     def launch(kernel, x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, **config) -> torch.Tensor:
         """Run `kernel` (an autotuned one, or `_int8_gemv` with a tile in `config`) on x (rows, in)."""
-        rows, n = x.shape[0], weight.shape[0]
+        # a compile that has seen several shapes makes them symbolic sizes: int() specializes each (a guard:
+        # another shape compiles again), as the tile bucket, BLOCK_M and the autotuner's key must be plain ints
+        rows, n, k = (int(size) for size in (x.shape[0], weight.shape[0], x.shape[1]))
+        strides = (int(x.stride(0)), int(weight.stride(0)), int(scales.stride(0)))
         out = torch.empty((rows, n), dtype=x.dtype, device=x.device)
 
         def grid(meta):
             return (triton.cdiv(n, meta["BLOCK_N"]),)
 
-        kernel[grid](x, weight, scales, out, rows, n, x.shape[1], x.stride(0), weight.stride(0), scales.stride(0),
-                     out.stride(0), BLOCK_M=triton.next_power_of_2(rows), GROUP=GROUP_SIZE, **config)
+        kernel[grid](x, weight, scales, out, rows, n, k, *strides, n, BLOCK_M=triton.next_power_of_2(rows),
+                     GROUP=GROUP_SIZE, **config)
         return out
 
     @torch.library.triton_op("autotune::int8_weight_only_mm", mutates_args=())
@@ -119,7 +122,7 @@ if triton is not None:
         """`x @ dequantized(weight).T` for x of shape (rows, in), rows <= MAX_ROWS; weight int8 (out, in),
         scales float32 (out, in / GROUP_SIZE)."""
         x = x.contiguous()
-        kernel = _KERNELS[triton.next_power_of_2(x.shape[0])]
+        kernel = _KERNELS[triton.next_power_of_2(int(x.shape[0]))]
         return launch(torch.library.wrap_triton(kernel), x, weight, scales.contiguous())
 
 
