@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH",
                  "cudnn": "CUDNN_ATTENTION"}
@@ -75,14 +76,25 @@ def check_inductor_hint(hint) -> None:
                          f"(known: {sorted(INDUCTOR_OPTIONS)})")
 
 
+# AUTOTUNE_COMBO_KERNELS=1 (to measure, issue 7): Inductor's combo kernels, which launch independent kernels
+# of a graph as one (a layer's q, k and v products read the same input; so do the gate and up products).
+# A setting of the process, like the int8 ones of autotune.quantize; no preset records it.
+COMBO_VARIABLE = "AUTOTUNE_COMBO_KERNELS"
+
+
 def apply_inductor_config(hint: dict | None) -> None:
-    """Set Inductor's options named in an `inductor` hint (checked by `check_inductor_hint`)."""
+    """Set Inductor's options named in an `inductor` hint (checked by `check_inductor_hint`), and
+    `combo_kernels` where AUTOTUNE_COMBO_KERNELS=1."""
     check_inductor_hint(hint)
-    if not hint:
+    combo = os.environ.get(COMBO_VARIABLE, "0")
+    if combo not in ("0", "1"):
+        raise ValueError(f"{COMBO_VARIABLE}={combo!r}: use 1 (Inductor's combo kernels) or 0")
+    options = {**(hint or {}), **({"combo_kernels": True} if combo == "1" else {})}
+    if not options:
         return
     import torch._inductor.config as inductor_config
 
-    for name, value in hint.items():
+    for name, value in options.items():
         setattr(inductor_config, name, value)
 
 

@@ -20,6 +20,7 @@ a language-model head tied to it gets an int8 copy of its own.
 from __future__ import annotations
 
 import os
+import types
 
 import torch
 from torch import nn
@@ -46,6 +47,35 @@ PREFILL_CHUNK_ELEMENTS = 1 << 24
 # AUTOTUNE_INT8_BARRIER=all puts every product's input behind one (the norms fused into the q/k/v and
 # gate/up reductions are recomputed per output row too, but each barrier is one more small kernel: to measure).
 BARRIER_VARIABLE = "AUTOTUNE_INT8_BARRIER"
+
+
+# How a compiled decode step writes the product, to measure (eleventh session's profile: the layers' int8
+# products read at about 1.8 TB/s, the head's single large one at 3.7 TB/s):
+# AUTOTUNE_INT8_FORM=grouped (the default): a sum per group of input features, then the scaled groups summed:
+#   two reductions, two kernels per product, an (out x groups) float32 buffer between them;
+# AUTOTUNE_INT8_FORM=scaled: each product times its group's scale, summed over all input features at once:
+#   one reduction, one kernel per product. Eager (the prefill's last rows, tests) always runs grouped.
+FORM_VARIABLE = "AUTOTUNE_INT8_FORM"
+FORMS = ("grouped", "scaled")
+# AUTOTUNE_INT8_FUSE=1: an MLP's gate and up projections (one input, the same width) become one int8 product
+# of their stacked weights, split after it (`fuse_gate_up`): one reduction of 2 x intermediate rows instead of
+# two. 0 (the default): not fused, until measured.
+FUSE_VARIABLE = "AUTOTUNE_INT8_FUSE"
+
+
+def product_form() -> str:
+    """The compiled decode step's form of the int8 product: "grouped" or "scaled" (AUTOTUNE_INT8_FORM)."""
+    form = os.environ.get(FORM_VARIABLE, "grouped")
+    if form not in FORMS:
+        raise ValueError(f"{FORM_VARIABLE}={form!r}: use grouped (the default) or scaled")
+    return form
+
+
+def fuses_gate_up() -> bool:
+    setting = os.environ.get(FUSE_VARIABLE, "0")
+    if setting not in ("0", "1"):
+        raise ValueError(f"{FUSE_VARIABLE}={setting!r}: use 1 (fuse an MLP's gate and up projections) or 0")
+    return setting == "1"
 
 
 @torch.library.custom_op("autotune::materialize", mutates_args=())
@@ -99,9 +129,11 @@ class Int8WeightOnlyLinear(nn.Module):
         if int8_gemv.enabled() and int8_gemv.available(x, self.scales):  # opt-in Triton kernel (autotune.int8_gemv)
             out = int8_gemv.int8_linear(x, self.weight, self.scales)
         elif rows <= GEMV_ROWS:
-            if torch.compiler.is_compiling() and needs_barrier(self.in_features, self.out_features):
+            compiling = torch.compiler.is_compiling()
+            if compiling and needs_barrier(self.in_features, self.out_features):
                 x = materialize(x)
-            out = grouped_product(x, self.weight, self.scales)
+            product = scaled_product if compiling and product_form() == "scaled" else grouped_product
+            out = product(x, self.weight, self.scales)
         else:  # prefill: matrix products of float copies of a few thousand rows of the weight at a time
             out = dequantized_linear(x, self.weight, self.scales)
         return out if self.bias is None else out + self.bias.to(x.dtype)
@@ -118,6 +150,15 @@ def grouped_product(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor)
     products = x.unsqueeze(-2) * weight.to(x.dtype)  # (..., out, in)
     per_group = products.unflatten(-1, (scales.shape[1], -1)).sum(dim=-1, dtype=torch.float32)
     return (per_group * scales).sum(dim=-1).to(x.dtype)
+
+
+def scaled_product(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """The same product as `grouped_product` in one reduction: each product, in float32, times its group's
+    scale, summed over all input features. Compiled, one kernel per product; eager, it would hold an
+    (out x in) float32 copy, so only compiled steps take it (AUTOTUNE_INT8_FORM=scaled)."""
+    products = x.unsqueeze(-2) * weight.to(x.dtype)  # (..., out, in)
+    scaled = products.unflatten(-1, (scales.shape[1], -1)).to(torch.float32) * scales.unsqueeze(-1)
+    return scaled.sum(dim=(-2, -1)).to(x.dtype)
 
 
 def dequantized_linear(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -172,10 +213,73 @@ def quantize_int8_weight_only(model: nn.Module) -> int:
     return len(targets)
 
 
+def gated_mlps(model: nn.Module) -> list[nn.Module]:
+    """The modules computing `down_proj(act_fn(gate_proj(x)) * up_proj(x))` by their names (Llama, Gemma,
+    Mistral, Qwen2 ...) whose gate and up projections are int8 of one width and groups; `fuse_gate_up` checks
+    each one's forward against the fused one before it keeps it."""
+    found = []
+    for module in model.modules():
+        gate, up = getattr(module, "gate_proj", None), getattr(module, "up_proj", None)
+        if (isinstance(gate, Int8WeightOnlyLinear) and isinstance(up, Int8WeightOnlyLinear)
+                and hasattr(module, "down_proj") and callable(getattr(module, "act_fn", None))
+                and gate.in_features == up.in_features and gate.scales.shape[1] == up.scales.shape[1]
+                and (gate.bias is None) == (up.bias is None)):
+            found.append(module)
+    return found
+
+
+class FusedGateUp(nn.Module):
+    """An MLP's gate and up projections as one int8 product: their weights, scales and biases stacked, the
+    output split in two. `gate_proj` and `up_proj` keep views of the stacked buffers (no second copy)."""
+
+    def __init__(self, gate: Int8WeightOnlyLinear, up: Int8WeightOnlyLinear):
+        super().__init__()
+        bias = None if gate.bias is None else torch.cat([gate.bias, up.bias])
+        self.stacked = Int8WeightOnlyLinear(torch.cat([gate.weight, up.weight]), torch.cat([gate.scales, up.scales]),
+                                            bias)
+        self.split = gate.out_features
+        for part, rows in ((gate, slice(None, self.split)), (up, slice(self.split, None))):
+            part.weight, part.scales = self.stacked.weight[rows], self.stacked.scales[rows]
+            if bias is not None:
+                part.bias = self.stacked.bias[rows]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        both = self.stacked(x)
+        return both[..., :self.split], both[..., self.split:]
+
+
+def fused_mlp_forward(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    gate, up = mlp.gate_up(x)
+    return mlp.down_proj(mlp.act_fn(gate) * up)
+
+
+def fuse_gate_up(model: nn.Module) -> int:
+    """Give every gated MLP of an int8 model (`gated_mlps`) one product for its gate and up projections
+    (`FusedGateUp`) and a forward that uses it, where that forward gives what the MLP's own forward gives on
+    a random input (an MLP of another shape keeps its own); returns how many MLPs were fused."""
+    fused = 0
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)  # the model's
+    for mlp in gated_mlps(model):
+        mlp.gate_up = FusedGateUp(mlp.gate_proj, mlp.up_proj)
+        x = torch.randn(1, 1, mlp.gate_proj.in_features, device=mlp.gate_proj.weight.device, dtype=dtype)
+        with torch.no_grad():
+            same = torch.allclose(type(mlp).forward(mlp, x), fused_mlp_forward(mlp, x), rtol=1e-3, atol=1e-3)
+        if same:
+            mlp.forward = types.MethodType(fused_mlp_forward, mlp)
+            fused += 1
+        else:
+            del mlp.gate_up  # the views in gate_proj / up_proj hold the same values: nothing else changes
+    return fused
+
+
 def apply_weight_quantization(model: nn.Module, scheme: str | None) -> int:
-    """Apply a preset's / candidate's `weight_quantization` runtime hint (None: nothing)."""
+    """Apply a preset's / candidate's `weight_quantization` runtime hint (None: nothing); with
+    AUTOTUNE_INT8_FUSE=1 the gated MLPs' gate and up projections are then fused (`fuse_gate_up`)."""
     if scheme is None:
         return 0
     if scheme != INT8_WEIGHT_ONLY:
         raise ValueError(f"unknown weight quantization {scheme!r}; this autotune knows {INT8_WEIGHT_ONLY!r}")
-    return quantize_int8_weight_only(model)
+    count = quantize_int8_weight_only(model)
+    if fuses_gate_up():
+        fuse_gate_up(model)
+    return count

@@ -1,7 +1,9 @@
 """The weight-only int8 product of a decode step, alone: autotune's Triton kernel (autotune.int8_gemv)
-against the torch formulation Inductor compiles (product + sum, autotune.quantize's CPU path) and against
-cuBLAS on bf16 weights, for the linear layers of gemma-2b at 1 and 8 rows. Prints microseconds per call and
-the weight bytes read per second.
+against the two torch forms Inductor compiles (autotune.quantize: `grouped_product`, a sum per group then
+over the groups, and `scaled_product`, one sum of the scaled products, AUTOTUNE_INT8_FORM=scaled) and
+against cuBLAS on bf16 weights, for the linear layers of gemma-2b at 1 and 8 rows, and for the stacked
+products a fused layer would make (gate + up: AUTOTUNE_INT8_FUSE=1; q + k + v). Prints microseconds per
+call and the weight bytes read per second.
 
     python benchmarks/int8_gemv.py [--out FILE.json]
 
@@ -26,8 +28,10 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
     sys.path.insert(0, str(ROOT))
 
 # (layer, out features, in features) of gemma-2b (hidden 2048, 8 heads of 256, 1 KV head, MLP 16384, vocab 256000)
-SHAPES = [("q / o projection", 2048, 2048), ("k / v projection", 256, 2048), ("gate / up projection", 16384, 2048),
-          ("down projection", 2048, 16384), ("head", 256000, 2048)]
+SHAPES = [("q / o projection", 2048, 2048), ("k / v projection", 256, 2048), ("q + k + v stacked", 2560, 2048),
+          ("gate / up projection", 16384, 2048), ("gate + up stacked", 32768, 2048), ("down projection", 2048, 16384),
+          ("head", 256000, 2048)]
+FORMS = ("triton", "grouped", "scaled", "cublas_bf16")
 
 
 def time_us(fn, calls: int = 100, runs: int = 5) -> float:
@@ -58,11 +62,11 @@ def time_us(fn, calls: int = 100, runs: int = 5) -> float:
     return statistics.median(times)
 
 
-def measure(rows_list: list[int]) -> list[dict]:
+def measure(rows_list: list[int], mode: str) -> list[dict]:
     import torch
 
     from autotune import int8_gemv
-    from autotune.quantize import grouped_product, quantize_rows
+    from autotune.quantize import grouped_product, quantize_rows, scaled_product
 
     results = []
     for name, n, k in SHAPES:
@@ -71,32 +75,35 @@ def measure(rows_list: list[int]) -> list[dict]:
         for rows in rows_list:
             x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
             torch._dynamo.reset()  # a compilation per shape, as in a model (no recompile limit to hit)
-            compiled = torch.compile(grouped_product, fullgraph=True, dynamic=False)  # the torch path, decode rows
-            figures = {"layer": name, "out": n, "in": k, "rows": rows,
+            grouped = torch.compile(grouped_product, fullgraph=True, dynamic=False, mode=mode)
+            scaled = torch.compile(scaled_product, fullgraph=True, dynamic=False, mode=mode)
+            figures = {"layer": name, "out": n, "in": k, "rows": rows, "mode": mode,
                        "triton_us": time_us(lambda: int8_gemv.int8_weight_only_mm(x, q, scales)),
-                       "inductor_us": time_us(lambda: compiled(x, q, scales)),
+                       "grouped_us": time_us(lambda: grouped(x, q, scales)),
+                       "scaled_us": time_us(lambda: scaled(x, q, scales)),
                        "cublas_bf16_us": time_us(lambda: torch.nn.functional.linear(x, weight))}
-            figures["triton_tb_s"] = n * k / figures["triton_us"] / 1e6
-            figures["inductor_tb_s"] = n * k / figures["inductor_us"] / 1e6
-            figures["cublas_bf16_tb_s"] = 2 * n * k / figures["cublas_bf16_us"] / 1e6
+            for form in FORMS:
+                weight_bytes = (2 if form == "cublas_bf16" else 1) * n * k
+                figures[f"{form}_tb_s"] = weight_bytes / figures[f"{form}_us"] / 1e6
             results.append(figures)
     return results
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| layer | rows | int8, autotune's kernel | int8, Inductor's reduction | bf16, cuBLAS |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["| layer | rows | int8, autotune's kernel | int8, Inductor, grouped | int8, Inductor, scaled | bf16, cuBLAS |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for r in results:
-        lines.append(f"| {r['layer']} ({r['out']} x {r['in']}) | {r['rows']} "
-                     f"| {r['triton_us']:.1f} us, {r['triton_tb_s']:.2f} TB/s "
-                     f"| {r['inductor_us']:.1f} us, {r['inductor_tb_s']:.2f} TB/s "
-                     f"| {r['cublas_bf16_us']:.1f} us, {r['cublas_bf16_tb_s']:.2f} TB/s |")
+        cells = " | ".join(f"{r[f'{form}_us']:.1f} us, {r[f'{form}_tb_s']:.2f} TB/s" for form in FORMS)
+        lines.append(f"| {r['layer']} ({r['out']} x {r['in']}) | {r['rows']} | {cells} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--mode", default=None, choices=[None, "max-autotune-no-cudagraphs"],
+                        help="torch.compile mode of the two Inductor forms (max-autotune-no-cudagraphs: as the "
+                             "study's best compiles, without the CUDA graphs that this script captures itself)")
     parser.add_argument("--out", default=None, help="also write the figures as JSON")
     args = parser.parse_args(argv)
     import torch
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available() or int8_gemv.triton is None:
         print("int8_gemv.py needs CUDA and Triton", file=sys.stderr)
         return 2
-    results = measure(args.rows)
+    results = measure(args.rows, args.mode)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     print(table(results))

@@ -31,7 +31,8 @@
 #      benchmarks/assisted_divergence.py)
 #   p  a profile of a decode loop's step (LOOPS_P, graph_loop unless given), bf16 and weight-only int8 (QUANT_P)
 #      (benchmarks/profile_decode.py)
-#   i  the int8 decode product alone: autotune's Triton kernel, Inductor's reduction, bf16 cuBLAS (benchmarks/int8_gemv.py)
+#   i  the int8 decode product alone: autotune's Triton kernel, Inductor's two forms, bf16 cuBLAS (benchmarks/int8_gemv.py;
+#      ROWS_I="1" for batch 1 only, MODE_I=max-autotune-no-cudagraphs, TAG_I as for c)
 #   r  R23 on a GPU-bound configuration: random:gemma-2b, batch 1, 256 new tokens, the baseline, the seed recipe and
 #      the configurations of CANDIDATES_R (benchmarks/data/fast-candidates.json unless given), the best of them
 #      re-measured 3 times in fresh processes
@@ -266,7 +267,8 @@ for part in $parts; do
       ;;
     i)
       stamp "i: the int8 decode product alone (benchmarks/int8_gemv.py)"
-      python benchmarks/int8_gemv.py --out "$out/i-int8-gemv.json" > "$out/i.log" 2>&1
+      python benchmarks/int8_gemv.py --rows ${ROWS_I:-1 8} ${MODE_I:+--mode "$MODE_I"} --out "$out/i-int8-gemv${TAG_I:-}.json" \
+        > "$out/i${TAG_I:-}.log" 2>&1
       stamp "i: exit $?"
       ;;
     x)

@@ -1,4 +1,5 @@
-"""autotune.hints.fit_flex_attention: flex attention with kernel options that fit wide heads on CUDA."""
+"""autotune.hints: flex attention with kernel options that fit wide heads on CUDA (fit_flex_attention), and the
+Inductor settings of the process (apply_inductor_config)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,20 @@ def test_heads_of_256_compile_with_flex_attention_on_cuda(flex_mapping):
             outputs[attn] = model.generate(tokens, max_new_tokens=8, do_sample=False, cache_implementation="static",
                                            pad_token_id=0)
     assert torch.equal(outputs["flex_attention"], outputs["sdpa"])
+
+
+def test_combo_kernels_are_a_setting_of_the_process_to_measure(monkeypatch):
+    """AUTOTUNE_COMBO_KERNELS=1 turns Inductor's combo kernels on with the rest of the inductor hint; any value
+    but 0 or 1 is refused."""
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch(combo_kernels=False, coordinate_descent_tuning=False):  # restored after
+        monkeypatch.delenv(hints.COMBO_VARIABLE, raising=False)
+        hints.apply_inductor_config({"coordinate_descent_tuning": True})
+        assert inductor_config.combo_kernels is False and inductor_config.coordinate_descent_tuning is True
+        monkeypatch.setenv(hints.COMBO_VARIABLE, "1")
+        hints.apply_inductor_config(None)
+        assert inductor_config.combo_kernels is True
+        monkeypatch.setenv(hints.COMBO_VARIABLE, "yes")
+        with pytest.raises(ValueError, match="AUTOTUNE_COMBO_KERNELS"):
+            hints.apply_inductor_config(None)

@@ -12,6 +12,14 @@ from autotune.quantize import (GEMV_ROWS, GROUP_SIZE, Int8WeightOnlyLinear, appl
 from autotune.space import SearchSpace
 
 
+def graph_recorder(graphs: list):
+    """A torch.compile backend that keeps each FX graph it gets in `graphs` and runs it as it is."""
+    def recording(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+    return recording
+
+
 def test_groups_of_each_row_are_quantized_within_half_a_step():
     weight = torch.randn(64, 256) * torch.linspace(0.01, 3, 64)[:, None]  # rows of very different ranges
     weight[:, 200] = 100 * torch.linspace(0.01, 3, 64)  # an outlier column: only its own group's scale grows
@@ -74,10 +82,7 @@ def test_the_barrier_keeps_the_down_projections_input_out_of_its_reduction(monke
 
     x = torch.randn(1, 1, GROUP_SIZE)
     graphs = []
-
-    def recording(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
+    recording = graph_recorder(graphs)
 
     def mlp_all(x):
         return mlp(x)
@@ -97,6 +102,94 @@ def test_the_barrier_keeps_the_down_projections_input_out_of_its_reduction(monke
         quantize.barrier_mode()
     monkeypatch.delenv(quantize.BARRIER_VARIABLE)
     torch.testing.assert_close(torch.compile(mlp_inductor, fullgraph=True)(x), mlp(x), rtol=1e-4, atol=1e-4)
+
+
+def test_the_scaled_form_is_the_grouped_product_in_one_reduction(monkeypatch):
+    """AUTOTUNE_INT8_FORM=scaled: a compiled step sums each product times its group's scale in one reduction
+    (no per-group sum in the graph); the result is the grouped product's, and eager stays grouped."""
+    from autotune import quantize
+
+    torch.manual_seed(0)
+    int8 = Int8WeightOnlyLinear.from_linear(nn.Linear(4 * GROUP_SIZE, 96, bias=True))
+    x = torch.randn(1, 3, 4 * GROUP_SIZE)
+    reference = x.double() @ dequantize(int8.weight, int8.scales, torch.float64).T + int8.bias.double()
+    torch.testing.assert_close(quantize.scaled_product(x, int8.weight, int8.scales).double() + int8.bias.double(),
+                               reference, rtol=1e-5, atol=1e-5)
+    graphs = []
+    recording = graph_recorder(graphs)
+
+    def step_grouped(x):
+        return int8(x)
+
+    def step_scaled(x):
+        return int8(x)
+
+    monkeypatch.delenv(quantize.FORM_VARIABLE, raising=False)
+    grouped = torch.compile(step_grouped, backend=recording, fullgraph=True)(x)
+    monkeypatch.setenv(quantize.FORM_VARIABLE, "scaled")
+    scaled = torch.compile(step_scaled, backend=recording, fullgraph=True)(x)
+    torch.testing.assert_close(scaled, grouped, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(int8(x), grouped, rtol=1e-5, atol=1e-5)  # eager: the grouped form
+    sums = [[n for n in g.graph.nodes if "sum" in str(n.target)] for g in graphs]
+    assert len(sums[0]) == 2 and len(sums[1]) == 1  # grouped: per group, then over the groups; scaled: once
+    monkeypatch.setenv(quantize.FORM_VARIABLE, "fast")
+    with pytest.raises(ValueError, match="AUTOTUNE_INT8_FORM"):
+        quantize.product_form()
+
+
+def test_fusing_gate_and_up_keeps_the_models_predictions_and_its_memory(fixture_models, monkeypatch):
+    """AUTOTUNE_INT8_FUSE=1: every gated MLP of the int8 model gets one product of its stacked gate and up
+    weights, which gate_proj and up_proj view (no second copy); the logits are the same, eager and compiled."""
+    from transformers import AutoModelForCausalLM
+
+    from autotune import quantize
+
+    model = AutoModelForCausalLM.from_pretrained(str(fixture_models / "codelm-12m"), dtype=torch.bfloat16).eval()
+    ids = torch.randint(0, model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
+    monkeypatch.setenv(quantize.FUSE_VARIABLE, "0")
+    apply_weight_quantization(model, "int8")
+    assert not any(isinstance(m, quantize.FusedGateUp) for m in model.modules())
+    with torch.no_grad():
+        before, step_before = model(ids).logits, model(ids[:, :1]).logits
+        monkeypatch.setenv(quantize.FUSE_VARIABLE, "1")
+        assert quantize.fuse_gate_up(model) == model.config.num_hidden_layers
+        after, step_after = model(ids).logits, model(ids[:, :1]).logits
+    assert torch.equal(before, after) and torch.equal(step_before, step_after)
+    mlp = model.model.layers[0].mlp
+    stacked = mlp.gate_up.stacked
+    assert stacked.out_features == 2 * model.config.intermediate_size
+    assert mlp.gate_proj.weight.data_ptr() == stacked.weight.data_ptr()
+    assert mlp.up_proj.weight.untyped_storage().data_ptr() == stacked.weight.untyped_storage().data_ptr()
+    with torch.no_grad():
+        layer = model.model.layers[1].mlp
+        x = torch.randn(1, 1, model.config.hidden_size, dtype=torch.bfloat16)
+        torch.testing.assert_close(torch.compile(layer, fullgraph=True)(x), layer(x), rtol=2e-2, atol=2e-2)
+    monkeypatch.setenv(quantize.FUSE_VARIABLE, "2")
+    with pytest.raises(ValueError, match="AUTOTUNE_INT8_FUSE"):
+        quantize.fuses_gate_up()
+
+
+def test_an_mlp_that_computes_something_else_is_not_fused():
+    """A module with gate_proj, up_proj, down_proj and act_fn whose forward is not act(gate) * up keeps it."""
+    from autotune import quantize
+
+    class Swapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate_proj, self.up_proj = nn.Linear(GROUP_SIZE, 64, bias=False), nn.Linear(GROUP_SIZE, 64, bias=False)
+            self.down_proj, self.act_fn = nn.Linear(64, GROUP_SIZE, bias=False), nn.SiLU()
+
+        def forward(self, x):
+            return self.down_proj(self.act_fn(self.up_proj(x)) * self.gate_proj(x))
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Swapped())
+    quantize_int8_weight_only(model)
+    x = torch.randn(1, 1, GROUP_SIZE)
+    before = model(x)
+    assert quantize.fuse_gate_up(model) == 0
+    assert "forward" not in vars(model[0]) and not hasattr(model[0], "gate_up")
+    assert torch.equal(model(x), before)
 
 
 def test_a_quantized_model_keeps_its_predictions(fixture_models):
