@@ -20,7 +20,6 @@ a language-model head tied to it gets an int8 copy of its own.
 from __future__ import annotations
 
 import os
-import types
 
 import torch
 from torch import nn
@@ -57,9 +56,10 @@ BARRIER_VARIABLE = "AUTOTUNE_INT8_BARRIER"
 #   one reduction, one kernel per product. Eager (the prefill's last rows, tests) always runs grouped.
 FORM_VARIABLE = "AUTOTUNE_INT8_FORM"
 FORMS = ("grouped", "scaled")
-# AUTOTUNE_INT8_FUSE=1: an MLP's gate and up projections (one input, the same width) become one int8 product
-# of their stacked weights, split after it (`fuse_gate_up`): one reduction of 2 x intermediate rows instead of
-# two. 0 (the default): not fused, until measured.
+# AUTOTUNE_INT8_FUSE=1: projections of one input (an attention's q, k and v; an MLP's gate and up) become one
+# int8 product of their stacked weights (`fuse_siblings`): one reduction where there were three or two, with
+# more rows to spread over the GPU (the small q, k, v products read at 0.7 TB/s alone, seventh session).
+# attention / mlp: those groups only; 0 (the default): none, until measured.
 FUSE_VARIABLE = "AUTOTUNE_INT8_FUSE"
 
 
@@ -69,13 +69,6 @@ def product_form() -> str:
     if form not in FORMS:
         raise ValueError(f"{FORM_VARIABLE}={form!r}: use grouped (the default) or scaled")
     return form
-
-
-def fuses_gate_up() -> bool:
-    setting = os.environ.get(FUSE_VARIABLE, "0")
-    if setting not in ("0", "1"):
-        raise ValueError(f"{FUSE_VARIABLE}={setting!r}: use 1 (fuse an MLP's gate and up projections) or 0")
-    return setting == "1"
 
 
 @torch.library.custom_op("autotune::materialize", mutates_args=())
@@ -213,73 +206,95 @@ def quantize_int8_weight_only(model: nn.Module) -> int:
     return len(targets)
 
 
-def gated_mlps(model: nn.Module) -> list[nn.Module]:
-    """The modules computing `down_proj(act_fn(gate_proj(x)) * up_proj(x))` by their names (Llama, Gemma,
-    Mistral, Qwen2 ...) whose gate and up projections are int8 of one width and groups; `fuse_gate_up` checks
-    each one's forward against the fused one before it keeps it."""
+# Projections that models call one after the other on one input, in that order: an attention's q, k and v, a
+# gated MLP's gate and up (Llama, Gemma, Mistral, Qwen2 ...).
+SIBLINGS = {"attention": ("q_proj", "k_proj", "v_proj"), "mlp": ("gate_proj", "up_proj")}
+
+
+class Mailbox:
+    """What the first projection of a sibling group computed for all of them, until the last one takes its
+    part. A plain object (not a module): under torch.compile its two attributes are traced as side effects,
+    set and cleared within one step, so no tensor outlives the step and no guard depends on them."""
+
+    def __init__(self, stacked: "Int8WeightOnlyLinear", sizes: list[int]):
+        self.stacked, self.sizes = stacked, sizes
+        self.input: torch.Tensor | None = None
+        self.outputs: tuple[torch.Tensor, ...] | None = None
+
+
+class SiblingProjection(Int8WeightOnlyLinear):
+    """One projection of a sibling group whose weights are stacked into one int8 product (`fuse_siblings`):
+    the first of the group computes the stacked product and splits it; the others take their part when they
+    get the same input tensor, else (another input, another order) compute their own rows, which they keep
+    as views of the stacked buffers. The result is the same either way."""
+
+    def __init__(self, mailbox: Mailbox, index: int):
+        rows = slice(sum(mailbox.sizes[:index]), sum(mailbox.sizes[:index + 1]))
+        stacked = mailbox.stacked
+        super().__init__(stacked.weight[rows], stacked.scales[rows], None if stacked.bias is None else stacked.bias[rows])
+        self.mailbox, self.index = mailbox, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mailbox = self.mailbox
+        if self.index == 0:
+            mailbox.input, mailbox.outputs = x, mailbox.stacked(x).split(mailbox.sizes, dim=-1)
+        elif mailbox.input is not x or mailbox.outputs is None:
+            return super().forward(x)
+        out = mailbox.outputs[self.index]
+        if self.index == len(mailbox.sizes) - 1:
+            mailbox.input = mailbox.outputs = None
+        return out
+
+
+def sibling_groups(model: nn.Module, kinds: tuple[str, ...]) -> list[tuple[nn.Module, tuple[str, ...]]]:
+    """(module, names) for each group of SIBLINGS[kind] projections of a module that are int8 of one input
+    width and group size, with biases on all or none."""
     found = []
     for module in model.modules():
-        gate, up = getattr(module, "gate_proj", None), getattr(module, "up_proj", None)
-        if (isinstance(gate, Int8WeightOnlyLinear) and isinstance(up, Int8WeightOnlyLinear)
-                and hasattr(module, "down_proj") and callable(getattr(module, "act_fn", None))
-                and gate.in_features == up.in_features and gate.scales.shape[1] == up.scales.shape[1]
-                and (gate.bias is None) == (up.bias is None)):
-            found.append(module)
+        for kind in kinds:
+            parts = [getattr(module, name, None) for name in SIBLINGS[kind]]
+            if (all(type(part) is Int8WeightOnlyLinear for part in parts)
+                    and len({(part.in_features, part.scales.shape[1], part.bias is None) for part in parts}) == 1):
+                found.append((module, SIBLINGS[kind]))
     return found
 
 
-class FusedGateUp(nn.Module):
-    """An MLP's gate and up projections as one int8 product: their weights, scales and biases stacked, the
-    output split in two. `gate_proj` and `up_proj` keep views of the stacked buffers (no second copy)."""
-
-    def __init__(self, gate: Int8WeightOnlyLinear, up: Int8WeightOnlyLinear):
-        super().__init__()
-        bias = None if gate.bias is None else torch.cat([gate.bias, up.bias])
-        self.stacked = Int8WeightOnlyLinear(torch.cat([gate.weight, up.weight]), torch.cat([gate.scales, up.scales]),
-                                            bias)
-        self.split = gate.out_features
-        for part, rows in ((gate, slice(None, self.split)), (up, slice(self.split, None))):
-            part.weight, part.scales = self.stacked.weight[rows], self.stacked.scales[rows]
-            if bias is not None:
-                part.bias = self.stacked.bias[rows]
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        both = self.stacked(x)
-        return both[..., :self.split], both[..., self.split:]
+def fuse_siblings(model: nn.Module, kinds: tuple[str, ...] = tuple(SIBLINGS)) -> int:
+    """Stack the weights of each sibling group of `model` (`sibling_groups`) into one int8 product, registered
+    on their module as `stacked_<first name>`, and replace the projections by `SiblingProjection`s that
+    share it: one reduction per group in a decode step instead of one per projection. Returns how many
+    groups; the stacked buffers are the only copy of those weights."""
+    groups = sibling_groups(model, kinds)
+    for module, names in groups:
+        parts = [getattr(module, name) for name in names]
+        bias = None if parts[0].bias is None else torch.cat([part.bias for part in parts])
+        stacked = Int8WeightOnlyLinear(torch.cat([part.weight for part in parts]),
+                                       torch.cat([part.scales for part in parts]), bias)
+        setattr(module, f"stacked_{names[0]}", stacked)
+        mailbox = Mailbox(stacked, [part.out_features for part in parts])
+        for index, name in enumerate(names):
+            setattr(module, name, SiblingProjection(mailbox, index))
+    return len(groups)
 
 
-def fused_mlp_forward(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    gate, up = mlp.gate_up(x)
-    return mlp.down_proj(mlp.act_fn(gate) * up)
-
-
-def fuse_gate_up(model: nn.Module) -> int:
-    """Give every gated MLP of an int8 model (`gated_mlps`) one product for its gate and up projections
-    (`FusedGateUp`) and a forward that uses it, where that forward gives what the MLP's own forward gives on
-    a random input (an MLP of another shape keeps its own); returns how many MLPs were fused."""
-    fused = 0
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)  # the model's
-    for mlp in gated_mlps(model):
-        mlp.gate_up = FusedGateUp(mlp.gate_proj, mlp.up_proj)
-        x = torch.randn(1, 1, mlp.gate_proj.in_features, device=mlp.gate_proj.weight.device, dtype=dtype)
-        with torch.no_grad():
-            same = torch.allclose(type(mlp).forward(mlp, x), fused_mlp_forward(mlp, x), rtol=1e-3, atol=1e-3)
-        if same:
-            mlp.forward = types.MethodType(fused_mlp_forward, mlp)
-            fused += 1
-        else:
-            del mlp.gate_up  # the views in gate_proj / up_proj hold the same values: nothing else changes
-    return fused
+def fused_kinds() -> tuple[str, ...]:
+    """The sibling groups that AUTOTUNE_INT8_FUSE names: 0 none (the default), 1 all, or attention / mlp."""
+    setting = os.environ.get(FUSE_VARIABLE, "0")
+    choices = {"0": (), "1": tuple(SIBLINGS), **{kind: (kind,) for kind in SIBLINGS}}
+    if setting not in choices:
+        raise ValueError(f"{FUSE_VARIABLE}={setting!r}: use 1 (an attention's q, k, v and an MLP's gate, up each "
+                         f"as one product), attention, mlp, or 0")
+    return choices[setting]
 
 
 def apply_weight_quantization(model: nn.Module, scheme: str | None) -> int:
     """Apply a preset's / candidate's `weight_quantization` runtime hint (None: nothing); with
-    AUTOTUNE_INT8_FUSE=1 the gated MLPs' gate and up projections are then fused (`fuse_gate_up`)."""
+    AUTOTUNE_INT8_FUSE set, the sibling projections it names are then stacked (`fuse_siblings`)."""
     if scheme is None:
         return 0
     if scheme != INT8_WEIGHT_ONLY:
         raise ValueError(f"unknown weight quantization {scheme!r}; this autotune knows {INT8_WEIGHT_ONLY!r}")
     count = quantize_int8_weight_only(model)
-    if fuses_gate_up():
-        fuse_gate_up(model)
+    if fused_kinds():
+        fuse_siblings(model, fused_kinds())
     return count

@@ -137,9 +137,10 @@ def test_the_scaled_form_is_the_grouped_product_in_one_reduction(monkeypatch):
         quantize.product_form()
 
 
-def test_fusing_gate_and_up_keeps_the_models_predictions_and_its_memory(fixture_models, monkeypatch):
-    """AUTOTUNE_INT8_FUSE=1: every gated MLP of the int8 model gets one product of its stacked gate and up
-    weights, which gate_proj and up_proj view (no second copy); the logits are the same, eager and compiled."""
+def test_fusing_the_siblings_keeps_the_models_predictions_and_its_memory(fixture_models, monkeypatch):
+    """AUTOTUNE_INT8_FUSE=1: each layer's q, k, v and gate, up projections of the int8 model share one stacked
+    product, which they view (no second copy); the logits stay, eager and compiled, and a compiled decode
+    step holds one product per group."""
     from transformers import AutoModelForCausalLM
 
     from autotune import quantize
@@ -148,48 +149,55 @@ def test_fusing_gate_and_up_keeps_the_models_predictions_and_its_memory(fixture_
     ids = torch.randint(0, model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
     monkeypatch.setenv(quantize.FUSE_VARIABLE, "0")
     apply_weight_quantization(model, "int8")
-    assert not any(isinstance(m, quantize.FusedGateUp) for m in model.modules())
+    assert not any(isinstance(m, quantize.SiblingProjection) for m in model.modules())
+    layer = model.model.layers[0]
+    x = torch.randn(1, 1, model.config.hidden_size, dtype=torch.bfloat16)
     with torch.no_grad():
-        before, step_before = model(ids).logits, model(ids[:, :1]).logits
+        before, step_before, mlp_before = model(ids).logits, model(ids[:, :1]).logits, layer.mlp(x)
         monkeypatch.setenv(quantize.FUSE_VARIABLE, "1")
-        assert quantize.fuse_gate_up(model) == model.config.num_hidden_layers
+        assert quantize.fuse_siblings(model, quantize.fused_kinds()) == 2 * model.config.num_hidden_layers
         after, step_after = model(ids).logits, model(ids[:, :1]).logits
-    assert torch.equal(before, after) and torch.equal(step_before, step_after)
-    mlp = model.model.layers[0].mlp
-    stacked = mlp.gate_up.stacked
-    assert stacked.out_features == 2 * model.config.intermediate_size
-    assert mlp.gate_proj.weight.data_ptr() == stacked.weight.data_ptr()
-    assert mlp.up_proj.weight.untyped_storage().data_ptr() == stacked.weight.untyped_storage().data_ptr()
+    torch.testing.assert_close(after, before, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(step_after, step_before, rtol=1e-2, atol=1e-2)
+    attention = layer.self_attn
+    stacked = attention.stacked_q_proj
+    assert stacked.out_features == attention.q_proj.out_features + 2 * attention.k_proj.out_features
+    assert attention.k_proj.weight.untyped_storage().data_ptr() == stacked.weight.untyped_storage().data_ptr()
+    assert layer.mlp.stacked_gate_proj.out_features == 2 * model.config.intermediate_size
+    assert attention.q_proj.mailbox.outputs is None  # nothing kept between steps
+    graphs = []
     with torch.no_grad():
-        layer = model.model.layers[1].mlp
-        x = torch.randn(1, 1, model.config.hidden_size, dtype=torch.bfloat16)
-        torch.testing.assert_close(torch.compile(layer, fullgraph=True)(x), layer(x), rtol=2e-2, atol=2e-2)
-    monkeypatch.setenv(quantize.FUSE_VARIABLE, "2")
+        compiled = torch.compile(layer.mlp, backend=graph_recorder(graphs), fullgraph=True)(x)
+        torch.testing.assert_close(compiled, mlp_before, rtol=2e-2, atol=2e-2)
+        torch.testing.assert_close(torch.compile(layer.mlp, fullgraph=True)(x), mlp_before, rtol=2e-2, atol=2e-2)
+    splits = [n for n in graphs[0].graph.nodes if n.target == "split"]
+    assert len(splits) == 1 and layer.mlp.gate_proj.mailbox.input is None  # one product for gate and up
+    monkeypatch.setenv(quantize.FUSE_VARIABLE, "qkv")
     with pytest.raises(ValueError, match="AUTOTUNE_INT8_FUSE"):
-        quantize.fuses_gate_up()
+        quantize.fused_kinds()
 
 
-def test_an_mlp_that_computes_something_else_is_not_fused():
-    """A module with gate_proj, up_proj, down_proj and act_fn whose forward is not act(gate) * up keeps it."""
+def test_a_sibling_called_out_of_order_or_on_another_input_computes_its_own_rows():
     from autotune import quantize
 
-    class Swapped(nn.Module):
+    class Block(nn.Module):
         def __init__(self):
             super().__init__()
-            self.gate_proj, self.up_proj = nn.Linear(GROUP_SIZE, 64, bias=False), nn.Linear(GROUP_SIZE, 64, bias=False)
-            self.down_proj, self.act_fn = nn.Linear(64, GROUP_SIZE, bias=False), nn.SiLU()
-
-        def forward(self, x):
-            return self.down_proj(self.act_fn(self.up_proj(x)) * self.gate_proj(x))
+            self.gate_proj, self.up_proj = nn.Linear(GROUP_SIZE, 64), nn.Linear(GROUP_SIZE, 32)
 
     torch.manual_seed(0)
-    model = nn.Sequential(Swapped())
-    quantize_int8_weight_only(model)
-    x = torch.randn(1, 1, GROUP_SIZE)
-    before = model(x)
-    assert quantize.fuse_gate_up(model) == 0
-    assert "forward" not in vars(model[0]) and not hasattr(model[0], "gate_up")
-    assert torch.equal(model(x), before)
+    block = Block()
+    quantize_int8_weight_only(block)
+    x, other = torch.randn(1, 1, GROUP_SIZE), torch.randn(1, 1, GROUP_SIZE)
+    gate, up, up_other = block.gate_proj(x), block.up_proj(x), block.up_proj(other)
+    assert quantize.fuse_siblings(block, ("mlp",)) == 1
+    torch.testing.assert_close(block.up_proj(x), up)  # before its first sibling: its own rows
+    torch.testing.assert_close(block.gate_proj(x), gate)
+    torch.testing.assert_close(block.up_proj(other), up_other)  # another input than its sibling's
+    assert block.gate_proj.mailbox.outputs is not None  # the unused part waits for the next step's first call
+    torch.testing.assert_close(block.gate_proj(x), gate)
+    torch.testing.assert_close(block.up_proj(x), up)
+    assert block.gate_proj.mailbox.outputs is None
 
 
 def test_a_quantized_model_keeps_its_predictions(fixture_models):
