@@ -104,12 +104,16 @@ class Int8WeightOnlyLinear(nn.Module):
     """An `nn.Linear` whose weight is int8 with a float32 scale per output feature and group of GROUP_SIZE
     input features (`scales`: out x groups)."""
 
-    def __init__(self, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(self, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
+                 barrier_widths: tuple[tuple[int, int], ...] | None = None):
         super().__init__()
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
         self.register_buffer("weight", weight)
         self.register_buffer("scales", scales)
         self.register_buffer("bias", bias)
+        # (in, out) of the products this one computes, for `needs_barrier`: itself, or each projection that
+        # a stacked product of siblings stands for (`fuse_siblings`)
+        self.barrier_widths = barrier_widths or ((self.in_features, self.out_features),)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "Int8WeightOnlyLinear":
@@ -118,22 +122,30 @@ class Int8WeightOnlyLinear(nn.Module):
         return cls(weight, scales, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // x.shape[-1]
-        if int8_gemv.enabled() and int8_gemv.available(x, self.scales):  # opt-in Triton kernel (autotune.int8_gemv)
-            out = int8_gemv.int8_linear(x, self.weight, self.scales)
-        elif rows <= GEMV_ROWS:
-            compiling = torch.compiler.is_compiling()
-            if compiling and needs_barrier(self.in_features, self.out_features):
-                x = materialize(x)
-            product = scaled_product if compiling and product_form() == "scaled" else grouped_product
-            out = product(x, self.weight, self.scales)
-        else:  # prefill: matrix products of float copies of a few thousand rows of the weight at a time
-            out = dequantized_linear(x, self.weight, self.scales)
-        return out if self.bias is None else out + self.bias.to(x.dtype)
+        return int8_forward(x, self.weight, self.scales, self.bias, self.barrier_widths)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"groups={self.scales.shape[1]}, bias={self.bias is not None}")
+
+
+def int8_forward(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
+                barrier_widths: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """`linear(x, dequantized weight, bias)`: a decode step's product (a few rows) as `grouped_product` or, compiled
+    with AUTOTUNE_INT8_FORM=scaled, `scaled_product`, its input behind a barrier where one of `barrier_widths`
+    needs it; a prefill's as `dequantized_linear`; the opt-in Triton kernel where it is enabled."""
+    rows = x.numel() // x.shape[-1]
+    if int8_gemv.enabled() and int8_gemv.available(x, scales):  # opt-in Triton kernel (autotune.int8_gemv)
+        out = int8_gemv.int8_linear(x, weight, scales)
+    elif rows <= GEMV_ROWS:
+        compiling = torch.compiler.is_compiling()
+        if compiling and any(needs_barrier(width_in, width_out) for width_in, width_out in barrier_widths):
+            x = materialize(x)
+        product = scaled_product if compiling and product_form() == "scaled" else grouped_product
+        out = product(x, weight, scales)
+    else:  # prefill: matrix products of float copies of a few thousand rows of the weight at a time
+        out = dequantized_linear(x, weight, scales)
+    return out if bias is None else out + bias.to(x.dtype)
 
 
 def grouped_product(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -212,38 +224,64 @@ SIBLINGS = {"attention": ("q_proj", "k_proj", "v_proj"), "mlp": ("gate_proj", "u
 
 
 class Mailbox:
-    """What the first projection of a sibling group computed for all of them, until the last one takes its
-    part. A plain object (not a module): under torch.compile its two attributes are traced as side effects,
-    set and cleared within one step, so no tensor outlives the step and no guard depends on them."""
+    """What one stacked product of a sibling group computed, until every sibling has taken its part. A plain
+    object (not a module): under torch.compile its attributes are traced as side effects, set and cleared
+    within one step, so no tensor outlives the step and no guard depends on one."""
 
     def __init__(self, stacked: "Int8WeightOnlyLinear", sizes: list[int]):
         self.stacked, self.sizes = stacked, sizes
+        self.clear()
+
+    def clear(self) -> None:
         self.input: torch.Tensor | None = None
         self.outputs: tuple[torch.Tensor, ...] | None = None
+        self.taken: tuple[int, ...] = ()
+
+    def part(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Sibling `index`'s output for input `x`: the stacked product is computed for a new input (another
+        tensor than the last one's, or one whose part this sibling took already), then split."""
+        if self.outputs is None or self.input is not x or index in self.taken:
+            self.input, self.outputs, self.taken = x, self.stacked(x).split(self.sizes, dim=-1), ()
+        out = self.outputs[index]
+        self.taken = self.taken + (index,)
+        if len(self.taken) == len(self.sizes):
+            self.clear()
+        return out
 
 
-class SiblingProjection(Int8WeightOnlyLinear):
-    """One projection of a sibling group whose weights are stacked into one int8 product (`fuse_siblings`):
-    the first of the group computes the stacked product and splits it; the others take their part when they
-    get the same input tensor, else (another input, another order) compute their own rows, which they keep
-    as views of the stacked buffers. The result is the same either way."""
+class SiblingProjection(nn.Module):
+    """One projection of a sibling group whose weights are stacked into one int8 product (`fuse_siblings`).
+    In a decode step (a few rows) whichever sibling gets a new input computes the stacked product and each
+    takes its part, in any order; a prefill computes each sibling's own rows as before. It holds no weights of
+    its own: `weight`, `scales` and `bias` are its rows of the stacked buffers. (A sibling's input changed in
+    place between two siblings' calls is not seen: models compute each projection from an unchanged input.)"""
 
     def __init__(self, mailbox: Mailbox, index: int):
-        rows = slice(sum(mailbox.sizes[:index]), sum(mailbox.sizes[:index + 1]))
-        stacked = mailbox.stacked
-        super().__init__(stacked.weight[rows], stacked.scales[rows], None if stacked.bias is None else stacked.bias[rows])
-        self.mailbox, self.index = mailbox, index
+        super().__init__()
+        start = sum(mailbox.sizes[:index])
+        self.mailbox, self.index, self.rows = mailbox, index, slice(start, start + mailbox.sizes[index])
+        self.in_features, self.out_features = mailbox.stacked.in_features, mailbox.sizes[index]
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.mailbox.stacked.weight[self.rows]
+
+    @property
+    def scales(self) -> torch.Tensor:
+        return self.mailbox.stacked.scales[self.rows]
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        bias = self.mailbox.stacked.bias
+        return None if bias is None else bias[self.rows]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mailbox = self.mailbox
-        if self.index == 0:
-            mailbox.input, mailbox.outputs = x, mailbox.stacked(x).split(mailbox.sizes, dim=-1)
-        elif mailbox.input is not x or mailbox.outputs is None:
-            return super().forward(x)
-        out = mailbox.outputs[self.index]
-        if self.index == len(mailbox.sizes) - 1:
-            mailbox.input = mailbox.outputs = None
-        return out
+        if x.numel() // x.shape[-1] > GEMV_ROWS:  # a prefill: its own rows, as unfused (no larger float copy)
+            return int8_forward(x, self.weight, self.scales, self.bias, ((self.in_features, self.out_features),))
+        return self.mailbox.part(x, self.index)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, part {self.index} of a stacked product"
 
 
 def sibling_groups(model: nn.Module, kinds: tuple[str, ...]) -> list[tuple[nn.Module, tuple[str, ...]]]:
@@ -268,12 +306,16 @@ def fuse_siblings(model: nn.Module, kinds: tuple[str, ...] = tuple(SIBLINGS)) ->
     for module, names in groups:
         parts = [getattr(module, name) for name in names]
         bias = None if parts[0].bias is None else torch.cat([part.bias for part in parts])
+        # the barrier where any sibling would have one (an attention's k and v, narrower out than in)
         stacked = Int8WeightOnlyLinear(torch.cat([part.weight for part in parts]),
-                                       torch.cat([part.scales for part in parts]), bias)
+                                       torch.cat([part.scales for part in parts]), bias,
+                                       barrier_widths=tuple((part.in_features, part.out_features) for part in parts))
         setattr(module, f"stacked_{names[0]}", stacked)
         mailbox = Mailbox(stacked, [part.out_features for part in parts])
         for index, name in enumerate(names):
             setattr(module, name, SiblingProjection(mailbox, index))
+    if groups and any(b.is_cuda for b in model.buffers()):
+        torch.cuda.empty_cache()  # the siblings' own int8 weights' blocks
     return len(groups)
 
 

@@ -129,6 +129,13 @@ def test_the_scaled_form_is_the_grouped_product_in_one_reduction(monkeypatch):
     monkeypatch.setenv(quantize.FORM_VARIABLE, "scaled")
     scaled = torch.compile(step_scaled, backend=recording, fullgraph=True)(x)
     torch.testing.assert_close(scaled, grouped, rtol=1e-5, atol=1e-5)
+    scaled_product = quantize.scaled_product
+
+    def compiled_only(*args):
+        assert torch.compiler.is_compiling(), "eager took the scaled form"
+        return scaled_product(*args)
+
+    monkeypatch.setattr(quantize, "scaled_product", compiled_only)
     torch.testing.assert_close(int8(x), grouped, rtol=1e-5, atol=1e-5)  # eager: the grouped form
     sums = [[n for n in g.graph.nodes if "sum" in str(n.target)] for g in graphs]
     assert len(sums[0]) == 2 and len(sums[1]) == 1  # grouped: per group, then over the groups; scaled: once
@@ -139,45 +146,50 @@ def test_the_scaled_form_is_the_grouped_product_in_one_reduction(monkeypatch):
 
 def test_fusing_the_siblings_keeps_the_models_predictions_and_its_memory(fixture_models, monkeypatch):
     """AUTOTUNE_INT8_FUSE=1: each layer's q, k, v and gate, up projections of the int8 model share one stacked
-    product, which they view (no second copy); the logits stay, eager and compiled, and a compiled decode
-    step holds one product per group."""
+    product (the only copy of their weights); prefill and decode logits stay; a compiled decode step holds one
+    product per group, the q/k/v one behind the barrier that k and v had."""
     from transformers import AutoModelForCausalLM
 
     from autotune import quantize
 
-    model = AutoModelForCausalLM.from_pretrained(str(fixture_models / "codelm-12m"), dtype=torch.bfloat16).eval()
-    ids = torch.randint(0, model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
-    monkeypatch.setenv(quantize.FUSE_VARIABLE, "0")
-    apply_weight_quantization(model, "int8")
-    assert not any(isinstance(m, quantize.SiblingProjection) for m in model.modules())
-    layer = model.model.layers[0]
-    x = torch.randn(1, 1, model.config.hidden_size, dtype=torch.bfloat16)
+    def int8_model(fuse: str):
+        monkeypatch.setenv(quantize.FUSE_VARIABLE, fuse)
+        model = AutoModelForCausalLM.from_pretrained(str(fixture_models / "codelm-12m"), dtype=torch.bfloat16)
+        apply_weight_quantization(model.eval(), "int8")
+        return model
+
+    plain, fused = int8_model("0"), int8_model("1")
+    layers = fused.config.num_hidden_layers
+    assert sum(isinstance(m, quantize.SiblingProjection) for m in fused.modules()) == 5 * layers
+    assert not any(isinstance(m, quantize.SiblingProjection) for m in plain.modules())
+    assert sum(b.numel() for b in fused.buffers()) == sum(b.numel() for b in plain.buffers())  # no second copy
+    attention = fused.model.layers[0].self_attn
+    assert attention.stacked_q_proj.out_features == attention.q_proj.out_features + 2 * attention.k_proj.out_features
+    assert attention.k_proj.weight.untyped_storage().data_ptr() == attention.stacked_q_proj.weight.untyped_storage().data_ptr()
+    ids = torch.randint(0, fused.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        before, step_before, mlp_before = model(ids).logits, model(ids[:, :1]).logits, layer.mlp(x)
-        monkeypatch.setenv(quantize.FUSE_VARIABLE, "1")
-        assert quantize.fuse_siblings(model, quantize.fused_kinds()) == 2 * model.config.num_hidden_layers
-        after, step_after = model(ids).logits, model(ids[:, :1]).logits
-    torch.testing.assert_close(after, before, rtol=1e-2, atol=1e-2)
-    torch.testing.assert_close(step_after, step_before, rtol=1e-2, atol=1e-2)
-    attention = layer.self_attn
-    stacked = attention.stacked_q_proj
-    assert stacked.out_features == attention.q_proj.out_features + 2 * attention.k_proj.out_features
-    assert attention.k_proj.weight.untyped_storage().data_ptr() == stacked.weight.untyped_storage().data_ptr()
-    assert layer.mlp.stacked_gate_proj.out_features == 2 * model.config.intermediate_size
-    assert attention.q_proj.mailbox.outputs is None  # nothing kept between steps
-    graphs = []
-    with torch.no_grad():
-        compiled = torch.compile(layer.mlp, backend=graph_recorder(graphs), fullgraph=True)(x)
-        torch.testing.assert_close(compiled, mlp_before, rtol=2e-2, atol=2e-2)
-        torch.testing.assert_close(torch.compile(layer.mlp, fullgraph=True)(x), mlp_before, rtol=2e-2, atol=2e-2)
-    splits = [n for n in graphs[0].graph.nodes if n.target == "split"]
-    assert len(splits) == 1 and layer.mlp.gate_proj.mailbox.input is None  # one product for gate and up
+        assert torch.equal(fused(ids).logits, plain(ids).logits)  # a prefill: each sibling its own rows
+        torch.testing.assert_close(fused(ids[:, :1]).logits, plain(ids[:, :1]).logits, rtol=1e-3, atol=1e-3)
+        assert attention.q_proj.mailbox.outputs is None  # nothing kept between steps
+        graphs = []
+        compiled = torch.compile(fused, backend=graph_recorder(graphs), fullgraph=True)(ids[:, :1]).logits
+        torch.testing.assert_close(compiled, plain(ids[:, :1]).logits, rtol=1e-3, atol=1e-3)
+        # Inductor in bf16, against the plain model compiled: the kernels differ, the rounding a little
+        inductor = torch.compile(fused, fullgraph=True)(ids[:, :1]).logits
+        reference = torch.compile(plain, fullgraph=True)(ids[:, :1]).logits
+        torch.testing.assert_close(inductor, reference, rtol=0, atol=0.1)
+        assert torch.equal(inductor.argmax(-1), reference.argmax(-1))
+    nodes = list(graphs[0].graph.nodes)
+    assert len([n for n in nodes if n.target == "split"]) == 2 * layers  # one product per group
+    barriers = [n for n in nodes if n.target == torch.ops.autotune.materialize.default]
+    assert len(barriers) == 2 * layers  # before each stacked q/k/v product and each down projection
+    assert attention.q_proj.mailbox.outputs is None
     monkeypatch.setenv(quantize.FUSE_VARIABLE, "qkv")
     with pytest.raises(ValueError, match="AUTOTUNE_INT8_FUSE"):
         quantize.fused_kinds()
 
 
-def test_a_sibling_called_out_of_order_or_on_another_input_computes_its_own_rows():
+def test_siblings_take_their_parts_in_any_order_and_each_new_input_is_computed_again():
     from autotune import quantize
 
     class Block(nn.Module):
@@ -191,13 +203,15 @@ def test_a_sibling_called_out_of_order_or_on_another_input_computes_its_own_rows
     x, other = torch.randn(1, 1, GROUP_SIZE), torch.randn(1, 1, GROUP_SIZE)
     gate, up, up_other = block.gate_proj(x), block.up_proj(x), block.up_proj(other)
     assert quantize.fuse_siblings(block, ("mlp",)) == 1
-    torch.testing.assert_close(block.up_proj(x), up)  # before its first sibling: its own rows
-    torch.testing.assert_close(block.gate_proj(x), gate)
-    torch.testing.assert_close(block.up_proj(other), up_other)  # another input than its sibling's
-    assert block.gate_proj.mailbox.outputs is not None  # the unused part waits for the next step's first call
-    torch.testing.assert_close(block.gate_proj(x), gate)
-    torch.testing.assert_close(block.up_proj(x), up)
-    assert block.gate_proj.mailbox.outputs is None
+    mailbox = block.gate_proj.mailbox
+    assert torch.equal(block.up_proj(x), up) and mailbox.taken == (1,)  # up first: the stacked product
+    assert torch.equal(block.gate_proj(x), gate) and mailbox.outputs is None  # both taken: cleared
+    assert torch.equal(block.up_proj(x), up)
+    assert torch.equal(block.up_proj(other), up_other)  # another input: computed again
+    assert torch.equal(block.up_proj(other), up_other) and mailbox.taken == (1,)  # a part taken twice: again
+    gate_other = quantize.int8_forward(other, block.gate_proj.weight, block.gate_proj.scales, block.gate_proj.bias,
+                                       ((GROUP_SIZE, 64),))
+    assert torch.equal(block.gate_proj(other), gate_other) and mailbox.outputs is None
 
 
 def test_a_quantized_model_keeps_its_predictions(fixture_models):
