@@ -215,3 +215,49 @@ def test_frozen_weights_give_the_same_tokens(make_loop, model_and_tokenizer):
     with inductor_config.patch(freezing=True):
         loop = make_loop(model, inputs["input_ids"].shape[1] + 24, compile_mode="default", fullgraph=True)
         assert torch.equal(loop.generate(**inputs, generation_config=config), reference(model, inputs, config))
+
+
+def stacked_int8_copy(model, monkeypatch):
+    """A copy of `model` in weight-only int8 with its sibling projections stacked, and the scaled form."""
+    import copy
+
+    from autotune import quantize
+
+    monkeypatch.setenv(quantize.FUSE_VARIABLE, "1")
+    monkeypatch.setenv(quantize.FORM_VARIABLE, "scaled")
+    int8 = copy.deepcopy(model)
+    quantize.apply_weight_quantization(int8, "int8")
+    assert any(isinstance(m, quantize.SiblingProjection) for m in int8.modules())
+    return int8
+
+
+@pytest.mark.slow
+def test_stacked_int8_siblings_in_the_compiled_step_give_generate_tokens(make_loop, model_and_tokenizer, monkeypatch):
+    """AUTOTUNE_INT8_FUSE=1 with AUTOTUNE_INT8_FORM=scaled (issue 7's int8 variants): the compiled step of the
+    int8 model gives the tokens of its own generate(), and compiles once."""
+    from autotune.worker.measure import COMPILE_COUNTER
+
+    model, tokenizer = model_and_tokenizer
+    int8 = stacked_int8_copy(model, monkeypatch)
+    inputs = batch(tokenizer)
+    config = greedy_config(int8)
+    loop = make_loop(int8, inputs["input_ids"].shape[1] + 24, compile_mode="default", fullgraph=True)
+    expected = reference(int8, inputs, config)
+    assert torch.equal(loop.generate(**inputs, generation_config=config), expected)
+    before = COMPILE_COUNTER.recompiles or 0
+    assert torch.equal(loop.generate(**inputs, generation_config=config), expected)
+    assert (COMPILE_COUNTER.recompiles or 0) == before
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_stacked_int8_siblings_in_captured_graphs_give_generate_tokens_on_cuda(model_and_tokenizer, monkeypatch):
+    model, tokenizer = model_and_tokenizer
+    int8 = stacked_int8_copy(model, monkeypatch).to("cuda")
+    inputs = batch(tokenizer).to("cuda")
+    config = greedy_config(int8)
+    loop = GraphDecodeLoop(int8, max_cache_len=inputs["input_ids"].shape[1] + 24, compile_mode="max-autotune", steps=4)
+    expected = reference(int8, inputs, config)
+    assert torch.equal(loop.generate(**inputs, generation_config=config), expected)
+    assert set(loop.states[3].graphs) == {4, 1}  # captured
+    assert torch.equal(loop.generate(**inputs, generation_config=config), expected)  # replayed
