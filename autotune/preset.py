@@ -179,7 +179,7 @@ def load_preset(path: str | Path, device: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    from autotune import hints, quantize
+    from autotune import fusion, hints, quantize
 
     preset = Preset.read(path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -192,6 +192,7 @@ def load_preset(path: str | Path, device: str | None = None):
     except OSError as exc:
         raise PresetError(f"cannot load the preset's model {preset.model!r}: {exc}") from None
     quantize.apply_weight_quantization(model, preset.runtime.get("weight_quantization"))
+    fusion.apply_fusion(model)  # AUTOTUNE_FUSE (to measure): sibling projections as one product
     hints.fit_flex_attention(model)
     generation_config = GenerationConfig(**preset.generation_config)
     hints.apply_inductor_config(preset.runtime.get("inductor"))  # checked when the preset was read

@@ -56,11 +56,6 @@ BARRIER_VARIABLE = "AUTOTUNE_INT8_BARRIER"
 #   one reduction, one kernel per product. Eager (the prefill's last rows, tests) always runs grouped.
 FORM_VARIABLE = "AUTOTUNE_INT8_FORM"
 FORMS = ("grouped", "scaled")
-# AUTOTUNE_INT8_FUSE=1: projections of one input (an attention's q, k and v; an MLP's gate and up) become one
-# int8 product of their stacked weights (`fuse_siblings`): one reduction where there were three or two, with
-# more rows to spread over the GPU (the small q, k, v products read at 0.7 TB/s alone, seventh session).
-# attention / mlp: those groups only; 0 (the default): none, until measured.
-FUSE_VARIABLE = "AUTOTUNE_INT8_FUSE"
 
 
 def product_form() -> str:
@@ -218,125 +213,10 @@ def quantize_int8_weight_only(model: nn.Module) -> int:
     return len(targets)
 
 
-# Projections that models call one after the other on one input, in that order: an attention's q, k and v, a
-# gated MLP's gate and up (Llama, Gemma, Mistral, Qwen2 ...).
-SIBLINGS = {"attention": ("q_proj", "k_proj", "v_proj"), "mlp": ("gate_proj", "up_proj")}
-
-
-class Mailbox:
-    """What one stacked product of a sibling group computed, until every sibling has taken its part. A plain
-    object (not a module): under torch.compile its attributes are traced as side effects, set and cleared
-    within one step, so no tensor outlives the step and no guard depends on one."""
-
-    def __init__(self, stacked: "Int8WeightOnlyLinear", sizes: list[int]):
-        self.stacked, self.sizes = stacked, sizes
-        self.clear()
-
-    def clear(self) -> None:
-        self.input: torch.Tensor | None = None
-        self.outputs: tuple[torch.Tensor, ...] | None = None
-        self.taken: tuple[int, ...] = ()
-
-    def part(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        """Sibling `index`'s output for input `x`: the stacked product is computed for a new input (another
-        tensor than the last one's, or one whose part this sibling took already), then split."""
-        if self.outputs is None or self.input is not x or index in self.taken:
-            self.input, self.outputs, self.taken = x, self.stacked(x).split(self.sizes, dim=-1), ()
-        out = self.outputs[index]
-        self.taken = self.taken + (index,)
-        if len(self.taken) == len(self.sizes):
-            self.clear()
-        return out
-
-
-class SiblingProjection(nn.Module):
-    """One projection of a sibling group whose weights are stacked into one int8 product (`fuse_siblings`).
-    In a decode step (a few rows) whichever sibling gets a new input computes the stacked product and each
-    takes its part, in any order; a prefill computes each sibling's own rows as before. It holds no weights of
-    its own: `weight`, `scales` and `bias` are its rows of the stacked buffers. (A sibling's input changed in
-    place between two siblings' calls is not seen: models compute each projection from an unchanged input.)"""
-
-    def __init__(self, mailbox: Mailbox, index: int):
-        super().__init__()
-        start = sum(mailbox.sizes[:index])
-        self.mailbox, self.index, self.rows = mailbox, index, slice(start, start + mailbox.sizes[index])
-        self.in_features, self.out_features = mailbox.stacked.in_features, mailbox.sizes[index]
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.mailbox.stacked.weight[self.rows]
-
-    @property
-    def scales(self) -> torch.Tensor:
-        return self.mailbox.stacked.scales[self.rows]
-
-    @property
-    def bias(self) -> torch.Tensor | None:
-        bias = self.mailbox.stacked.bias
-        return None if bias is None else bias[self.rows]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() // x.shape[-1] > GEMV_ROWS:  # a prefill: its own rows, as unfused (no larger float copy)
-            return int8_forward(x, self.weight, self.scales, self.bias, ((self.in_features, self.out_features),))
-        return self.mailbox.part(x, self.index)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, part {self.index} of a stacked product"
-
-
-def sibling_groups(model: nn.Module, kinds: tuple[str, ...]) -> list[tuple[nn.Module, tuple[str, ...]]]:
-    """(module, names) for each group of SIBLINGS[kind] projections of a module that are int8 of one input
-    width and group size, with biases on all or none."""
-    found = []
-    for module in model.modules():
-        for kind in kinds:
-            parts = [getattr(module, name, None) for name in SIBLINGS[kind]]
-            if (all(type(part) is Int8WeightOnlyLinear for part in parts)
-                    and len({(part.in_features, part.scales.shape[1], part.bias is None) for part in parts}) == 1):
-                found.append((module, SIBLINGS[kind]))
-    return found
-
-
-def fuse_siblings(model: nn.Module, kinds: tuple[str, ...] = tuple(SIBLINGS)) -> int:
-    """Stack the weights of each sibling group of `model` (`sibling_groups`) into one int8 product, registered
-    on their module as `stacked_<first name>`, and replace the projections by `SiblingProjection`s that
-    share it: one reduction per group in a decode step instead of one per projection. Returns how many
-    groups; the stacked buffers are the only copy of those weights."""
-    groups = sibling_groups(model, kinds)
-    for module, names in groups:
-        parts = [getattr(module, name) for name in names]
-        bias = None if parts[0].bias is None else torch.cat([part.bias for part in parts])
-        # the barrier where any sibling would have one (an attention's k and v, narrower out than in)
-        stacked = Int8WeightOnlyLinear(torch.cat([part.weight for part in parts]),
-                                       torch.cat([part.scales for part in parts]), bias,
-                                       barrier_widths=tuple((part.in_features, part.out_features) for part in parts))
-        setattr(module, f"stacked_{names[0]}", stacked)
-        mailbox = Mailbox(stacked, [part.out_features for part in parts])
-        for index, name in enumerate(names):
-            setattr(module, name, SiblingProjection(mailbox, index))
-    if groups and any(b.is_cuda for b in model.buffers()):
-        torch.cuda.empty_cache()  # the siblings' own int8 weights' blocks
-    return len(groups)
-
-
-def fused_kinds() -> tuple[str, ...]:
-    """The sibling groups that AUTOTUNE_INT8_FUSE names: 0 none (the default), 1 all, or attention / mlp."""
-    setting = os.environ.get(FUSE_VARIABLE, "0")
-    choices = {"0": (), "1": tuple(SIBLINGS), **{kind: (kind,) for kind in SIBLINGS}}
-    if setting not in choices:
-        raise ValueError(f"{FUSE_VARIABLE}={setting!r}: use 1 (an attention's q, k, v and an MLP's gate, up each "
-                         f"as one product), attention, mlp, or 0")
-    return choices[setting]
-
-
 def apply_weight_quantization(model: nn.Module, scheme: str | None) -> int:
-    """Apply a preset's / candidate's `weight_quantization` runtime hint (None: nothing); with
-    AUTOTUNE_INT8_FUSE set, the sibling projections it names are then stacked (`fuse_siblings`)."""
+    """Apply a preset's / candidate's `weight_quantization` runtime hint (None: nothing)."""
     if scheme is None:
         return 0
     if scheme != INT8_WEIGHT_ONLY:
         raise ValueError(f"unknown weight quantization {scheme!r}; this autotune knows {INT8_WEIGHT_ONLY!r}")
-    count = quantize_int8_weight_only(model)
-    if fused_kinds():
-        fuse_siblings(model, fused_kinds())
-    return count
+    return quantize_int8_weight_only(model)

@@ -1,9 +1,9 @@
 """The weight-only int8 product of a decode step, alone: autotune's Triton kernel (autotune.int8_gemv)
 against the two torch forms Inductor compiles (autotune.quantize: `grouped_product`, a sum per group then
 over the groups, and `scaled_product`, one sum of the scaled products, AUTOTUNE_INT8_FORM=scaled) and
-against cuBLAS on bf16 weights, for the linear layers of gemma-2b at 1 and 8 rows, and for the stacked
-products a fused layer would make (gate + up: AUTOTUNE_INT8_FUSE=1; q + k + v). Prints microseconds per
-call and the weight bytes read per second.
+against cuBLAS on bf16 weights, for the linear layers of gemma-2b at 1 and 8 rows, and for the products
+that stacked siblings make (AUTOTUNE_FUSE=1, autotune.fusion: q + k + v, gate + up). Prints microseconds
+per call and the weight bytes read per second.
 
     python benchmarks/int8_gemv.py [--out FILE.json]
 

@@ -226,6 +226,11 @@ def quick(rows: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
     return [row for prefix in QUICK for row in rows if row[0].startswith(prefix)][:8]
 
 
+def selects(prefix: str, label: str) -> bool:
+    """--only: a label that starts with `prefix`, or is `prefix` without its trailing "$" (one row alone)."""
+    return label == prefix[:-1] if prefix.endswith("$") else label.startswith(prefix)
+
+
 def prompts_of_length(model: str, length: int, count: int) -> tuple[str, ...]:
     """`count` prompts that the model's tokenizer turns into exactly `length` tokens each (cut from the
     built-in code prompts and kept only when they tokenize back to `length`)."""
@@ -389,7 +394,9 @@ def parse_args(argv=None):
     parser.add_argument("--early-stop", type=float, default=0.0,
                         help="stop a configuration after its first timed pass when it runs under this fraction of the "
                              "base's decode tok/s at that batch size (as a study's --early-stop); 0: never")
-    parser.add_argument("--only", nargs="+", default=None, help="run only configurations whose label starts so, in the order of these prefixes")
+    parser.add_argument("--only", nargs="+", default=None,
+                        help="run only configurations whose label starts so, in the order of these prefixes; a prefix "
+                             "ending in $ selects the label that is exactly the rest")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per worker before it is killed")
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start no worker after this many seconds (default: 420 with --quick)")
@@ -455,7 +462,7 @@ def main(argv=None) -> int:
         rows = [row for prefix in LOOPS for row in rows if row[0].startswith(prefix)]
     if args.only:
         # in the order of the prefixes: a budget that runs out leaves the last ones unmeasured
-        chosen = [row for prefix in args.only for row in rows if row[0].startswith(prefix)]
+        chosen = [row for prefix in args.only for row in rows if selects(prefix, row[0])]
         rows = [row for i, row in enumerate(chosen) if row not in chosen[:i]]
     need = max(args.batch_sizes)
     prompts = prompts_of_length(model, args.prompt_tokens, need)

@@ -30,3 +30,11 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 180
     """Run the installed `autotune` command as a user would, in `cwd`."""
     return subprocess.run([sys.executable, "-m", "autotune.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def graph_recorder(graphs: list):
+    """A torch.compile backend that keeps each FX graph it gets in `graphs` and runs it as it is."""
+    def recording(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+    return recording

@@ -154,3 +154,13 @@ def test_table_merges_parts_measured_side_by_side(tmp_path):
     lines = [line for line in run.stdout.splitlines() if line.startswith(("base", "dtype"))]
     assert [line.split(" | ")[0].strip() for line in lines] == ["base: dtype=float32", "dtype=float16"]
     assert "12.5" in lines[1] and "99.0" not in run.stdout
+
+
+def test_only_takes_prefixes_or_one_label_exactly():
+    from support import load_benchmark
+
+    knobs_module = load_benchmark("knobs")
+    label = "decode_loop=graph_loop max-autotune fullgraph"
+    assert knobs_module.selects(label, label + ", int8_weight_only")  # a prefix
+    assert not knobs_module.selects(label + "$", label + ", int8_weight_only")
+    assert knobs_module.selects(label + "$", label)

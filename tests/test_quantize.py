@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support import graph_recorder
 from torch import nn
 
 from autotune.candidate import Candidate
 from autotune.quantize import (GEMV_ROWS, GROUP_SIZE, Int8WeightOnlyLinear, apply_weight_quantization, dequantize,
                                group_size, quantize_int8_weight_only, quantize_rows)
 from autotune.space import SearchSpace
-
-
-def graph_recorder(graphs: list):
-    """A torch.compile backend that keeps each FX graph it gets in `graphs` and runs it as it is."""
-    def recording(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-    return recording
 
 
 def test_groups_of_each_row_are_quantized_within_half_a_step():
@@ -142,76 +135,6 @@ def test_the_scaled_form_is_the_grouped_product_in_one_reduction(monkeypatch):
     monkeypatch.setenv(quantize.FORM_VARIABLE, "fast")
     with pytest.raises(ValueError, match="AUTOTUNE_INT8_FORM"):
         quantize.product_form()
-
-
-def test_fusing_the_siblings_keeps_the_models_predictions_and_its_memory(fixture_models, monkeypatch):
-    """AUTOTUNE_INT8_FUSE=1: each layer's q, k, v and gate, up projections of the int8 model share one stacked
-    product (the only copy of their weights); prefill and decode logits stay; a compiled decode step holds one
-    product per group, the q/k/v one behind the barrier that k and v had."""
-    from transformers import AutoModelForCausalLM
-
-    from autotune import quantize
-
-    def int8_model(fuse: str):
-        monkeypatch.setenv(quantize.FUSE_VARIABLE, fuse)
-        model = AutoModelForCausalLM.from_pretrained(str(fixture_models / "codelm-12m"), dtype=torch.bfloat16)
-        apply_weight_quantization(model.eval(), "int8")
-        return model
-
-    plain, fused = int8_model("0"), int8_model("1")
-    layers = fused.config.num_hidden_layers
-    assert sum(isinstance(m, quantize.SiblingProjection) for m in fused.modules()) == 5 * layers
-    assert not any(isinstance(m, quantize.SiblingProjection) for m in plain.modules())
-    assert sum(b.numel() for b in fused.buffers()) == sum(b.numel() for b in plain.buffers())  # no second copy
-    attention = fused.model.layers[0].self_attn
-    assert attention.stacked_q_proj.out_features == attention.q_proj.out_features + 2 * attention.k_proj.out_features
-    assert attention.k_proj.weight.untyped_storage().data_ptr() == attention.stacked_q_proj.weight.untyped_storage().data_ptr()
-    ids = torch.randint(0, fused.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        assert torch.equal(fused(ids).logits, plain(ids).logits)  # a prefill: each sibling its own rows
-        torch.testing.assert_close(fused(ids[:, :1]).logits, plain(ids[:, :1]).logits, rtol=1e-3, atol=1e-3)
-        assert attention.q_proj.mailbox.outputs is None  # nothing kept between steps
-        graphs = []
-        compiled = torch.compile(fused, backend=graph_recorder(graphs), fullgraph=True)(ids[:, :1]).logits
-        torch.testing.assert_close(compiled, plain(ids[:, :1]).logits, rtol=1e-3, atol=1e-3)
-        # Inductor in bf16, against the plain model compiled: the kernels differ, the rounding a little
-        inductor = torch.compile(fused, fullgraph=True)(ids[:, :1]).logits
-        reference = torch.compile(plain, fullgraph=True)(ids[:, :1]).logits
-        torch.testing.assert_close(inductor, reference, rtol=0, atol=0.1)
-        assert torch.equal(inductor.argmax(-1), reference.argmax(-1))
-    nodes = list(graphs[0].graph.nodes)
-    assert len([n for n in nodes if n.target == "split"]) == 2 * layers  # one product per group
-    barriers = [n for n in nodes if n.target == torch.ops.autotune.materialize.default]
-    assert len(barriers) == 2 * layers  # before each stacked q/k/v product and each down projection
-    assert attention.q_proj.mailbox.outputs is None
-    monkeypatch.setenv(quantize.FUSE_VARIABLE, "qkv")
-    with pytest.raises(ValueError, match="AUTOTUNE_INT8_FUSE"):
-        quantize.fused_kinds()
-
-
-def test_siblings_take_their_parts_in_any_order_and_each_new_input_is_computed_again():
-    from autotune import quantize
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.gate_proj, self.up_proj = nn.Linear(GROUP_SIZE, 64), nn.Linear(GROUP_SIZE, 32)
-
-    torch.manual_seed(0)
-    block = Block()
-    quantize_int8_weight_only(block)
-    x, other = torch.randn(1, 1, GROUP_SIZE), torch.randn(1, 1, GROUP_SIZE)
-    gate, up, up_other = block.gate_proj(x), block.up_proj(x), block.up_proj(other)
-    assert quantize.fuse_siblings(block, ("mlp",)) == 1
-    mailbox = block.gate_proj.mailbox
-    assert torch.equal(block.up_proj(x), up) and mailbox.taken == (1,)  # up first: the stacked product
-    assert torch.equal(block.gate_proj(x), gate) and mailbox.outputs is None  # both taken: cleared
-    assert torch.equal(block.up_proj(x), up)
-    assert torch.equal(block.up_proj(other), up_other)  # another input: computed again
-    assert torch.equal(block.up_proj(other), up_other) and mailbox.taken == (1,)  # a part taken twice: again
-    gate_other = quantize.int8_forward(other, block.gate_proj.weight, block.gate_proj.scales, block.gate_proj.bias,
-                                       ((GROUP_SIZE, 64),))
-    assert torch.equal(block.gate_proj(other), gate_other) and mailbox.outputs is None
 
 
 def test_a_quantized_model_keeps_its_predictions(fixture_models):

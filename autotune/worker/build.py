@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from autotune import hints, models, quantize
+from autotune import fusion, hints, models, quantize
 from autotune.candidate import STATIC_CACHES, Candidate
 from autotune.workload import Workload
 
@@ -125,6 +125,7 @@ def build(model_id: str, candidate: Candidate, workload: Workload, device: str) 
         # The assistant runs in the target's dtype so the two exchange logits of one precision.
         assistant = load_model(candidate.assistant, {"dtype": model.dtype}, device)
     quantize.apply_weight_quantization(model, candidate.runtime().get("weight_quantization"))
+    fusion.apply_fusion(model)  # AUTOTUNE_FUSE (to measure): sibling projections as one product
     hints.fit_flex_attention(model)
     if device == "cuda":
         torch.cuda.synchronize()
