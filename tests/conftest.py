@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from support import BUNDLED_MODEL, SHARED_FIXTURES
+
+# The suite compiles the same code (a model class's forward, the decode loops' step) for many models in one
+# process, each model with its own module types (float, int8, stacked siblings): dynamo keeps a compiled
+# entry per kind, and its default limit of 8 per code object was reached with fullgraph=True, a hard error.
+# A worker or a loaded preset compiles one model per process.
+torch._dynamo.config.recompile_limit = 64
 
 
 @pytest.fixture(scope="session")
