@@ -21,6 +21,16 @@ from autotune.interrupt import interruptible
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def setting(variable: str, choices, default: str, usage: str):
+    """A setting of the process from the environment variable `variable` (`default` where unset): its value
+    if `choices` is a collection of values, or what `choices` maps it to; ValueError "VARIABLE='x': usage"
+    for any other value."""
+    value = os.environ.get(variable, default)
+    if value not in choices:
+        raise ValueError(f"{variable}={value!r}: {usage}")
+    return choices[value] if isinstance(choices, dict) else value
+
+
 def describe(device: str = "auto", with_bitsandbytes: bool = False) -> dict:
     """Describe this process's view of the machine (imports torch; initialises CUDA if it is there).
     `with_bitsandbytes` also imports bitsandbytes (seconds) to say whether it works here: the probe

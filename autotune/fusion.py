@@ -19,11 +19,10 @@ none). A setting of the process, like autotune.quantize's; no preset records it 
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
+from autotune import environment
 from autotune.quantize import GEMV_ROWS, Int8WeightOnlyLinear, int8_forward
 
 FUSE_VARIABLE = "AUTOTUNE_FUSE"
@@ -33,12 +32,9 @@ SIBLINGS = {"attention": ("q_proj", "k_proj", "v_proj"), "mlp": ("gate_proj", "u
 
 def fused_kinds() -> tuple[str, ...]:
     """The sibling groups that AUTOTUNE_FUSE names: 0 none (the default), 1 all, or attention / mlp."""
-    setting = os.environ.get(FUSE_VARIABLE, "0")
     choices = {"0": (), "1": tuple(SIBLINGS), **{kind: (kind,) for kind in SIBLINGS}}
-    if setting not in choices:
-        raise ValueError(f"{FUSE_VARIABLE}={setting!r}: use 1 (an attention's q, k, v and an MLP's gate, up each "
-                         f"as one product), attention, mlp, or 0")
-    return choices[setting]
+    return environment.setting(FUSE_VARIABLE, choices, "0", "use 1 (an attention's q, k, v and an MLP's gate, up "
+                               "each as one product), attention, mlp, or 0")
 
 
 class Mailbox:

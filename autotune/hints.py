@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
+
+from autotune import environment
 
 SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH",
                  "cudnn": "CUDNN_ATTENTION"}
@@ -86,9 +87,7 @@ def apply_inductor_config(hint: dict | None) -> None:
     """Set Inductor's options named in an `inductor` hint (checked by `check_inductor_hint`), and
     `combo_kernels` where AUTOTUNE_COMBO_KERNELS=1."""
     check_inductor_hint(hint)
-    combo = os.environ.get(COMBO_VARIABLE, "0")
-    if combo not in ("0", "1"):
-        raise ValueError(f"{COMBO_VARIABLE}={combo!r}: use 1 (Inductor's combo kernels) or 0")
+    combo = environment.setting(COMBO_VARIABLE, ("0", "1"), "0", "use 1 (Inductor's combo kernels) or 0")
     options = {**(hint or {}), **({"combo_kernels": True} if combo == "1" else {})}
     if not options:
         return

@@ -19,12 +19,11 @@ a language-model head tied to it gets an int8 copy of its own.
 
 from __future__ import annotations
 
-import os
 
 import torch
 from torch import nn
 
-from autotune import int8_gemv
+from autotune import environment, int8_gemv
 
 INT8_WEIGHT_ONLY = "int8"
 # Up to this many rows (batch x new tokens) a forward is a matrix-vector product bound by reading the
@@ -60,10 +59,7 @@ FORMS = ("grouped", "scaled")
 
 def product_form() -> str:
     """The compiled decode step's form of the int8 product: "grouped" or "scaled" (AUTOTUNE_INT8_FORM)."""
-    form = os.environ.get(FORM_VARIABLE, "grouped")
-    if form not in FORMS:
-        raise ValueError(f"{FORM_VARIABLE}={form!r}: use grouped (the default) or scaled")
-    return form
+    return environment.setting(FORM_VARIABLE, FORMS, "grouped", "use grouped (the default) or scaled")
 
 
 @torch.library.custom_op("autotune::materialize", mutates_args=())
@@ -84,10 +80,8 @@ BARRIER_MODES = {"0": "off", "1": "down", "all": "all"}
 def barrier_mode() -> str:
     """Which int8 products get their input through `materialize` when compiled: "down" (those wider in than
     out: the default), "all", or "off" (AUTOTUNE_INT8_BARRIER: 1, all or 0)."""
-    setting = os.environ.get(BARRIER_VARIABLE, "1")
-    if setting not in BARRIER_MODES:
-        raise ValueError(f"{BARRIER_VARIABLE}={setting!r}: use 1 (the down projections, the default), all, or 0")
-    return BARRIER_MODES[setting]
+    return environment.setting(BARRIER_VARIABLE, BARRIER_MODES, "1",
+                               "use 1 (the down projections, the default), all, or 0")
 
 
 def needs_barrier(in_features: int, out_features: int) -> bool:
