@@ -7,6 +7,7 @@ boundary. The process exits on its own if its parent (the orchestrator) dies.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import threading
@@ -156,6 +157,9 @@ def run(job: Job) -> Measurement:
 
 def main(argv: list[str]) -> int:
     job_path, result_path = argv
+    # a native crash (seen on the H200: signal 11 while compiling flex attention with weight-only int8) leaves
+    # no result: the Python stack it happened in goes to worker.log, whose tail the launcher records
+    faulthandler.enable()
     exit_with_parent()
     started = time.perf_counter()
     try:

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 
-FAULTS = ("oom", "hang", "kill", "exit", "cuda_error", "error", "slowN (sleep N seconds, then run normally)",
+FAULTS = ("oom", "hang", "kill", "exit", "segfault", "cuda_error", "error", "slowN (sleep N seconds, then run normally)",
           "slowgen (every decoding step of every generate call takes 0.2 s longer: a hopeless configuration)",
           # real CUDA faults, on a GPU only:
           "cuda_oom (allocate more than the card has)", "cuda_assert (a device-side assert: an embedding index "
@@ -55,6 +55,10 @@ def inject(fault: str | None) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if fault == "exit":
         os._exit(139)
+    if fault == "segfault":  # a native crash, as a compiled kernel or an extension makes one
+        import faulthandler
+
+        faulthandler._sigsegv()
     if fault == "cuda_error":
         raise RuntimeError("CUDA error: device-side assert triggered (injected fault)")
     raise RuntimeError("injected worker error")

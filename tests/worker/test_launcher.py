@@ -41,10 +41,16 @@ def test_exceptions_become_measurements(tmp_path, bundled_model, fault, status, 
     assert "injected" in m.message and "Traceback" in m.traceback
 
 
-@pytest.mark.parametrize("fault,code", [("kill", -9), ("exit", 139)])
+@pytest.mark.parametrize("fault,code", [("kill", -9), ("exit", 139), ("segfault", -11)])
 def test_hard_crash(tmp_path, bundled_model, fault, code):
     m = launch(job(tmp_path, bundled_model, fault), tmp_path / "w", timeout_s=300, env=FAULT_ENV)
     assert (m.status, m.failure_kind, m.exit_code) == ("crash", "crash", code)
+
+
+def test_a_native_crash_records_the_python_stack_it_happened_in(tmp_path, bundled_model):
+    m = launch(job(tmp_path, bundled_model, "segfault"), tmp_path / "w", timeout_s=300, env=FAULT_ENV)
+    assert "killed by signal 11" in m.message
+    assert "Segmentation fault" in m.traceback and "in inject" in m.traceback and "in main" in m.traceback
 
 
 def test_hang_is_killed_within_timeout(tmp_path, bundled_model):
