@@ -52,14 +52,19 @@ BARRIER_VARIABLE = "AUTOTUNE_INT8_BARRIER"
 # AUTOTUNE_INT8_FORM=grouped (the default): a sum per group of input features, then the scaled groups summed:
 #   two reductions, two kernels per product, an (out x groups) float32 buffer between them;
 # AUTOTUNE_INT8_FORM=scaled: each product times its group's scale, summed over all input features at once:
-#   one reduction, one kernel per product. Eager (the prefill's last rows, tests) always runs grouped.
+#   one reduction, one kernel per product (twelfth session: 0.74x the grouped form);
+# AUTOTUNE_INT8_FORM=float32: the grouped form with the products in float32 (int8 to float32 is one conversion,
+#   int8 to bf16 two; in the twelfth session's per-knob table float16, whose conversion is one too, ran the
+#   int8 step 5.6 % faster than bf16, where the bf16 step alone ran the same in both).
+# Eager (the prefill's last rows, tests) always runs grouped, in the input's dtype.
 FORM_VARIABLE = "AUTOTUNE_INT8_FORM"
-FORMS = ("grouped", "scaled")
+FORMS = ("grouped", "scaled", "float32")
 
 
 def product_form() -> str:
-    """The compiled decode step's form of the int8 product: "grouped" or "scaled" (AUTOTUNE_INT8_FORM)."""
-    return environment.setting(FORM_VARIABLE, FORMS, "grouped", "use grouped (the default) or scaled")
+    """The compiled decode step's form of the int8 product: "grouped", "scaled" or "float32"
+    (AUTOTUNE_INT8_FORM)."""
+    return environment.setting(FORM_VARIABLE, FORMS, "grouped", "use grouped (the default), scaled or float32")
 
 
 @torch.library.custom_op("autotune::materialize", mutates_args=())
@@ -120,8 +125,8 @@ class Int8WeightOnlyLinear(nn.Module):
 
 def int8_forward(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
                 barrier_widths: tuple[tuple[int, int], ...]) -> torch.Tensor:
-    """`linear(x, dequantized weight, bias)`: a decode step's product (a few rows) as `grouped_product` or, compiled
-    with AUTOTUNE_INT8_FORM=scaled, `scaled_product`, its input behind a barrier where one of `barrier_widths`
+    """`linear(x, dequantized weight, bias)`: a decode step's product (a few rows) as `grouped_product` or, compiled,
+    in the form AUTOTUNE_INT8_FORM names (`scaled_product`, or grouped in float32), its input behind a barrier where one of `barrier_widths`
     needs it; a prefill's as `dequantized_linear`; the opt-in Triton kernel where it is enabled."""
     rows = x.numel() // x.shape[-1]
     if int8_gemv.enabled() and int8_gemv.available(x, scales):  # opt-in Triton kernel (autotune.int8_gemv)
@@ -130,18 +135,23 @@ def int8_forward(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bi
         compiling = torch.compiler.is_compiling()
         if compiling and any(needs_barrier(width_in, width_out) for width_in, width_out in barrier_widths):
             x = materialize(x)
-        product = scaled_product if compiling and product_form() == "scaled" else grouped_product
-        out = product(x, weight, scales)
+        form = product_form() if compiling else "grouped"
+        if form == "scaled":
+            out = scaled_product(x, weight, scales)
+        else:
+            out = grouped_product(x, weight, scales, torch.float32 if form == "float32" else None)
     else:  # prefill: matrix products of float copies of a few thousand rows of the weight at a time
         out = dequantized_linear(x, weight, scales)
     return out if bias is None else out + bias.to(x.dtype)
 
 
-def grouped_product(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+def grouped_product(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
+                    compute: torch.dtype | None = None) -> torch.Tensor:
     """A decode step's `x @ dequantized(weight).T` in torch: a product and a sum over each group of input
-    features, scaled, summed over the groups. Compiled, Inductor makes reductions of it that load the int8
-    weight themselves (no float copy)."""
-    products = x.unsqueeze(-2) * weight.to(x.dtype)  # (..., out, in)
+    features, scaled, summed over the groups; the products in `compute` (the input's dtype unless given).
+    Compiled, Inductor makes reductions of it that load the int8 weight themselves (no float copy)."""
+    compute = compute or x.dtype
+    products = x.unsqueeze(-2).to(compute) * weight.to(compute)  # (..., out, in)
     per_group = products.unflatten(-1, (scales.shape[1], -1)).sum(dim=-1, dtype=torch.float32)
     return (per_group * scales).sum(dim=-1).to(x.dtype)
 

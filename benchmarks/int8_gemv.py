@@ -1,6 +1,7 @@
 """The weight-only int8 product of a decode step, alone: autotune's Triton kernel (autotune.int8_gemv)
 against the two torch forms Inductor compiles (autotune.quantize: `grouped_product`, a sum per group then
-over the groups, and `scaled_product`, one sum of the scaled products, AUTOTUNE_INT8_FORM=scaled) and
+over the groups, with its products in the input's dtype or in float32, AUTOTUNE_INT8_FORM=float32, and
+`scaled_product`, one sum of the scaled products, AUTOTUNE_INT8_FORM=scaled) and
 against cuBLAS on bf16 weights, for the linear layers of gemma-2b at 1 and 8 rows, and for the products
 that stacked siblings make (AUTOTUNE_FUSE=1, autotune.fusion: q + k + v, gate + up). Prints microseconds
 per call and the weight bytes read per second.
@@ -18,6 +19,7 @@ which this benchmark does not show: profile_decode.py does).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -31,7 +33,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
 SHAPES = [("q / o projection", 2048, 2048), ("k / v projection", 256, 2048), ("q + k + v stacked", 2560, 2048),
           ("gate / up projection", 16384, 2048), ("gate + up stacked", 32768, 2048), ("down projection", 2048, 16384),
           ("head", 256000, 2048)]
-FORMS = ("triton", "grouped", "scaled", "cublas_bf16")
+FORMS = ("triton", "grouped", "float32", "scaled", "cublas_bf16")
 
 
 def time_us(fn, calls: int = 100, runs: int = 5) -> float:
@@ -76,10 +78,13 @@ def measure(rows_list: list[int], mode: str) -> list[dict]:
             x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
             torch._dynamo.reset()  # a compilation per shape, as in a model (no recompile limit to hit)
             grouped = torch.compile(grouped_product, fullgraph=True, dynamic=False, mode=mode)
+            float32 = torch.compile(functools.partial(grouped_product, compute=torch.float32), fullgraph=True,
+                                    dynamic=False, mode=mode)
             scaled = torch.compile(scaled_product, fullgraph=True, dynamic=False, mode=mode)
             figures = {"layer": name, "out": n, "in": k, "rows": rows, "mode": mode,
                        "triton_us": time_us(lambda: int8_gemv.int8_weight_only_mm(x, q, scales)),
                        "grouped_us": time_us(lambda: grouped(x, q, scales)),
+                       "float32_us": time_us(lambda: float32(x, q, scales)),
                        "scaled_us": time_us(lambda: scaled(x, q, scales)),
                        "cublas_bf16_us": time_us(lambda: torch.nn.functional.linear(x, weight))}
             for form in FORMS:
@@ -90,8 +95,9 @@ def measure(rows_list: list[int], mode: str) -> list[dict]:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| layer | rows | int8, autotune's kernel | int8, Inductor, grouped | int8, Inductor, scaled | bf16, cuBLAS |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| layer | rows | int8, autotune's kernel | int8, Inductor, grouped | int8, Inductor, grouped in float32 | "
+             "int8, Inductor, scaled | bf16, cuBLAS |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         cells = " | ".join(f"{r[f'{form}_us']:.1f} us, {r[f'{form}_tb_s']:.2f} TB/s" for form in FORMS)
         lines.append(f"| {r['layer']} ({r['out']} x {r['in']}) | {r['rows']} | {cells} |")

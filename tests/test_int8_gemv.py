@@ -101,3 +101,17 @@ def test_the_quantized_linear_takes_the_kernel_for_decode_rows_on_cuda(monkeypat
         x = torch.randn(1, rows, 512, device="cuda", dtype=torch.bfloat16)
         expected = torch.nn.functional.linear(x.float(), dequantized, linear.bias.float())
         torch.testing.assert_close(int8(x).float(), expected, rtol=2e-2, atol=2e-2)
+
+
+def test_the_benchmark_table_has_a_column_per_form():
+    """benchmarks/int8_gemv.py: one column per form it times (the kernel, Inductor's grouped form in the input's
+    dtype and in float32, the scaled form, bf16 cuBLAS), each with its time and weight bytes per second."""
+    from support import load_benchmark
+
+    bench = load_benchmark("int8_gemv")
+    row = {"layer": "head", "out": 256000, "in": 2048, "rows": 1}
+    for i, form in enumerate(bench.FORMS):
+        row[f"{form}_us"], row[f"{form}_tb_s"] = 100.0 + i, 3.0 + i / 10
+    header, rule, line = bench.table([row]).splitlines()
+    assert header.count("|") == rule.count("|") == line.count("|") == len(bench.FORMS) + 3
+    assert "in float32" in header and "102.0 us, 3.20 TB/s" in line  # the float32 form's own cells

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import pytest
 import torch
 from support import graph_recorder
@@ -135,6 +137,32 @@ def test_the_scaled_form_is_the_grouped_product_in_one_reduction(monkeypatch):
     monkeypatch.setenv(quantize.FORM_VARIABLE, "fast")
     with pytest.raises(ValueError, match="AUTOTUNE_INT8_FORM"):
         quantize.product_form()
+
+
+def test_the_float32_form_is_the_grouped_product_with_float32_products(monkeypatch):
+    """AUTOTUNE_INT8_FORM=float32: a compiled step multiplies in float32 (the int8 weight converted once, not
+    through bf16), closer to the exact product than the bf16 products; eager stays in the input's dtype."""
+    from autotune import quantize
+
+    torch.manual_seed(0)
+    int8 = Int8WeightOnlyLinear.from_linear(nn.Linear(4 * GROUP_SIZE, 96, bias=False))
+    x = torch.randn(1, 2, 4 * GROUP_SIZE, dtype=torch.bfloat16)
+    exact = x.double() @ dequantize(int8.weight, int8.scales, torch.float64).T
+    graphs = []
+
+    def step(x):
+        return int8(x)
+
+    monkeypatch.setenv(quantize.FORM_VARIABLE, "float32")
+    compiled = torch.compile(step, backend=graph_recorder(graphs), fullgraph=True)(x)
+    eager = int8(x)
+    assert compiled.dtype == eager.dtype == torch.bfloat16
+    products = [n for n in graphs[0].graph.nodes if n.target in (torch.mul, operator.mul)]
+    assert products and all(n.meta["example_value"].dtype == torch.float32 for n in products[:1])
+    torch.testing.assert_close(compiled.double(), exact, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(eager, quantize.grouped_product(x, int8.weight, int8.scales))  # eager: bf16 products
+    assert (quantize.grouped_product(x, int8.weight, int8.scales, torch.float32).double() - exact).abs().mean() \
+        <= (eager.double() - exact).abs().mean()
 
 
 def test_a_quantized_model_keeps_its_predictions(fixture_models):
