@@ -13,7 +13,7 @@
 #      c-2.log and c-loops-2.json, so a second run keeps the first one's files; ENV_C="KEY=VALUE ..." for every
 #      worker, e.g. ENV_C=AUTOTUNE_INT8_KERNEL=triton, or ENV_C=AUTOTUNE_INT8_BARRIER=0: int8's down projection
 #      recomputes gelu * up per output row again, without the default barrier of autotune.quantize; =all: a barrier before every int8 product)
-#   e  search efficiency: a grid of 26 configurations (benchmarks/data/grid-space.yaml) measured once, then the
+#   e  search efficiency: a grid of 40 configurations (benchmarks/data/grid-space.yaml) measured once, then the
 #      sampler replayed over it (GPUS_E="0,1": one worker per GPU measures the grid)
 #   STUDY_A: the name of study a (g24 unless given; its files a-STUDY_A.log ...), BATCH_A its batch size (1 unless
 #      given; above 1, the prompts of benchmarks/data/eight-prompts.jsonl); part b enqueues the best of STUDY_A
@@ -222,7 +222,7 @@ for part in $parts; do
       stamp "k: exit $?"
       ;;
     e)
-      stamp "e: search efficiency, the grid (benchmarks/data/grid-space.yaml, 26 configurations)"
+      stamp "e: search efficiency, the grid (benchmarks/data/grid-space.yaml, 40 configurations)"
       python benchmarks/search_efficiency.py grid --model "$model_a" --device "$device" ${GPUS_E:+--gpus "$GPUS_E"} \
         --max-new-tokens 128 --prompts benchmarks/data/one-prompt.jsonl --repeats 2 --trial-timeout 240 \
         --root "$out/grid" --out "$out/e-grid.json" --seeds 20 > "$out/e.log" 2>&1
