@@ -19,6 +19,10 @@ from autotune.errors import InputError
 from autotune.interrupt import interruptible
 
 DEVICES = ("auto", "cpu", "cuda")
+# Process settings that change what a trial builds, to measure variants (`setting`; no preset records them):
+# a Measurement's environment names those set, so a figure says what it was measured with.
+SETTINGS = ("AUTOTUNE_INT8_BARRIER", "AUTOTUNE_INT8_FORM", "AUTOTUNE_INT8_KERNEL", "AUTOTUNE_FUSE",
+            "AUTOTUNE_COMBO_KERNELS")
 
 
 def setting(variable: str, choices, default: str, usage: str):
@@ -51,6 +55,7 @@ def describe(device: str = "auto", with_bitsandbytes: bool = False) -> dict:
         "cuda_available": cuda,
         "has_flash_attn": importlib.util.find_spec("flash_attn") is not None,
         "has_flex_attention": importlib.util.find_spec("torch.nn.attention.flex_attention") is not None,
+        "settings": {name: os.environ[name] for name in SETTINGS if name in os.environ},
     }
     if with_bitsandbytes:
         env.update(bitsandbytes_support())
