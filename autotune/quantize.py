@@ -179,17 +179,19 @@ def prefill_chunk_rows(in_features: int) -> int:
     return max(1, PREFILL_CHUNK_ELEMENTS // in_features)
 
 
-def group_size(in_features: int) -> int:
-    """Input features per scale: GROUP_SIZE where it divides the width, else the whole row."""
-    return GROUP_SIZE if in_features % GROUP_SIZE == 0 else in_features
+def group_size(in_features: int, group: int = GROUP_SIZE) -> int:
+    """Input features per scale: `group` where it divides the width, else the whole row."""
+    return group if in_features % group == 0 else in_features
 
 
-def quantize_rows(weight: torch.Tensor, chunk_rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 per row and group of input features: `weight ~= int8 * scales` with the float32
-    scales (out x groups) repeated over each group. Done `chunk_rows` rows at a time, so the float32
-    working copy stays small (a 256k-token head is 2 GB in float32)."""
+def quantize_rows(weight: torch.Tensor, chunk_rows: int = 4096,
+                  group: int = GROUP_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per row and group of input features (`group` of them where it divides the width, else
+    the whole row): `weight ~= int8 * scales` with the float32 scales (out x groups) repeated over each
+    group. Done `chunk_rows` rows at a time, so the float32 working copy stays small (a 256k-token head is
+    2 GB in float32). The model's layers take GROUP_SIZE; other groups are for benchmarks/int8_gemv.py."""
     rows, width = weight.shape
-    group = group_size(width)
+    group = group_size(width, group)
     q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
     scales = torch.empty(rows, width // group, dtype=torch.float32, device=weight.device)
     for start in range(0, rows, chunk_rows):

@@ -64,43 +64,48 @@ def time_us(fn, calls: int = 100, runs: int = 5) -> float:
     return statistics.median(times)
 
 
-def measure(rows_list: list[int], mode: str) -> list[dict]:
+def measure(rows_list: list[int], mode: str, groups: list[int]) -> list[dict]:
     import torch
 
     from autotune import int8_gemv
-    from autotune.quantize import grouped_product, quantize_rows, scaled_product
+    from autotune.quantize import GROUP_SIZE, grouped_product, quantize_rows, scaled_product
 
     results = []
     for name, n, k in SHAPES:
         weight = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
-        q, scales = quantize_rows(weight)
-        for rows in rows_list:
-            x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
-            torch._dynamo.reset()  # a compilation per shape, as in a model (no recompile limit to hit)
-            grouped = torch.compile(grouped_product, fullgraph=True, dynamic=False, mode=mode)
-            float32 = torch.compile(functools.partial(grouped_product, compute=torch.float32), fullgraph=True,
-                                    dynamic=False, mode=mode)
-            scaled = torch.compile(scaled_product, fullgraph=True, dynamic=False, mode=mode)
-            figures = {"layer": name, "out": n, "in": k, "rows": rows, "mode": mode,
-                       "triton_us": time_us(lambda: int8_gemv.int8_weight_only_mm(x, q, scales)),
-                       "grouped_us": time_us(lambda: grouped(x, q, scales)),
-                       "float32_us": time_us(lambda: float32(x, q, scales)),
-                       "scaled_us": time_us(lambda: scaled(x, q, scales)),
-                       "cublas_bf16_us": time_us(lambda: torch.nn.functional.linear(x, weight))}
-            for form in FORMS:
-                weight_bytes = (2 if form == "cublas_bf16" else 1) * n * k
-                figures[f"{form}_tb_s"] = weight_bytes / figures[f"{form}_us"] / 1e6
-            results.append(figures)
+        for group in groups:
+            q, scales = quantize_rows(weight, group=group)
+            for rows in rows_list:
+                x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)
+                torch._dynamo.reset()  # a compilation per shape, as in a model (no recompile limit to hit)
+                grouped = torch.compile(grouped_product, fullgraph=True, dynamic=False, mode=mode)
+                float32 = torch.compile(functools.partial(grouped_product, compute=torch.float32), fullgraph=True,
+                                        dynamic=False, mode=mode)
+                scaled = torch.compile(scaled_product, fullgraph=True, dynamic=False, mode=mode)
+                figures = {"layer": name, "out": n, "in": k, "rows": rows, "mode": mode, "group": k // scales.shape[1],
+                           # the kernel takes groups of GROUP_SIZE only
+                           "triton_us": time_us(lambda: int8_gemv.int8_weight_only_mm(x, q, scales))
+                           if group == GROUP_SIZE else None,
+                           "grouped_us": time_us(lambda: grouped(x, q, scales)),
+                           "float32_us": time_us(lambda: float32(x, q, scales)),
+                           "scaled_us": time_us(lambda: scaled(x, q, scales)),
+                           "cublas_bf16_us": time_us(lambda: torch.nn.functional.linear(x, weight))}
+                for form in FORMS:
+                    weight_bytes = (2 if form == "cublas_bf16" else 1) * n * k
+                    us = figures[f"{form}_us"]
+                    figures[f"{form}_tb_s"] = None if us is None else weight_bytes / us / 1e6
+                results.append(figures)
     return results
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| layer | rows | int8, autotune's kernel | int8, Inductor, grouped | int8, Inductor, grouped in float32 | "
-             "int8, Inductor, scaled | bf16, cuBLAS |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| layer | rows | group | int8, autotune's kernel | int8, Inductor, grouped | int8, Inductor, grouped in "
+             "float32 | int8, Inductor, scaled | bf16, cuBLAS |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
-        cells = " | ".join(f"{r[f'{form}_us']:.1f} us, {r[f'{form}_tb_s']:.2f} TB/s" for form in FORMS)
-        lines.append(f"| {r['layer']} ({r['out']} x {r['in']}) | {r['rows']} | {cells} |")
+        cells = " | ".join("-" if r[f"{form}_us"] is None else f"{r[f'{form}_us']:.1f} us, {r[f'{form}_tb_s']:.2f} TB/s"
+                           for form in FORMS)
+        lines.append(f"| {r['layer']} ({r['out']} x {r['in']}) | {r['rows']} | {r.get('group', 128)} | {cells} |")
     return "\n".join(lines)
 
 
@@ -110,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default=None, choices=[None, "max-autotune-no-cudagraphs"],
                         help="torch.compile mode of the two Inductor forms (max-autotune-no-cudagraphs: as the "
                              "study's best compiles, without the CUDA graphs that this script captures itself)")
+    parser.add_argument("--groups", type=int, nargs="+", default=[128],
+                        help="input features per scale to quantize with (the model's layers take 128; larger groups "
+                             "make fewer, longer per-group sums, and a group as wide as the row is one scale per row)")
     parser.add_argument("--out", default=None, help="also write the figures as JSON")
     args = parser.parse_args(argv)
     import torch
@@ -118,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available() or int8_gemv.triton is None:
         print("int8_gemv.py needs CUDA and Triton", file=sys.stderr)
         return 2
-    results = measure(args.rows, args.mode)
+    results = measure(args.rows, args.mode, args.groups)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     print(table(results))

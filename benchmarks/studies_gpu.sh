@@ -31,8 +31,9 @@
 #      benchmarks/assisted_divergence.py)
 #   p  a profile of a decode loop's step (LOOPS_P, graph_loop unless given), bf16 and weight-only int8 (QUANT_P)
 #      (benchmarks/profile_decode.py)
-#   i  the int8 decode product alone: autotune's Triton kernel, Inductor's two forms, bf16 cuBLAS (benchmarks/int8_gemv.py;
-#      ROWS_I="1" for batch 1 only, MODE_I=max-autotune-no-cudagraphs, TAG_I as for c)
+#   i  the int8 decode product alone: autotune's Triton kernel, Inductor's forms, bf16 cuBLAS (benchmarks/int8_gemv.py;
+#      ROWS_I="1" for batch 1 only, GROUPS_I="128 256 2048" for other groups of input features per scale,
+#      MODE_I=max-autotune-no-cudagraphs, TAG_I as for c)
 #   r  R23 on a GPU-bound configuration: random:gemma-2b, batch 1, 256 new tokens, the baseline, the seed recipe and
 #      the configurations of CANDIDATES_R (benchmarks/data/fast-candidates.json unless given), the best of them
 #      re-measured 3 times in fresh processes
@@ -267,7 +268,8 @@ for part in $parts; do
       ;;
     i)
       stamp "i: the int8 decode product alone (benchmarks/int8_gemv.py)"
-      python benchmarks/int8_gemv.py --rows ${ROWS_I:-1 8} ${MODE_I:+--mode "$MODE_I"} --out "$out/i-int8-gemv${TAG_I:-}.json" \
+      python benchmarks/int8_gemv.py --rows ${ROWS_I:-1 8} --groups ${GROUPS_I:-128} ${MODE_I:+--mode "$MODE_I"} \
+        --out "$out/i-int8-gemv${TAG_I:-}.json" \
         > "$out/i${TAG_I:-}.log" 2>&1
       stamp "i: exit $?"
       ;;

@@ -109,9 +109,11 @@ def test_the_benchmark_table_has_a_column_per_form():
     from support import load_benchmark
 
     bench = load_benchmark("int8_gemv")
-    row = {"layer": "head", "out": 256000, "in": 2048, "rows": 1}
+    row = {"layer": "head", "out": 256000, "in": 2048, "rows": 1, "group": 128}
     for i, form in enumerate(bench.FORMS):
         row[f"{form}_us"], row[f"{form}_tb_s"] = 100.0 + i, 3.0 + i / 10
-    header, rule, line = bench.table([row]).splitlines()
-    assert header.count("|") == rule.count("|") == line.count("|") == len(bench.FORMS) + 3
+    wide = {**row, "group": 2048, "triton_us": None, "triton_tb_s": None}  # the kernel takes groups of 128 only
+    header, rule, line, wide_line = bench.table([row, wide]).splitlines()
+    assert header.count("|") == rule.count("|") == line.count("|") == wide_line.count("|") == len(bench.FORMS) + 4
     assert "in float32" in header and "102.0 us, 3.20 TB/s" in line  # the float32 form's own cells
+    assert "| 2048 | - | 101.0 us" in wide_line

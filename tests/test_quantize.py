@@ -248,3 +248,14 @@ def test_a_prefill_dequantizes_a_few_rows_at_a_time(monkeypatch):
     assert quantize.prefill_chunk_rows(2 * GROUP_SIZE) == 5
     # the same products, summed in the order the CPU's matrix kernel takes for each width (not always bit-equal)
     torch.testing.assert_close(int8(x), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_a_wider_group_gives_fewer_scales_and_the_whole_row_where_it_does_not_divide():
+    """quantize_rows(group=...) (benchmarks/int8_gemv.py --groups): scales per group of that many input
+    features, one per row where the group does not divide the width; each still rounds to its own absmax."""
+    torch.manual_seed(0)
+    weight = torch.randn(6, 512)
+    for group, groups in ((128, 4), (256, 2), (512, 1), (384, 1)):
+        q, scales = quantize_rows(weight, group=group)
+        assert scales.shape == (6, groups)
+        torch.testing.assert_close(dequantize(q, scales, torch.float32), weight, atol=scales.max().item(), rtol=0)
