@@ -35,8 +35,9 @@ GROUP_SIZE = 128
 
 
 # Opt-in: on the H200 (seventh GPU session, random gemma-2b) the first version took 4.4 ms of a 5.2 ms
-# graph-loop step (201 tok/s against 437 unquantized), and this version, measured alone, is still slower
-# than Inductor's reduction at batch 1 (the head: 238 us against 150). So autotune.quantize takes it only
+# graph-loop step (201 tok/s against 437 unquantized), and the second, measured alone, was still slower
+# than Inductor's reduction at batch 1 (the head: 238 us against 150). This third version (tiles of whole
+# groups of a few rows, one kernel per product) is to measure. So autotune.quantize takes it only
 # with AUTOTUNE_INT8_KERNEL=triton in the environment, for measuring it against the default
 # (studies_gpu.sh part c with ENV_C=AUTOTUNE_INT8_KERNEL=triton; benchmarks/int8_gemv.py).
 ENABLE_VARIABLE = "AUTOTUNE_INT8_KERNEL"
@@ -58,45 +59,48 @@ if triton is not None:
 
     @triton.jit
     def _int8_gemv(x_ptr, w_ptr, s_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_sn, stride_om,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUPS: tl.constexpr, GROUP: tl.constexpr):
-        """One program: BLOCK_N output features for all M (<= BLOCK_M) rows over the whole of K (a multiple
-        of GROUP), GROUPS groups per step (unrolled: their loads are in flight together). Products
-        accumulate element-wise; the one reduction is at the end."""
-        rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+                   BLOCK_M: tl.constexpr, ROWS: tl.constexpr, CHUNK: tl.constexpr, GROUP: tl.constexpr):
+        """One program: ROWS output features for all M (<= BLOCK_M) input rows. Each step loads CHUNK whole
+        groups of each of its rows (ROWS x CHUNK x GROUP int8, each row's part contiguous: the whole tile is
+        one contiguous block where CHUNK groups are the whole width), sums each group in float32, scales it
+        and adds the groups of each row. One kernel per product: no float32 buffer of per-group sums between
+        two reductions, as Inductor's form has."""
+        rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+        chunk = tl.arange(0, CHUNK)
+        rk = tl.arange(0, GROUP)
         rm = tl.arange(0, BLOCK_M)
-        rg = tl.arange(0, GROUP)
         groups = K // GROUP
-        acc = tl.zeros((BLOCK_M, BLOCK_N, GROUP), dtype=tl.float32)
-        for first in range(0, groups, GROUPS):
-            for step in tl.static_range(GROUPS):
-                group = first + step
-                rk = group * GROUP + rg
-                # past the last group (groups not a multiple of GROUPS) the weights load as 0
-                w = tl.load(w_ptr + rn[:, None] * stride_wn + rk[None, :], mask=(rn[:, None] < N) & (rk[None, :] < K),
-                            other=0)
-                scales = tl.load(s_ptr + rn * stride_sn + tl.minimum(group, groups - 1), mask=rn < N, other=0.0)
-                x = tl.load(x_ptr + rm[:, None] * stride_xm + rk[None, :], mask=(rm[:, None] < M) & (rk[None, :] < K),
-                            other=0.0)
-                scaled = w.to(tl.float32) * scales[:, None]  # BLOCK_N x GROUP
-                acc += x.to(tl.float32)[:, None, :] * scaled[None, :, :]
-        out = tl.sum(acc, axis=2)
-        tl.store(out_ptr + rm[:, None] * stride_om + rn[None, :], out.to(out_ptr.dtype.element_ty),
-                 mask=(rm[:, None] < M) & (rn[None, :] < N))
+        acc = tl.zeros((BLOCK_M, ROWS), dtype=tl.float32)
+        for first in range(0, groups, CHUNK):
+            group = first + chunk
+            live = (rows[:, None] < N) & (group[None, :] < groups)  # ROWS x CHUNK
+            offsets = rows[:, None, None] * stride_wn + group[None, :, None] * GROUP + rk[None, None, :]
+            w = tl.load(w_ptr + offsets, mask=live[:, :, None], other=0).to(tl.float32)  # ROWS x CHUNK x GROUP
+            scales = tl.load(s_ptr + rows[:, None] * stride_sn + group[None, :], mask=live, other=0.0)
+            for m in tl.static_range(BLOCK_M):
+                x_live = (group[:, None] < groups) & (rk[None, :] * 0 + m < M)  # CHUNK x GROUP
+                x = tl.load(x_ptr + m * stride_xm + group[:, None] * GROUP + rk[None, :], mask=x_live,
+                            other=0.0).to(tl.float32)
+                part = tl.sum(tl.sum(w * x[None, :, :], axis=2) * scales, axis=1)  # ROWS
+                acc = tl.where(rm[:, None] == m, acc + part[None, :], acc)
+        tl.store(out_ptr + rm[:, None] * stride_om + rows[None, :], acc.to(out_ptr.dtype.element_ty),
+                 mask=(rm[:, None] < M) & (rows[None, :] < N))
 
-    # (BLOCK_N, GROUPS, warps, stages) per row bucket. The accumulator BLOCK_M x BLOCK_N x GROUP in float32
-    # stays within ~64 registers a thread. Wide tiles suit many output features (the head); few features
-    # over a long K (the down projection: 2048 x 16384) need several groups per step to keep enough weight
-    # bytes in flight with few programs. Few tiles: each is compiled once per shape. (The first version
-    # reduced every step, tiles of 1-8 groups: 0.56 TB/s in the graph loop on the H200.)
-    _TILES = {1: [(8, 4, 4, 3), (16, 2, 4, 3), (16, 4, 4, 2), (32, 1, 4, 4), (32, 2, 8, 3), (64, 1, 8, 3),
-                  (64, 2, 8, 2), (128, 1, 8, 2)],
-              2: [(8, 2, 4, 3), (16, 1, 4, 4), (16, 2, 8, 3), (32, 1, 8, 3)],
-              4: [(4, 2, 4, 3), (8, 1, 4, 4), (8, 2, 8, 3), (16, 1, 8, 3)],
-              8: [(4, 1, 4, 4), (4, 2, 8, 3), (8, 1, 8, 3), (8, 2, 8, 2)]}
+    # (ROWS, CHUNK, warps, stages) per row bucket: a weight tile of ROWS x CHUNK groups of 128, 2-8k int8,
+    # in float32 within ~64 registers a thread. gemma-2b's widths of 2048 are 16 groups: CHUNK 16 reads
+    # whole rows, ROWS of them in one contiguous block (the head: 256000 rows); the down projection's 16384
+    # (128 groups, 2048 rows) takes one or two rows a program over several steps. (The second version, a
+    # GROUP-wide tile per step over BLOCK_N rows, read at 0.97-2.2 TB/s on the H200 against 2.1-3.5 for
+    # Inductor's two reductions; the first, reducing every step, at 0.56 in the graph loop.)
+    _TILES = {1: [(1, 16, 4, 2), (2, 16, 4, 2), (4, 16, 8, 2), (8, 8, 8, 2), (1, 32, 8, 3), (2, 32, 8, 2),
+                  (1, 64, 8, 2), (16, 4, 8, 2)],
+              2: [(1, 16, 4, 2), (2, 16, 8, 2), (1, 32, 8, 2), (4, 8, 8, 2)],
+              4: [(1, 16, 4, 2), (2, 16, 8, 2), (1, 32, 8, 2), (4, 8, 8, 2)],
+              8: [(1, 16, 8, 2), (2, 8, 8, 2), (1, 32, 8, 2), (4, 4, 8, 2)]}
 
     def _configs(block_m: int) -> list:
-        return [triton.Config({"BLOCK_N": n, "GROUPS": groups}, num_warps=w, num_stages=stages)
-                for n, groups, w, stages in _TILES[block_m]]
+        return [triton.Config({"ROWS": rows, "CHUNK": chunk}, num_warps=w, num_stages=stages)
+                for rows, chunk, w, stages in _TILES[block_m]]
 
     # one autotuner per row bucket (1, 2, 4, 8 rows: BLOCK_M), each with tiles that fit its registers
     _KERNELS = {block_m: triton.autotune(configs=_configs(block_m), key=["M", "N", "K"])(_int8_gemv)
@@ -111,7 +115,7 @@ if triton is not None:
         out = torch.empty((rows, n), dtype=x.dtype, device=x.device)
 
         def grid(meta):
-            return (triton.cdiv(n, meta["BLOCK_N"]),)
+            return (triton.cdiv(n, meta["ROWS"]),)
 
         kernel[grid](x, weight, scales, out, rows, n, k, *strides, n, BLOCK_M=triton.next_power_of_2(rows),
                      GROUP=GROUP_SIZE, **config)

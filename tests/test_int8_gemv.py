@@ -32,8 +32,8 @@ for rows, n, k in json.loads(sys.argv[1]):
     x = torch.randn(rows, k).to(torch.bfloat16)
     reference = x.double() @ dequantize(q, scales, torch.float64).T
     block_m = int8_gemv.triton.next_power_of_2(rows)
-    for block_n, groups, warps, stages in int8_gemv._TILES[block_m]:
-        out = int8_gemv.launch(int8_gemv._int8_gemv, x, q, scales, BLOCK_N=block_n, GROUPS=groups, num_warps=warps,
+    for tile_rows, chunk, warps, stages in int8_gemv._TILES[block_m]:
+        out = int8_gemv.launch(int8_gemv._int8_gemv, x, q, scales, ROWS=tile_rows, CHUNK=chunk, num_warps=warps,
                                num_stages=stages)
         assert out.dtype == torch.bfloat16 and out.shape == (rows, n), (out.dtype, out.shape)
         # bf16 output: within one bf16 step of the reference's magnitude
