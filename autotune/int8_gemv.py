@@ -74,7 +74,8 @@ if triton is not None:
         for first in range(0, groups, CHUNK):
             group = first + chunk
             live = (rows[:, None] < N) & (group[None, :] < groups)  # ROWS x CHUNK
-            offsets = rows[:, None, None] * stride_wn + group[None, :, None] * GROUP + rk[None, None, :]
+            # in int64: a weight of 2^31 elements or more (a 256000 x 8192 head) overflows int32 offsets
+            offsets = rows[:, None, None].to(tl.int64) * stride_wn + group[None, :, None] * GROUP + rk[None, None, :]
             w = tl.load(w_ptr + offsets, mask=live[:, :, None], other=0).to(tl.float32)  # ROWS x CHUNK x GROUP
             scales = tl.load(s_ptr + rows[:, None] * stride_sn + group[None, :], mask=live, other=0.0)
             for m in tl.static_range(BLOCK_M):
@@ -89,14 +90,16 @@ if triton is not None:
     # (ROWS, CHUNK, warps, stages) per row bucket: a weight tile of ROWS x CHUNK groups of 128, 2-8k int8,
     # in float32 within ~64 registers a thread. gemma-2b's widths of 2048 are 16 groups: CHUNK 16 reads
     # whole rows, ROWS of them in one contiguous block (the head: 256000 rows); the down projection's 16384
-    # (128 groups, 2048 rows) takes one or two rows a program over several steps. (The second version, a
+    # (128 groups, 2048 rows) takes one or two rows a program over several steps. Each program reads the
+    # input again (2 x BLOCK_M / ROWS bytes a weight byte, from the caches): more rows a tile with more input
+    # rows. The loop has no dot, so Triton does not pipeline it: stages are 1. (The second version, a
     # GROUP-wide tile per step over BLOCK_N rows, read at 0.97-2.2 TB/s on the H200 against 2.1-3.5 for
     # Inductor's two reductions; the first, reducing every step, at 0.56 in the graph loop.)
-    _TILES = {1: [(1, 16, 4, 2), (2, 16, 4, 2), (4, 16, 8, 2), (8, 8, 8, 2), (1, 32, 8, 3), (2, 32, 8, 2),
-                  (1, 64, 8, 2), (16, 4, 8, 2)],
-              2: [(1, 16, 4, 2), (2, 16, 8, 2), (1, 32, 8, 2), (4, 8, 8, 2)],
-              4: [(1, 16, 4, 2), (2, 16, 8, 2), (1, 32, 8, 2), (4, 8, 8, 2)],
-              8: [(1, 16, 8, 2), (2, 8, 8, 2), (1, 32, 8, 2), (4, 4, 8, 2)]}
+    _TILES = {1: [(1, 16, 4, 1), (2, 16, 4, 1), (4, 16, 8, 1), (8, 8, 8, 1), (1, 32, 8, 1), (2, 32, 8, 1),
+                  (1, 64, 8, 1), (16, 4, 8, 1)],
+              2: [(1, 16, 4, 1), (2, 16, 8, 1), (4, 8, 8, 1), (8, 4, 8, 1)],
+              4: [(2, 16, 8, 1), (4, 8, 8, 1), (8, 4, 8, 1), (16, 2, 8, 1)],
+              8: [(4, 8, 8, 1), (8, 4, 8, 1), (16, 2, 8, 1), (16, 1, 4, 1)]}
 
     def _configs(block_m: int) -> list:
         return [triton.Config({"ROWS": rows, "CHUNK": chunk}, num_warps=w, num_stages=stages)
@@ -125,7 +128,9 @@ if triton is not None:
     def int8_weight_only_mm(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         """`x @ dequantized(weight).T` for x of shape (rows, in), rows <= MAX_ROWS; weight int8 (out, in),
         scales float32 (out, in / GROUP_SIZE)."""
-        x = x.contiguous()
+        torch._check(scales.shape[1] * GROUP_SIZE == x.shape[1],
+                     lambda: f"int8_weight_only_mm takes a scale per {GROUP_SIZE} input features, not {scales.shape}")
+        x, weight = x.contiguous(), weight.contiguous()
         kernel = _KERNELS[triton.next_power_of_2(int(x.shape[0]))]
         return launch(torch.library.wrap_triton(kernel), x, weight, scales.contiguous())
 

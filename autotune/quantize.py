@@ -125,9 +125,10 @@ class Int8WeightOnlyLinear(nn.Module):
 
 def int8_forward(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
                 barrier_widths: tuple[tuple[int, int], ...]) -> torch.Tensor:
-    """`linear(x, dequantized weight, bias)`: a decode step's product (a few rows) as `grouped_product` or, compiled,
-    in the form AUTOTUNE_INT8_FORM names (`scaled_product`, or grouped in float32), its input behind a barrier where one of `barrier_widths`
-    needs it; a prefill's as `dequantized_linear`; the opt-in Triton kernel where it is enabled."""
+    """`linear(x, dequantized weight, bias)`: a decode step's product (a few rows) as `grouped_product`
+    or, compiled, in the form AUTOTUNE_INT8_FORM names (`scaled_product`, or grouped in float32), its input
+    behind a barrier where one of `barrier_widths` needs it; a prefill's as `dequantized_linear`; the opt-in
+    Triton kernel where it is enabled."""
     rows = x.numel() // x.shape[-1]
     if int8_gemv.enabled() and int8_gemv.available(x, scales):  # opt-in Triton kernel (autotune.int8_gemv)
         out = int8_gemv.int8_linear(x, weight, scales)

@@ -68,12 +68,13 @@ def measure(rows_list: list[int], mode: str, groups: list[int]) -> list[dict]:
     import torch
 
     from autotune import int8_gemv
-    from autotune.quantize import GROUP_SIZE, grouped_product, quantize_rows, scaled_product
+    from autotune.quantize import GROUP_SIZE, group_size, grouped_product, quantize_rows, scaled_product
 
     results = []
     for name, n, k in SHAPES:
         weight = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
-        for group in groups:
+        # groups as this width takes them (one that does not divide it is the whole row): each once
+        for group in dict.fromkeys(group_size(k, group) for group in groups):
             q, scales = quantize_rows(weight, group=group)
             for rows in rows_list:
                 x = torch.randn(rows, k, device="cuda", dtype=torch.bfloat16)

@@ -44,7 +44,9 @@ print(json.dumps({"tiles": len(errors), "worst": max(errors)}))
 
 @needs_triton
 def test_every_tile_computes_the_dequantized_product_in_the_interpreter():
-    shapes = [(1, 64, 128), (1, 37, 640), (2, 40, 256), (3, 40, 384), (4, 9, 128), (5, 256, 256), (8, 33, 128)]
+    # with few groups (a CHUNK past the width) and with many (several steps, a partial last one: 37, 70 groups)
+    shapes = [(1, 64, 128), (1, 37, 640), (2, 40, 256), (3, 40, 384), (4, 9, 128), (5, 256, 256), (8, 33, 128),
+              (1, 7, 128 * 37), (2, 5, 128 * 70), (3, 5, 128 * 70), (8, 3, 128 * 37)]
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     result = subprocess.run([sys.executable, "-c", INTERPRETED, json.dumps(shapes)], capture_output=True, text=True,
                             env=env, timeout=600)

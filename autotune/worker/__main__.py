@@ -18,7 +18,7 @@ from pathlib import Path
 
 from autotune.measurement import Measurement, write_atomic
 from autotune.worker.job import Job
-from autotune.worker.launcher import PARENT_VARIABLE
+from autotune.worker.launcher import FAULT_LOG, PARENT_VARIABLE
 
 
 def exit_with_parent(interval: float = 0.5) -> None:
@@ -158,8 +158,9 @@ def run(job: Job) -> Measurement:
 def main(argv: list[str]) -> int:
     job_path, result_path = argv
     # a native crash (seen on the H200: signal 11 while compiling flex attention with weight-only int8) leaves
-    # no result: the Python stack it happened in goes to worker.log, whose tail the launcher records
-    faulthandler.enable()
+    # no result: the Python stacks it happened in go to the job folder's fault log, which the launcher records
+    fault_log = open(Path(job_path).parent / FAULT_LOG, "w", encoding="utf-8")  # open until the end: written at a crash
+    faulthandler.enable(file=fault_log)
     exit_with_parent()
     started = time.perf_counter()
     try:

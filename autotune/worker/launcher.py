@@ -25,11 +25,27 @@ KILL_GRACE_S = 5.0
 PHASE_POLL_S = 0.5
 
 
+# The worker's faulthandler writes here (the job folder): a native crash's Python stacks, innermost frame
+# first, so the launcher keeps its head; the end of worker.log would lose a deep stack's innermost frames.
+FAULT_LOG = "fault.log"
+
+
 def tail(path: Path, limit: int = 4000) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")[-limit:]
     except FileNotFoundError:
         return ""
+
+
+def crash_report(job_dir: Path, log_path: Path, limit: int = 6000) -> str:
+    """What a worker that died without a result left: the head of its fault log (where it crashed), then the
+    end of its log."""
+    try:
+        fault = (job_dir / FAULT_LOG).read_text(encoding="utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        fault = ""
+    log = tail(log_path)
+    return f"{fault[:limit]}\n--- the end of worker.log:\n{log}" if fault else log
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -122,5 +138,6 @@ def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = N
         write_atomic(result_path, measurement.to_json())  # the job's own record, with the launcher's figures
         return measurement
     how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
-    return Measurement.failed("crash", "crash", f"the worker {how} without a result", traceback=tail(log_path),
+    return Measurement.failed("crash", "crash", f"the worker {how} without a result",
+                              traceback=crash_report(job_dir, log_path),
                               pid=proc.pid, exit_code=exit_code, wall_s=time.perf_counter() - started)
