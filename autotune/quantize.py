@@ -19,7 +19,6 @@ a language-model head tied to it gets an int8 copy of its own.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

@@ -83,7 +83,7 @@ def measure(rows_list: list[int], mode: str, groups: list[int]) -> list[dict]:
                 float32 = torch.compile(functools.partial(grouped_product, compute=torch.float32), fullgraph=True,
                                         dynamic=False, mode=mode)
                 scaled = torch.compile(scaled_product, fullgraph=True, dynamic=False, mode=mode)
-                figures = {"layer": name, "out": n, "in": k, "rows": rows, "mode": mode, "group": k // scales.shape[1],
+                figures = {"layer": name, "out": n, "in": k, "rows": rows, "mode": mode, "group": group,
                            # the kernel takes groups of GROUP_SIZE only
                            "triton_us": time_us(lambda: int8_gemv.int8_weight_only_mm(x, q, scales))
                            if group == GROUP_SIZE else None,
@@ -106,7 +106,7 @@ def table(results: list[dict]) -> str:
     for r in results:
         cells = " | ".join("-" if r[f"{form}_us"] is None else f"{r[f'{form}_us']:.1f} us, {r[f'{form}_tb_s']:.2f} TB/s"
                            for form in FORMS)
-        lines.append(f"| {r['layer']} ({r['out']} x {r['in']}) | {r['rows']} | {r.get('group', 128)} | {cells} |")
+        lines.append(f"| {r['layer']} ({r['out']} x {r['in']}) | {r['rows']} | {r['group']} | {cells} |")
     return "\n".join(lines)
 
 

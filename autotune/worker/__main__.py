@@ -159,8 +159,8 @@ def main(argv: list[str]) -> int:
     job_path, result_path = argv
     # a native crash (seen on the H200: signal 11 while compiling flex attention with weight-only int8) leaves
     # no result: the Python stacks it happened in go to the job folder's fault log, which the launcher records
-    fault_log = open(Path(job_path).parent / FAULT_LOG, "w", encoding="utf-8")  # open until the end: written at a crash
-    faulthandler.enable(file=fault_log)
+    # (the file stays open until the process ends: faulthandler writes to it at the crash)
+    faulthandler.enable(file=open(Path(job_path).parent / FAULT_LOG, "w", encoding="utf-8"))
     exit_with_parent()
     started = time.perf_counter()
     try:

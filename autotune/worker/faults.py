@@ -13,7 +13,8 @@ import os
 import signal
 import time
 
-FAULTS = ("oom", "hang", "kill", "exit", "segfault", "cuda_error", "error", "slowN (sleep N seconds, then run normally)",
+FAULTS = ("oom", "hang", "kill", "exit", "segfault", "cuda_error", "error",
+          "slowN (sleep N seconds, then run normally)",
           "slowgen (every decoding step of every generate call takes 0.2 s longer: a hopeless configuration)",
           # real CUDA faults, on a GPU only:
           "cuda_oom (allocate more than the card has)", "cuda_assert (a device-side assert: an embedding index "
