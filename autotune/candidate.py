@@ -28,6 +28,7 @@ GRAPH_STEPS = 16
 BNB_QUANTIZATIONS = ("bnb_8bit", "bnb_4bit")
 # autotune's own weight-only int8 (autotune.quantize), applied after loading: a runtime hint of the preset
 WEIGHT_ONLY_QUANTIZATIONS = ("int8_weight_only",)
+INT8_KERNELS = ("inductor", "triton")
 
 # knob -> allowed values (a tuple), or a type (int, float) for numeric knobs. Search spaces may use any subset.
 KNOBS: dict[str, tuple | type] = {
@@ -38,6 +39,9 @@ KNOBS: dict[str, tuple | type] = {
     # bitsandbytes through BitsAndBytesConfig: LLM.int8() or 4-bit (nf4/fp4) weights; or weight-only int8
     # in plain torch (autotune.quantize), fast when compiled.
     "quantization": ("none",) + BNB_QUANTIZATIONS + WEIGHT_ONLY_QUANTIZATIONS,
+    # weight-only int8's decode-step product: "inductor" (plain torch, compiled into Inductor's reductions) or
+    # "triton" (autotune.int8_gemv, one kernel per product; CUDA with Triton). A runtime hint.
+    "int8_kernel": INT8_KERNELS,
     "llm_int8_threshold": float,
     "bnb_4bit_quant_type": ("nf4", "fp4"),
     "bnb_4bit_use_double_quant": (False, True),
@@ -63,6 +67,9 @@ KNOBS: dict[str, tuple | type] = {
     # autotune.decode_loop.GraphDecodeLoop, the same with GRAPH_STEPS steps captured as one CUDA graph (the
     # step compiled without torch.compile's own graphs). A runtime hint of the preset.
     "decode_loop": LOOPS,
+    # autotune.fusion: the projections a layer applies to one input (q, k, v; gate, up) stacked into one
+    # product per decode step, in bf16/fp16/fp32 and weight-only int8 alike (not bitsandbytes). A runtime hint.
+    "fuse_projections": (False, True),
     "decoding": ("standard", "prompt_lookup", "assisted"),
     "prompt_lookup_num_tokens": int,
     "max_matching_ngram_size": int,
@@ -101,13 +108,14 @@ def normalize_knob_value(knob: str, value: Any) -> Any:
 
 
 # Knobs added after studies were recorded, with the default that leaves them out of `Candidate.key()`.
-KEY_NEUTRAL_DEFAULTS = {"compile_tuning": "default", "compile_freezing": False}
+KEY_NEUTRAL_DEFAULTS = {"compile_tuning": "default", "compile_freezing": False, "int8_kernel": "inductor",
+                        "fuse_projections": False}
 
 
 # Short names for summaries (tables, progress lines).
 _SHORT = {"attn_implementation": "attn", "cache_implementation": "cache", "compile_fullgraph": "fullgraph",
           "compile_api": "compile_api", "compile_tuning": "tuning", "compile_freezing": "freezing",
-          "decode_loop": "loop",
+          "decode_loop": "loop", "fuse_projections": "fuse",
           "prompt_lookup_num_tokens": "lookup_tokens",
           "max_matching_ngram_size": "ngram", "num_assistant_tokens": "assistant_tokens",
           "num_assistant_tokens_schedule": "schedule", "pad_to_multiple_of": "pad", "sdpa_backend": "sdpa",
@@ -121,6 +129,7 @@ class Candidate:
     attn_implementation: str = "auto"
     sdpa_backend: str = "auto"
     quantization: str = "none"
+    int8_kernel: str = "inductor"
     llm_int8_threshold: float | None = None  # None: BitsAndBytesConfig's default (6.0)
     bnb_4bit_quant_type: str = "nf4"
     bnb_4bit_use_double_quant: bool = False
@@ -132,6 +141,7 @@ class Candidate:
     compile_tuning: str = "default"
     compile_freezing: bool = False
     decode_loop: str = "generate"
+    fuse_projections: bool = False
     decoding: str = "standard"
     prompt_lookup_num_tokens: int | None = None
     max_matching_ngram_size: int | None = None
@@ -209,6 +219,10 @@ class Candidate:
             hints["sdpa_backend"] = self.sdpa_backend
         if self.quantization == "int8_weight_only":
             hints["weight_quantization"] = "int8"
+            if self.int8_kernel != "inductor":
+                hints["int8_kernel"] = self.int8_kernel
+        if self.fuse_projections and self.quantization not in BNB_QUANTIZATIONS:
+            hints["fuse_projections"] = True
         inductor = {}
         if self.compile in ("default", "reduce-overhead") and self.compile_tuning == "coordinate_descent":
             inductor["coordinate_descent_tuning"] = True
@@ -244,6 +258,10 @@ class Candidate:
             changes.update(llm_int8_threshold=None)
         if self.quantization != "bnb_4bit":
             changes.update(bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype="float32")
+        if self.quantization != "int8_weight_only":
+            changes.update(int8_kernel="inductor")
+        if self.quantization in BNB_QUANTIZATIONS:
+            changes.update(fuse_projections=False)  # bitsandbytes layers are not stacked (autotune.fusion)
         if self.compile == "off":
             changes.update(compile_fullgraph=False, compile_api="explicit", compile_tuning="default",
                            compile_freezing=False)

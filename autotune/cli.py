@@ -228,7 +228,8 @@ def _estimate_environment(device: str) -> dict:
             raise
     return {"device": "cuda", "has_bf16": True, "total_memory_bytes": None,
             "has_flash_attn": importlib.util.find_spec("flash_attn") is not None,
-            "has_flex_attention": importlib.util.find_spec("torch.nn.attention.flex_attention") is not None}
+            "has_flex_attention": importlib.util.find_spec("torch.nn.attention.flex_attention") is not None,
+            "has_triton": environment.triton_imports()}
 
 
 def _mib(n) -> str:
@@ -273,7 +274,7 @@ def estimate(model, vram, space, device, prompts, batch_size, max_new_tokens, as
         the_space = base_space.for_environment(
             env["device"], batch_size=batch_size, assistant=assistant_id, has_bf16=env.get("has_bf16", True),
             has_flash_attn=env.get("has_flash_attn", False), has_flex_attention=env.get("has_flex_attention", False),
-            random_weights=is_random(model_id))
+            has_triton=env.get("has_triton", False), random_weights=is_random(model_id))
         estimator = Estimator.for_model(model_id, workload, assistant=assistant_id)
         rows, invalid = [], 0
         for candidate in the_space.candidates():

@@ -7,7 +7,7 @@ for knobs that apply to it (an SDPA backend only with sdpa), so a value counts w
 
 The study's first trials after its seeds are *covering* trials (`next_cover`): each one the valid
 configuration, within the memory budget, that holds the most values not measured yet. On the default
-space of random gemma-2b on the H200 (51 values), 10 of them hold every value; in the sixth GPU session 30
+space of random gemma-2b on the H200 (55 values), 11 of them hold every value; in the sixth GPU session 30
 trials of the TPE sampler had measured 34 of the 48 values the space had then. They also serve as the sampler's start-up trials (TPE
 draws its first 10 at random). A value that fails is tried again in another covering trial with as few
 other unproven values as possible; after `MAX_FAILURES` failed trials it is given up (it stays "failed").
@@ -110,8 +110,9 @@ def next_cover(space: SearchSpace, candidates: list[Candidate], measured: dict, 
     cannot compile for gemma-2b, failed for flex attention's sake, and compile_api=generate was never measured:
     new values go first into trials with no value that failed.)
     `pending`: the configurations other workers of the study are running now; their values are not wanted
-    again meanwhile (on two H200s, two workers that chose at the same moment took the same configuration,
-    one waited for the other's result, and they stayed in step: half the GPU time for nothing)."""
+    again meanwhile, and each one a configuration holds counts against what it adds (on two H200s, two workers
+    that chose at the same moment took the same configuration, one waited for the other's result, and they
+    stayed in step: half the GPU time for nothing)."""
     in_progress = set().union(*(values_of(space, c) for c in pending))
     wanted = {v for v in all_values(space) if v not in measured and v not in in_progress
               and len(failed.get(v, ())) < MAX_FAILURES}
@@ -121,18 +122,21 @@ def next_cover(space: SearchSpace, candidates: list[Candidate], measured: dict, 
     # how many failed trials each value was in: a retry differs most from the combinations that failed
     in_failures = {value: len(numbers) for value, numbers in failed.items()}
 
-    def score(candidate: Candidate) -> tuple[int, int, int, int]:
-        """(no value that failed before, values added counting at most one that failed before, minus the values
-        that failed before, minus how often its values were in failed trials)"""
+    def added(candidate: Candidate) -> int:
+        """Values added, counting at most one that failed before."""
         values = values_of(space, candidate)
-        risky = values & wanted & suspects
-        added = len((values & wanted) - suspects) + min(1, len(risky))
-        return (int(not values & suspects), added, -len(values & suspects),
+        return len((values & wanted) - suspects) + min(1, len(values & wanted & suspects))
+
+    def score(candidate: Candidate) -> tuple[int, int, int, int]:
+        """(no value that failed before, values added less those another worker is measuring now, minus the
+        values that failed before, minus how often its values were in failed trials)"""
+        values = values_of(space, candidate)
+        return (int(not values & suspects), added(candidate) - len(values & in_progress), -len(values & suspects),
                 -sum(in_failures.get(v, 0) for v in values))
 
     ranked = sorted(((score(c), c) for c in candidates if c.key() not in tried_keys), key=lambda sc: sc[0],
                     reverse=True)
-    for (_, added, _, _), candidate in ranked:
-        if added > 0 and fits(candidate):
+    for _, candidate in ranked:
+        if added(candidate) > 0 and fits(candidate):
             return candidate
     return None

@@ -21,8 +21,27 @@ from autotune.interrupt import interruptible
 DEVICES = ("auto", "cpu", "cuda")
 # Process settings that change what a trial builds, to measure variants (`setting`; no preset records them):
 # a Measurement's environment names those set, so a figure says what it was measured with.
-SETTINGS = ("AUTOTUNE_INT8_BARRIER", "AUTOTUNE_INT8_FORM", "AUTOTUNE_INT8_KERNEL", "AUTOTUNE_FUSE",
-            "AUTOTUNE_COMBO_KERNELS")
+SETTINGS = ("AUTOTUNE_INT8_BARRIER", "AUTOTUNE_INT8_FORM", "AUTOTUNE_COMBO_KERNELS")
+
+
+# Settings that became knobs: a process that sets one is refused, so that no figure is measured without what
+# its command asked for.
+RETIRED_SETTINGS = {"AUTOTUNE_INT8_KERNEL": "the int8_kernel knob (int8_kernel=triton)",
+                    "AUTOTUNE_FUSE": "the fuse_projections knob (fuse_projections=true)"}
+
+
+def refuse_retired_settings() -> None:
+    """InputError naming the knob that replaced each retired setting set in this process's environment."""
+    retired = [f"{name} is {knob} now" for name, knob in RETIRED_SETTINGS.items() if name in os.environ]
+    if retired:
+        raise InputError("; ".join(retired) + ": unset it and search or enqueue the knob's value")
+
+
+def triton_imports() -> bool:
+    """Whether Triton imports here (autotune's int8 kernel needs it; an install that fails to import is none)."""
+    from autotune import int8_gemv
+
+    return int8_gemv.triton is not None
 
 
 def setting(variable: str, choices, default: str, usage: str):
@@ -42,6 +61,7 @@ def describe(device: str = "auto", with_bitsandbytes: bool = False) -> dict:
     import torch
     import transformers
 
+    refuse_retired_settings()
     cuda = torch.cuda.is_available()
     if device == "auto":
         device = "cuda" if cuda else "cpu"
@@ -55,6 +75,7 @@ def describe(device: str = "auto", with_bitsandbytes: bool = False) -> dict:
         "cuda_available": cuda,
         "has_flash_attn": importlib.util.find_spec("flash_attn") is not None,
         "has_flex_attention": importlib.util.find_spec("torch.nn.attention.flex_attention") is not None,
+        "has_triton": triton_imports(),
         "settings": {name: os.environ[name] for name in SETTINGS if name in os.environ},
     }
     if with_bitsandbytes:
@@ -102,6 +123,7 @@ def probe(device: str = "auto", timeout: float = 300.0) -> dict:
     """Run `describe(device)` in a child process and return its result."""
     if device not in DEVICES:
         raise InputError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    refuse_retired_settings()
     with interruptible():  # a wait for a child: Ctrl-C stops it at once (autotune.interrupt)
         proc = subprocess.run([sys.executable, "-m", "autotune.environment", device],
                               capture_output=True, text=True, timeout=timeout)

@@ -13,8 +13,9 @@ each takes its part of it; a prefill computes each sibling's own rows, as before
 copies (int8) stay as small as they were. Under torch.compile the mailbox's attributes are traced as side
 effects, set and cleared within one step.
 
-To measure (issue 7): AUTOTUNE_FUSE=1 (q, k, v and gate, up), attention or mlp (one kind), 0 (the default:
-none). A setting of the process, like autotune.quantize's; no preset records it yet.
+The `fuse_projections` knob (the runtime hint of the same name) stacks both kinds; `fuse_siblings` takes
+either. On the H200 (random gemma-2b, batch 1, graph loop) it gained 4 % in bf16 and nothing with Inductor's
+int8 product (twelfth session), 5 % on top of the Triton int8 kernel (thirteenth session, BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -22,19 +23,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autotune import environment
 from autotune.quantize import GEMV_ROWS, Int8WeightOnlyLinear, int8_forward
 
-FUSE_VARIABLE = "AUTOTUNE_FUSE"
 # Projections that models apply to one input, by name (Llama, Gemma, Mistral, Qwen2 ...).
 SIBLINGS = {"attention": ("q_proj", "k_proj", "v_proj"), "mlp": ("gate_proj", "up_proj")}
-
-
-def fused_kinds() -> tuple[str, ...]:
-    """The sibling groups that AUTOTUNE_FUSE names: 0 none (the default), 1 all, or attention / mlp."""
-    choices = {"0": (), "1": tuple(SIBLINGS), **{kind: (kind,) for kind in SIBLINGS}}
-    return environment.setting(FUSE_VARIABLE, choices, "0", "use 1 (an attention's q, k, v and an MLP's gate, up "
-                               "each as one product), attention, mlp, or 0")
 
 
 class Mailbox:
@@ -95,7 +87,8 @@ class SiblingProjection(nn.Module):
 
     def own_product(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.mailbox.stacked, Int8WeightOnlyLinear):
-            return int8_forward(x, self.weight, self.scales, self.bias, ((self.in_features, self.out_features),))
+            return int8_forward(x, self.weight, self.scales, self.bias, ((self.in_features, self.out_features),),
+                                self.mailbox.stacked.kernel)
         return nn.functional.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
@@ -108,7 +101,8 @@ def same_kind(parts: list) -> bool:
     if all(type(part) is nn.Linear for part in parts):
         shape = {(part.in_features, part.weight.dtype, part.weight.device, part.bias is None) for part in parts}
     elif all(type(part) is Int8WeightOnlyLinear for part in parts):
-        shape = {(part.in_features, part.scales.shape[1], part.weight.device, part.bias is None) for part in parts}
+        shape = {(part.in_features, part.scales.shape[1], part.weight.device, part.bias is None, part.kernel)
+                 for part in parts}
     else:
         return False
     return len(shape) == 1
@@ -132,7 +126,8 @@ def stack(parts: list) -> nn.Module:
         # the barrier where any sibling would have one (an attention's k and v, narrower out than in)
         return Int8WeightOnlyLinear(torch.cat([part.weight for part in parts]),
                                     torch.cat([part.scales for part in parts]), bias,
-                                    barrier_widths=tuple((part.in_features, part.out_features) for part in parts))
+                                    barrier_widths=tuple((part.in_features, part.out_features) for part in parts),
+                                    kernel=parts[0].kernel)
     weight = torch.cat([part.weight.detach() for part in parts])
     stacked = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     stacked.weight = nn.Parameter(weight, requires_grad=False)
@@ -158,8 +153,3 @@ def fuse_siblings(model: nn.Module, kinds: tuple[str, ...] = tuple(SIBLINGS)) ->
         torch.cuda.empty_cache()  # the siblings' own weights' blocks
     return len(groups)
 
-
-def apply_fusion(model: nn.Module) -> int:
-    """Stack the sibling groups that AUTOTUNE_FUSE names (after any weight quantization); how many."""
-    kinds = fused_kinds()
-    return fuse_siblings(model, kinds) if kinds else 0

@@ -13,7 +13,10 @@ same functions, so a preset runs as its trial was measured.
 - `inductor`: `{"coordinate_descent_tuning": true, "freezing": true}` (either) -> set in `torch._inductor.config` before anything is
   compiled (a setting of the whole process: every later compile in it tunes its kernels this way).
 - `weight_quantization`: `int8` -> every `nn.Linear` of the loaded model becomes an int8 weight-only linear
-  (`autotune.quantize`), before any compile.
+  (`autotune.quantize`), before any compile; `int8_kernel`: `triton` -> its decode steps run
+  `autotune.int8_gemv`'s Triton kernel (where it can: CUDA with Triton), else the torch form Inductor compiles.
+- `fuse_projections`: `true` -> each layer's q, k, v and gate, up projections are stacked into one product per
+  decode step (`autotune.fusion`), after any weight quantization.
 - (no hint) a model loaded with `attn_implementation="flex_attention"` gets `fit_flex_attention`: on CUDA,
   heads wider than 128 run with kernel options that fit the GPU's shared memory.
 - `sdpa_backend`: `flash`, `efficient`, `math` or `cudnn` -> generation runs inside
@@ -64,6 +67,30 @@ def scoring_backend_context(backend: str | None):
 
 
 INDUCTOR_OPTIONS = {"coordinate_descent_tuning", "freezing"}
+
+
+def check_weight_hints(runtime: dict) -> None:
+    """`int8_kernel` names a kernel of `autotune.quantize` and `fuse_projections` is true or false;
+    ValueError otherwise."""
+    from autotune.quantize import KERNELS
+
+    kernel = runtime.get("int8_kernel", "inductor")
+    if kernel not in KERNELS:
+        raise ValueError(f"runtime.int8_kernel {kernel!r} is not one of {', '.join(KERNELS)}")
+    fuse = runtime.get("fuse_projections", False)
+    if not isinstance(fuse, bool):
+        raise ValueError(f"runtime.fuse_projections {fuse!r} is not true or false")
+
+
+def apply_weight_hints(model, runtime: dict) -> None:
+    """Apply the hints that change a loaded model's weights (checked by `check_weight_hints`), in order:
+    `weight_quantization` with its `int8_kernel`, then `fuse_projections`."""
+    from autotune import fusion, quantize
+
+    check_weight_hints(runtime)
+    quantize.apply_weight_quantization(model, runtime.get("weight_quantization"), runtime.get("int8_kernel"))
+    if runtime.get("fuse_projections", False):
+        fusion.fuse_siblings(model)
 
 
 def check_inductor_hint(hint) -> None:

@@ -1,4 +1,5 @@
-"""An opt-in CUDA kernel for weight-only int8 decode steps: `x @ dequantized(weight).T` for a few rows of x.
+"""A CUDA kernel for weight-only int8 decode steps (the `int8_kernel=triton` knob): `x @ dequantized(weight).T`
+for a few rows of x.
 
 A decode step at batch 1-8 is a matrix-vector product bound by reading the weights. Written in plain
 torch (`autotune.quantize`), Inductor compiles it into a reduction that fuses the layer's input into every
@@ -11,14 +12,15 @@ features in float32, scaled (autotune.quantize keeps a float32 scale per output 
 decode loops make before they capture a CUDA graph.
 
 It is a `torch.library.triton_op`: torch.compile (fullgraph too) sees through it and CUDA graphs capture
-it. `autotune.quantize` takes it only where `enabled()` (AUTOTUNE_INT8_KERNEL=triton) and `available()`
-(Triton, CUDA, a few rows, scales per group): its first version was slower than Inductor's reduction on the
-H200 (BENCHMARKS.md, seventh session).
+it. `autotune.quantize` takes it for layers built with kernel "triton" where `available()` (Triton, CUDA, a
+few rows, scales per group). Its first two versions were slower than Inductor's reduction on the H200
+(BENCHMARKS.md, seventh and eleventh sessions); this third one (tiles of whole groups of a few rows, one
+kernel per product) is 1.4-1.7x faster on the small attention products, ties on the MLP's, 10 % slower on
+gemma's head, and ran random gemma-2b's int8 graph loop 1.05x faster, 1.11x with stacked siblings
+(thirteenth session). A knob, so that studies measure it.
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 
@@ -32,19 +34,6 @@ except ImportError:  # CPU-only installs: the torch path of autotune.quantize
 MAX_ROWS = 8
 # Input features per float32 scale (autotune.quantize): one group is one step of the kernel's loop.
 GROUP_SIZE = 128
-
-
-# Opt-in: on the H200 (seventh GPU session, random gemma-2b) the first version took 4.4 ms of a 5.2 ms
-# graph-loop step (201 tok/s against 437 unquantized), and the second, measured alone, was still slower
-# than Inductor's reduction at batch 1 (the head: 238 us against 150). This third version (tiles of whole
-# groups of a few rows, one kernel per product) is to measure. So autotune.quantize takes it only
-# with AUTOTUNE_INT8_KERNEL=triton in the environment, for measuring it against the default
-# (studies_gpu.sh part c with ENV_C=AUTOTUNE_INT8_KERNEL=triton; benchmarks/int8_gemv.py).
-ENABLE_VARIABLE = "AUTOTUNE_INT8_KERNEL"
-
-
-def enabled() -> bool:
-    return os.environ.get(ENABLE_VARIABLE, "") == "triton"
 
 
 def available(x: torch.Tensor, scales: torch.Tensor) -> bool:

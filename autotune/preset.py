@@ -12,9 +12,9 @@ through `AutoQuantizationConfig.from_dict`; `BitsAndBytesConfig(**d)` makes the 
 
 `runtime` holds what neither half can (torch.compile settings, the SDPA backend, padding, the assistant
 model, autotune's weight-only int8 quantization); `autotune.load_preset(path)` applies it. (With
-`weight_quantization` in it, plain transformers loads the unquantized model: correct, but not what was
-measured; `autotune.quantize.apply_weight_quantization(model, "int8")` does the rest.) `measurement` is what the chosen trial measured and
-`environment` where (library versions, device). A preset of a `random:` model says so in `note`:
+`weight_quantization` or `fuse_projections` in it, plain transformers loads the unquantized, unstacked model:
+correct, but not what was measured; `autotune.hints.apply_weight_hints(model, runtime)` does the rest.)
+`measurement` is what the chosen trial measured and `environment` where (library versions, device). A preset of a `random:` model says so in `note`:
 `from_pretrained` cannot load such a model; `load_preset` builds it again with `autotune.models`.
 """
 
@@ -54,7 +54,7 @@ class Preset:
                               "export it again with this version (autotune export --study NAME)")
         if not isinstance(self.model, str) or not self.model:
             raise PresetError("a preset needs the model it was tuned for ('model')")
-        check_inductor_hint(self.runtime.get("inductor") if isinstance(self.runtime, dict) else None)
+        check_runtime_hints(self.runtime if isinstance(self.runtime, dict) else {})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=2) + "\n"
@@ -151,12 +151,14 @@ def best_feasible_trial(trials):
     return max(feasible, key=lambda t: (t.value, -t.number))
 
 
-def check_inductor_hint(hint) -> None:
-    """The preset's `runtime.inductor` (`hints.check_inductor_hint`), checked before any model loads."""
-    from autotune.hints import check_inductor_hint as check
+def check_runtime_hints(runtime: dict) -> None:
+    """The preset's `runtime.inductor` and weight hints (`hints.check_inductor_hint`,
+    `hints.check_weight_hints`), checked before any model loads."""
+    from autotune.hints import check_inductor_hint, check_weight_hints
 
     try:
-        check(hint)
+        check_inductor_hint(runtime.get("inductor"))
+        check_weight_hints(runtime)
     except ValueError as exc:
         raise PresetError(f"the preset's {exc}; export the preset again") from None
 
@@ -179,7 +181,7 @@ def load_preset(path: str | Path, device: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    from autotune import fusion, hints, quantize
+    from autotune import hints
 
     preset = Preset.read(path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -191,8 +193,7 @@ def load_preset(path: str | Path, device: str | None = None):
             model = AutoModelForCausalLM.from_pretrained(preset.model, **preset.load_kwargs, **extra).eval()
     except OSError as exc:
         raise PresetError(f"cannot load the preset's model {preset.model!r}: {exc}") from None
-    quantize.apply_weight_quantization(model, preset.runtime.get("weight_quantization"))
-    fusion.apply_fusion(model)  # AUTOTUNE_FUSE (to measure): sibling projections as one product
+    hints.apply_weight_hints(model, preset.runtime)  # int8 weights, stacked sibling projections
     hints.fit_flex_attention(model)
     generation_config = GenerationConfig(**preset.generation_config)
     hints.apply_inductor_config(preset.runtime.get("inductor"))  # checked when the preset was read

@@ -4,12 +4,13 @@ At batch 1 a decode step reads every weight once, so its time is the weights' by
 bandwidth (the roofline of ../shared/DESIGN.md). Storing the linear layers' weights in int8 halves those
 bytes against bf16. Each output row keeps one float32 scale per group of 128 input features (symmetric,
 absmax / 127). A decode step (a few rows) sums `x * weight` per group, scales and sums the groups, which
-Inductor compiles into reductions that read the weights as int8 (`autotune.int8_gemv` holds an opt-in
-Triton kernel for it, measured slower so far). A prefill runs `linear(x, dequantized weight)` a few thousand
-rows at a time. Eager, the conversion makes a float copy of every weight per forward,
-slower than no quantization (the default search space allows int8 with compilation only). This is
-gpt-fast's and torchao's weight-only int8, with groups; no package beyond torch (and Triton, which CUDA
-builds of torch bring) is needed, and bitsandbytes (whose int8 is LLM.int8(), with outlier decomposition)
+Inductor compiles into reductions that read the weights as int8, or, with the `int8_kernel=triton` knob,
+runs `autotune.int8_gemv`'s Triton kernel (one kernel per product; on the H200 1.4-1.7x faster than Inductor's
+on the small attention products, 10 % slower on a large head: BENCHMARKS.md, thirteenth session). A prefill
+runs `linear(x, dequantized weight)` a few thousand rows at a time. Eager, the conversion makes a float copy of
+every weight per forward, slower than no quantization (the default search space allows int8 with compilation
+only). This is gpt-fast's and torchao's weight-only int8, with groups; no package beyond torch (and Triton,
+which CUDA builds of torch bring) is needed, and bitsandbytes (whose int8 is LLM.int8(), with outlier decomposition)
 does not offer it.
 
 The model is loaded in its dtype first, then each `nn.Linear` is replaced in place, one at a time, so
@@ -58,6 +59,9 @@ BARRIER_VARIABLE = "AUTOTUNE_INT8_BARRIER"
 # Eager (the prefill's last rows, tests) always runs grouped, in the input's dtype.
 FORM_VARIABLE = "AUTOTUNE_INT8_FORM"
 FORMS = ("grouped", "scaled", "float32")
+# The decode-step product: the torch form above, which Inductor compiles ("inductor"), or autotune.int8_gemv's
+# Triton kernel ("triton", where it can run the input: CUDA, Triton, groups of GROUP_SIZE; else the torch form).
+KERNELS = ("inductor", "triton")
 
 
 def product_form() -> str:
@@ -98,8 +102,11 @@ class Int8WeightOnlyLinear(nn.Module):
     input features (`scales`: out x groups)."""
 
     def __init__(self, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
-                 barrier_widths: tuple[tuple[int, int], ...] | None = None):
+                 barrier_widths: tuple[tuple[int, int], ...] | None = None, kernel: str = "inductor"):
         super().__init__()
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown int8 kernel {kernel!r}; one of {', '.join(KERNELS)}")
+        self.kernel = kernel
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
         self.register_buffer("weight", weight)
         self.register_buffer("scales", scales)
@@ -109,27 +116,27 @@ class Int8WeightOnlyLinear(nn.Module):
         self.barrier_widths = barrier_widths or ((self.in_features, self.out_features),)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "Int8WeightOnlyLinear":
+    def from_linear(cls, linear: nn.Linear, kernel: str = "inductor") -> "Int8WeightOnlyLinear":
         weight, scales = quantize_rows(linear.weight.detach())
         bias = None if linear.bias is None else linear.bias.detach().clone()
-        return cls(weight, scales, bias)
+        return cls(weight, scales, bias, kernel=kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return int8_forward(x, self.weight, self.scales, self.bias, self.barrier_widths)
+        return int8_forward(x, self.weight, self.scales, self.bias, self.barrier_widths, self.kernel)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"groups={self.scales.shape[1]}, bias={self.bias is not None}")
+                f"groups={self.scales.shape[1]}, bias={self.bias is not None}, kernel={self.kernel}")
 
 
 def int8_forward(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
-                barrier_widths: tuple[tuple[int, int], ...]) -> torch.Tensor:
-    """`linear(x, dequantized weight, bias)`: a decode step's product (a few rows) as `grouped_product`
-    or, compiled, in the form AUTOTUNE_INT8_FORM names (`scaled_product`, or grouped in float32), its input
-    behind a barrier where one of `barrier_widths` needs it; a prefill's as `dequantized_linear`; the opt-in
-    Triton kernel where it is enabled."""
+                barrier_widths: tuple[tuple[int, int], ...], kernel: str = "inductor") -> torch.Tensor:
+    """`linear(x, dequantized weight, bias)`: a decode step's product (a few rows) through the Triton kernel
+    where `kernel` is "triton" and it can run `x`, else as `grouped_product` or, compiled, in the form
+    AUTOTUNE_INT8_FORM names (`scaled_product`, or grouped in float32), its input behind a barrier where one
+    of `barrier_widths` needs it; a prefill's as `dequantized_linear`."""
     rows = x.numel() // x.shape[-1]
-    if int8_gemv.enabled() and int8_gemv.available(x, scales):  # opt-in Triton kernel (autotune.int8_gemv)
+    if kernel == "triton" and int8_gemv.available(x, scales):  # autotune.int8_gemv
         out = int8_gemv.int8_linear(x, weight, scales)
     elif rows <= GEMV_ROWS:
         compiling = torch.compiler.is_compiling()
@@ -208,21 +215,23 @@ def dequantize(weight: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype) -
     return grouped.flatten(-2).to(dtype)
 
 
-def quantize_int8_weight_only(model: nn.Module) -> int:
-    """Replace every `nn.Linear` of `model` by an `Int8WeightOnlyLinear`, in place; returns how many."""
+def quantize_int8_weight_only(model: nn.Module, kernel: str = "inductor") -> int:
+    """Replace every `nn.Linear` of `model` by an `Int8WeightOnlyLinear` whose decode steps use `kernel`, in
+    place; returns how many."""
     targets = [(parent, name) for parent in model.modules() for name, child in parent.named_children()
                if isinstance(child, nn.Linear)]
     for parent, name in targets:  # one at a time: each float weight is freed before the next is converted
-        setattr(parent, name, Int8WeightOnlyLinear.from_linear(getattr(parent, name)))
+        setattr(parent, name, Int8WeightOnlyLinear.from_linear(getattr(parent, name), kernel))
     if targets and any(p.is_cuda for p in model.parameters()):
         torch.cuda.empty_cache()  # the float weights' blocks, back to the device for the caches to come
     return len(targets)
 
 
-def apply_weight_quantization(model: nn.Module, scheme: str | None) -> int:
-    """Apply a preset's / candidate's `weight_quantization` runtime hint (None: nothing)."""
+def apply_weight_quantization(model: nn.Module, scheme: str | None, kernel: str | None = None) -> int:
+    """Apply a preset's / candidate's `weight_quantization` runtime hint (None: nothing), its decode steps
+    through `kernel` (the `int8_kernel` hint; None: "inductor")."""
     if scheme is None:
         return 0
     if scheme != INT8_WEIGHT_ONLY:
         raise ValueError(f"unknown weight quantization {scheme!r}; this autotune knows {INT8_WEIGHT_ONLY!r}")
-    return quantize_int8_weight_only(model)
+    return quantize_int8_weight_only(model, kernel or "inductor")

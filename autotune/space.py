@@ -34,6 +34,9 @@ from autotune.errors import CandidateError, SpaceError
 
 _BASELINE = Candidate()
 _FILE_KEYS = {"knobs", "invalid", "description"}
+# The most rows (batch x new tokens) a decode step's product takes through autotune's Triton int8 kernel and
+# stacked siblings (autotune.int8_gemv.MAX_ROWS, autotune.quantize.GEMV_ROWS; not imported: no torch here)
+DECODE_PRODUCT_ROWS = 8
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,10 @@ class SearchSpace:
         return cls.from_yaml(bundled.read_text(encoding="utf-8"), name=name_or_path, source=f"{name_or_path}.yaml")
 
     @classmethod
-    def from_yaml(cls, text: str, name: str = "custom", source: str = "<string>") -> "SearchSpace":
+    def from_yaml(cls, text: str, name: str = "custom", source: str = "<string>",
+                  recorded: bool = False) -> "SearchSpace":
+        """A space from YAML text. `recorded`: a space `to_dict` recorded after `for_environment`, whose knobs may
+        have no values left (each left out on that machine)."""
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -94,7 +100,7 @@ class SearchSpace:
             raise SpaceError(f"search-space file {source}: unknown top-level key(s) {sorted(extra)}; "
                              f"allowed: {sorted(_FILE_KEYS)}")
         try:
-            knobs = tuple(_parse_knob(knob, spec, source) for knob, spec in data["knobs"].items())
+            knobs = tuple(_parse_knob(knob, spec, source, recorded) for knob, spec in data["knobs"].items())
             rules = tuple(_parse_rule(i, spec, source) for i, spec in enumerate(data.get("invalid") or []))
         except CandidateError as exc:
             raise SpaceError(f"search-space file {source}: {exc}") from None
@@ -110,6 +116,7 @@ class SearchSpace:
 
     def for_environment(self, device: str, *, batch_size: int, assistant: str | None,
                         has_bf16: bool = True, has_flash_attn: bool = False, has_flex_attention: bool = False,
+                        has_triton: bool = False,
                         has_bitsandbytes: bool = False, bnb_compileable: bool = False,
                         random_weights: bool = False) -> "SearchSpace":
         """Drop values this machine, workload or model cannot run, recording each with its reason, and add
@@ -140,6 +147,7 @@ class SearchSpace:
                 "on CPU it is the static cache")
             for backend in ("efficient", "cudnn"):
                 unavailable[("sdpa_backend", backend)] = f"PyTorch has no {backend} SDPA kernel for CPU"
+            unavailable[("int8_kernel", "triton")] = "autotune's Triton int8 kernel runs on CUDA"
         else:
             rules.append(Rule((("sdpa_backend", ("flash",)), ("dtype", ("float32",))),
                               "PyTorch's flash SDPA kernel on CUDA runs float16 and bfloat16 only"))
@@ -148,6 +156,8 @@ class SearchSpace:
             unavailable[("bnb_4bit_compute_dtype", "bfloat16")] = "this device does not support bfloat16"
         if not has_flash_attn:
             unavailable[("attn_implementation", "flash_attention_2")] = "the flash-attn package is not installed"
+        if not has_triton:
+            unavailable.setdefault(("int8_kernel", "triton"), "Triton is not installed")
         if not has_flex_attention:
             unavailable.setdefault(("attn_implementation", "flex_attention"), "this torch has no flex_attention")
         if not has_bitsandbytes:
@@ -167,6 +177,11 @@ class SearchSpace:
         if batch_size > 1:
             for value in ("prompt_lookup", "assisted"):
                 unavailable.setdefault(("decoding", value), "transformers runs it at batch size 1 only")
+        if batch_size > DECODE_PRODUCT_ROWS:
+            why = (f"a decode step of more than {DECODE_PRODUCT_ROWS} rows runs its products as matrix products, "
+                   "neither through the Triton kernel nor stacked: the same build as without it")
+            unavailable.setdefault(("int8_kernel", "triton"), why)
+            unavailable.setdefault(("fuse_projections", True), why)
 
         knobs, left_out = [], list(self.left_out)
         for knob in self.knobs:
@@ -266,7 +281,7 @@ class SearchSpace:
         knobs = {name: {"values": spec["values"], **({"when": spec["when"]} if spec.get("when") else {})}
                  for name, spec in data["knobs"].items()}
         space = cls.from_yaml(yaml.safe_dump({"knobs": knobs, "invalid": data.get("invalid") or []}, sort_keys=False),
-                              name=data.get("name", "recorded"), source="the study's recorded space")
+                              name=data.get("name", "recorded"), source="the study's recorded space", recorded=True)
         left_out = tuple((item["knob"], item["value"], item["why"]) for item in data.get("left_out", ()))
         return replace(space, left_out=left_out)
 
@@ -288,9 +303,12 @@ def _parse_conditions(spec: Any, where: str) -> tuple[tuple[str, tuple], ...]:
     return tuple(conditions)
 
 
-def _parse_knob(name: str, spec: Any, source: str) -> Knob:
+def _parse_knob(name: str, spec: Any, source: str, recorded: bool = False) -> Knob:
     if name == "assistant":
         raise SpaceError(f"search-space file {source}: the assistant model is given with --assistant, not as a knob")
+    if recorded and isinstance(spec, dict) and spec.get("values") == []:  # every value left out on that machine
+        return Knob(name, (), _parse_conditions(spec["when"], f"{source}: 'when' of knob {name!r}")
+                    if spec.get("when") else ())
     if not isinstance(spec, dict) or not isinstance(spec.get("values"), list) or not spec["values"]:
         raise SpaceError(f"search-space file {source}: knob {name!r} needs a non-empty list under 'values'")
     unknown = set(spec) - {"values", "when"}

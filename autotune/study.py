@@ -230,6 +230,7 @@ class Tuner:
             self.environment["device"], batch_size=s.workload.batch_size, assistant=self.assistant,
             has_bf16=self.environment["has_bf16"], has_flash_attn=self.environment["has_flash_attn"],
             has_flex_attention=self.environment["has_flex_attention"],
+            has_triton=self.environment.get("has_triton", False),
             has_bitsandbytes=self.environment.get("has_bitsandbytes", False),
             bnb_compileable=self.environment.get("bnb_compileable", False), random_weights=models.is_random(self.model))
         self.estimator = self.memory_estimator()

@@ -3,7 +3,7 @@ against the two torch forms Inductor compiles (autotune.quantize: `grouped_produ
 over the groups, with its products in the input's dtype or in float32, AUTOTUNE_INT8_FORM=float32, and
 `scaled_product`, one sum of the scaled products, AUTOTUNE_INT8_FORM=scaled) and
 against cuBLAS on bf16 weights, for the linear layers of gemma-2b at 1 and 8 rows, and for the products
-that stacked siblings make (AUTOTUNE_FUSE=1, autotune.fusion: q + k + v, gate + up). Prints microseconds
+that stacked siblings make (the fuse_projections knob, autotune.fusion: q + k + v, gate + up). Prints microseconds
 per call and the weight bytes read per second.
 
     python benchmarks/int8_gemv.py [--out FILE.json]

@@ -104,6 +104,12 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
     rows += [(f"{label}, int8_weight_only", {**changes, **int8}) for label, changes in loops]
     rows += [(f"{label}, int8_weight_only, coordinate descent", {**changes, **int8, **descent})
              for label, changes in untuned]
+    # autotune's Triton int8 kernel and stacked sibling projections (the int8_kernel and fuse_projections knobs:
+    # 1.11x together in the thirteenth session's graph loop), and stacked siblings in bf16
+    if device == "cuda":
+        fast = {**int8, "int8_kernel": "triton", "fuse_projections": True}
+        rows += [(f"{label}, int8_weight_only, triton kernel, fused", {**changes, **fast}) for label, changes in loops]
+    rows += [(f"{label}, fused", {**changes, "fuse_projections": True}) for label, changes in loops]
     other_api = "explicit" if base.compile_api == "generate" else "generate"
     rows += [(f"compile_api={other_api}", {"compile_api": other_api})]
     rows += [(f"pad_to_multiple_of={n}", {"pad_to_multiple_of": n}) for n in (8, 16, 32, 64)]
@@ -446,6 +452,7 @@ def main(argv=None) -> int:
     space = SearchSpace.load("default").for_environment(
         device, batch_size=min(args.batch_sizes), assistant=None, has_bf16=env["has_bf16"],
         has_flash_attn=env["has_flash_attn"], has_flex_attention=env["has_flex_attention"],
+        has_triton=env.get("has_triton", False),
         has_bitsandbytes=env.get("has_bitsandbytes", False), bnb_compileable=env.get("bnb_compileable", False),
         random_weights=models.is_random(model))
     notes: dict[str, str] = {}

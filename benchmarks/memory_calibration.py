@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autotune.candidate import Candidate  # noqa: E402
+from autotune.environment import triton_imports  # noqa: E402
 from autotune.memory import CUDA_CONTEXT_BYTES, Estimator  # noqa: E402
 from autotune.space import SearchSpace  # noqa: E402
 from autotune.worker.job import Job  # noqa: E402
@@ -68,7 +69,8 @@ def main() -> None:
     model = args.model if args.model.startswith("random:") else str(Path(args.model).resolve())
     estimator = Estimator.for_model(model, workload, assistant=args.assistant)
     space = SearchSpace.load(args.space).for_environment(args.device, batch_size=args.batch_size,
-                                                         assistant=args.assistant, has_flex_attention=True)
+                                                         assistant=args.assistant, has_flex_attention=True,
+                                                         has_triton=triton_imports())
     candidates = []
     for c in space.candidates():
         c = replace(c, assistant=args.assistant) if c.decoding == "assisted" else c

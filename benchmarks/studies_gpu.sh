@@ -11,7 +11,7 @@
 #   c  the decode loops at batch 1 and 8, 256 new tokens (benchmarks/knobs.py --loops; BATCH_C=1 for batch 1 only,
 #      BUDGET_C seconds, 420 unless given; ONLY_C="label prefix|label prefix" for some rows only; TAG_C=-2 writes
 #      c-2.log and c-loops-2.json, so a second run keeps the first one's files; ENV_C="KEY=VALUE ..." for every
-#      worker, e.g. ENV_C=AUTOTUNE_INT8_KERNEL=triton, or ENV_C=AUTOTUNE_INT8_BARRIER=0: int8's down projection
+#      worker, e.g. ENV_C=AUTOTUNE_INT8_FORM=float32, or ENV_C=AUTOTUNE_INT8_BARRIER=0: int8's down projection
 #      recomputes gelu * up per output row again, without the default barrier of autotune.quantize; =all: a barrier before every int8 product)
 #   e  search efficiency: a grid of 40 configurations (benchmarks/data/grid-space.yaml) measured once, then the
 #      sampler replayed over it (GPUS_E="0,1": one worker per GPU measures the grid)

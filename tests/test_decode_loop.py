@@ -217,23 +217,23 @@ def test_frozen_weights_give_the_same_tokens(make_loop, model_and_tokenizer):
         assert torch.equal(loop.generate(**inputs, generation_config=config), reference(model, inputs, config))
 
 
-def stacked_int8_copy(model, monkeypatch):
-    """A copy of `model` in weight-only int8 with its sibling projections stacked, and the scaled form."""
+def stacked_int8_copy(model, monkeypatch, kernel: str = "inductor"):
+    """A copy of `model` in weight-only int8 through `kernel` with its sibling projections stacked (the
+    `fuse_projections` hint), and the scaled form for Inductor's product."""
     import copy
 
-    from autotune import fusion, quantize
+    from autotune import fusion, hints, quantize
 
-    monkeypatch.setenv(fusion.FUSE_VARIABLE, "1")
     monkeypatch.setenv(quantize.FORM_VARIABLE, "scaled")
     int8 = copy.deepcopy(model)
-    quantize.apply_weight_quantization(int8, "int8")
-    assert fusion.apply_fusion(int8) > 0
+    hints.apply_weight_hints(int8, {"weight_quantization": "int8", "int8_kernel": kernel, "fuse_projections": True})
+    assert any(isinstance(m, fusion.SiblingProjection) for m in int8.modules())
     return int8
 
 
 @pytest.mark.slow
 def test_stacked_int8_siblings_in_the_compiled_step_give_generate_tokens(make_loop, model_and_tokenizer, monkeypatch):
-    """AUTOTUNE_FUSE=1 with AUTOTUNE_INT8_FORM=scaled (issue 7's int8 variants): the compiled step of the
+    """fuse_projections with AUTOTUNE_INT8_FORM=scaled (issue 7's int8 variants): the compiled step of the
     int8 model gives the tokens of its own generate(), and compiles once."""
     from autotune.worker.measure import COMPILE_COUNTER
 
@@ -251,9 +251,12 @@ def test_stacked_int8_siblings_in_the_compiled_step_give_generate_tokens(make_lo
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_stacked_int8_siblings_in_captured_graphs_give_generate_tokens_on_cuda(model_and_tokenizer, monkeypatch):
+@pytest.mark.parametrize("kernel", ["inductor", "triton"])
+def test_stacked_int8_siblings_in_captured_graphs_give_generate_tokens_on_cuda(model_and_tokenizer, monkeypatch,
+                                                                                kernel):
+    """The thirteenth session's fastest int8 step (the Triton kernel on stacked siblings) and Inductor's."""
     model, tokenizer = model_and_tokenizer
-    int8 = stacked_int8_copy(model, monkeypatch).to("cuda")
+    int8 = stacked_int8_copy(model, monkeypatch, kernel).to("cuda")
     inputs = batch(tokenizer).to("cuda")
     config = greedy_config(int8)
     loop = GraphDecodeLoop(int8, max_cache_len=inputs["input_ids"].shape[1] + 24, compile_mode="max-autotune", steps=4)

@@ -7,31 +7,33 @@ import torch
 from support import graph_recorder
 from torch import nn
 
-from autotune import fusion
-from autotune.quantize import GROUP_SIZE, Int8WeightOnlyLinear, apply_weight_quantization, int8_forward, \
-    quantize_int8_weight_only
+from autotune import fusion, hints
+from autotune.candidate import Candidate
+from autotune.quantize import GROUP_SIZE, Int8WeightOnlyLinear, int8_forward, quantize_int8_weight_only
 
 
 @pytest.fixture
-def fixture_model(fixture_models, monkeypatch):
-    """codelm-12m (a small Llama) in bf16, `quantization` applied, then AUTOTUNE_FUSE as `fuse` says."""
+def fixture_model(fixture_models):
+    """codelm-12m (a small Llama) in bf16 with the weight hints of a candidate: `quantization` (int8 or
+    none) and the `fuse_projections` knob, applied as the worker and `load_preset` apply them."""
     from transformers import AutoModelForCausalLM
 
-    def load(fuse: str, quantization: str | None):
-        monkeypatch.setenv(fusion.FUSE_VARIABLE, fuse)
+    def load(fuse: bool, quantization: str | None):
+        candidate = Candidate(quantization="int8_weight_only" if quantization else "none", fuse_projections=fuse,
+                              compile="default" if quantization else "off",
+                              cache_implementation="static" if quantization else "dynamic")
         model = AutoModelForCausalLM.from_pretrained(str(fixture_models / "codelm-12m"), dtype=torch.bfloat16).eval()
-        apply_weight_quantization(model, quantization)
-        fusion.apply_fusion(model)
+        hints.apply_weight_hints(model, candidate.runtime())
         return model
     return load
 
 
 @pytest.mark.parametrize("quantization", [None, "int8"])
 def test_stacked_siblings_keep_the_models_predictions_and_its_memory(fixture_model, quantization):
-    """AUTOTUNE_FUSE=1: each layer's q, k, v and gate, up projections share one stacked product (the only copy
+    """fuse_projections=True: each layer's q, k, v and gate, up projections share one stacked product (the only copy
     of their weights); prefill and decode logits stay; a compiled decode step holds one product per group,
     an int8 q/k/v one behind the barrier that k and v had."""
-    plain, fused = fixture_model("0", quantization), fixture_model("1", quantization)
+    plain, fused = fixture_model(False, quantization), fixture_model(True, quantization)
     layers = fused.config.num_hidden_layers
     assert sum(isinstance(m, fusion.SiblingProjection) for m in fused.modules()) == 5 * layers
     assert not any(isinstance(m, fusion.SiblingProjection) for m in plain.modules())
@@ -72,14 +74,26 @@ def test_stacked_siblings_keep_the_models_predictions_and_its_memory(fixture_mod
     assert attention.q_proj.mailbox.outputs is None
 
 
-def test_the_setting_names_kinds_of_siblings(monkeypatch):
-    monkeypatch.delenv(fusion.FUSE_VARIABLE, raising=False)
-    assert fusion.fused_kinds() == ()
-    monkeypatch.setenv(fusion.FUSE_VARIABLE, "mlp")
-    assert fusion.fused_kinds() == ("mlp",)
-    monkeypatch.setenv(fusion.FUSE_VARIABLE, "qkv")
-    with pytest.raises(ValueError, match="AUTOTUNE_FUSE"):
-        fusion.fused_kinds()
+def test_the_fuse_projections_knob_is_a_runtime_hint_left_out_of_old_keys_and_off_for_bitsandbytes():
+    fused = Candidate(fuse_projections=True)
+    assert fused.runtime()["fuse_projections"] is True and "fuse_projections" not in Candidate().runtime()
+    assert Candidate(fuse_projections=False).key() == Candidate().key() != fused.key()  # old studies keep keys
+    assert fused.describe() == "fuse=True"
+    assert Candidate(quantization="bnb_4bit", fuse_projections=True).effective().fuse_projections is False
+    assert Candidate.from_json(fused.to_json()) == fused
+    with pytest.raises(ValueError, match="fuse_projections"):
+        hints.check_weight_hints({"fuse_projections": "yes"})
+
+
+def test_stacking_keeps_the_int8_kernel_of_the_siblings():
+    block = Block()
+    quantize_int8_weight_only(block, kernel="triton")
+    assert fusion.fuse_siblings(block, ("mlp",)) == 1
+    assert block.stacked_gate_proj.kernel == "triton"
+    mixed = Block()
+    quantize_int8_weight_only(mixed)
+    mixed.up_proj.kernel = "triton"
+    assert fusion.fuse_siblings(mixed, ("mlp",)) == 0  # siblings of two kernels are not stacked
 
 
 class Block(nn.Module):

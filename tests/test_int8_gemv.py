@@ -14,7 +14,8 @@ import sys
 import pytest
 import torch
 
-from autotune import int8_gemv
+from autotune import hints, int8_gemv
+from autotune.candidate import Candidate
 from autotune.quantize import Int8WeightOnlyLinear, dequantize, quantize_rows
 
 needs_triton = pytest.mark.skipif(int8_gemv.triton is None, reason="Triton is not installed")
@@ -56,11 +57,20 @@ def test_every_tile_computes_the_dequantized_product_in_the_interpreter():
     assert report["worst"] <= 2 ** -7  # one bf16 step (8 bits of mantissa)
 
 
-def test_the_kernel_is_opt_in_and_taken_only_for_a_few_rows_grouped_on_cuda(monkeypatch):
-    monkeypatch.delenv(int8_gemv.ENABLE_VARIABLE, raising=False)
-    assert not int8_gemv.enabled()
-    monkeypatch.setenv(int8_gemv.ENABLE_VARIABLE, "triton")
-    assert int8_gemv.enabled()
+def test_the_kernel_is_a_knob_and_taken_only_for_a_few_rows_grouped_on_cuda():
+    """`int8_kernel=triton` of a weight-only int8 candidate: a runtime hint the layers are built with (and left
+    out of the keys of older candidates); the kernel runs where `available()`."""
+    triton_candidate = Candidate(quantization="int8_weight_only", int8_kernel="triton", compile="default",
+                                 cache_implementation="static")
+    assert triton_candidate.runtime()["int8_kernel"] == "triton"
+    assert "int8_kernel" not in Candidate(**{**triton_candidate.to_dict(), "int8_kernel": "inductor"}).runtime()
+    assert Candidate(int8_kernel="triton").effective().int8_kernel == "inductor"  # no int8: no kernel
+    assert Candidate(int8_kernel="inductor").key() == Candidate().key()
+    model = torch.nn.Sequential(torch.nn.Linear(256, 8))
+    hints.apply_weight_hints(model, triton_candidate.runtime())
+    assert model[0].kernel == "triton"
+    with pytest.raises(ValueError, match="int8_kernel"):
+        hints.check_weight_hints({"int8_kernel": "cuda"})
     x, grouped, per_row = torch.randn(1, 1, 256), torch.ones(8, 2), torch.ones(8, 1)
     assert not int8_gemv.available(x, grouped)  # a CPU tensor: the torch path of autotune.quantize
     if int8_gemv.triton is not None and torch.cuda.is_available():
@@ -93,11 +103,10 @@ def test_the_op_runs_eager_compiled_and_captured_on_cuda(rows):
 @pytest.mark.gpu
 @needs_triton
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_the_quantized_linear_takes_the_kernel_for_decode_rows_on_cuda(monkeypatch):
-    monkeypatch.setenv(int8_gemv.ENABLE_VARIABLE, "triton")
+def test_the_quantized_linear_takes_the_kernel_for_decode_rows_on_cuda():
     torch.manual_seed(0)
     linear = torch.nn.Linear(512, 384, bias=True).to("cuda", torch.bfloat16)
-    int8 = Int8WeightOnlyLinear.from_linear(linear)
+    int8 = Int8WeightOnlyLinear.from_linear(linear, kernel="triton")
     dequantized = dequantize(int8.weight, int8.scales, torch.float32)
     for rows in (1, int8_gemv.MAX_ROWS, int8_gemv.MAX_ROWS + 5):  # the last one: the prefill's matrix product
         x = torch.randn(1, rows, 512, device="cuda", dtype=torch.bfloat16)

@@ -60,7 +60,7 @@ def h200_space():
 
     return SearchSpace.load("default").for_environment(
         "cuda", batch_size=1, assistant=None, has_bf16=True, has_flash_attn=False, has_flex_attention=True,
-        has_bitsandbytes=True, bnb_compileable=False, random_weights=True)
+        has_triton=True, has_bitsandbytes=True, bnb_compileable=False, random_weights=True)
 
 
 def test_per_knob_rows_change_one_knob_with_what_it_needs():

@@ -196,6 +196,30 @@ def test_load_preset_quantizes_the_weights_to_int8(tmp_path, bundled_model):
     assert model.generate(**inputs, generation_config=gen).shape[1] == inputs["input_ids"].shape[1] + 3
 
 
+def test_load_preset_applies_the_int8_kernel_and_stacked_siblings(tmp_path, bundled_model):
+    """The int8_kernel and fuse_projections knobs are runtime hints: `load_preset` builds the model with them (on
+    a CPU the Triton kernel cannot run: the torch form computes its products), and a preset with a kernel or
+    a fusion it does not know is refused on reading."""
+    from autotune.fusion import SiblingProjection
+
+    candidate = Candidate(dtype="float32", quantization="int8_weight_only", int8_kernel="triton",
+                          fuse_projections=True, cache_implementation="static", compile="default",
+                          decode_loop="static_loop")
+    path = preset_of(bundled_model, candidate).write(tmp_path / "fused.json")
+    runtime = json.loads(path.read_text())["runtime"]
+    assert runtime["int8_kernel"] == "triton" and runtime["fuse_projections"] is True
+    model, gen = load_preset(path, device="cpu")
+    assert model.lm_head.kernel == "triton" and model.model.layers[0].self_attn.stacked_q_proj.kernel == "triton"
+    assert isinstance(model.model.layers[0].mlp.up_proj, SiblingProjection)
+    inputs = prompt(bundled_model)
+    assert model.generate(**inputs, generation_config=gen).shape[1] == inputs["input_ids"].shape[1] + 3
+    for hint in ({"int8_kernel": "cutlass"}, {"fuse_projections": "qkv"}):
+        (tmp_path / "foreign.json").write_text(json.dumps({**json.loads(path.read_text()),
+                                                          "runtime": {**runtime, **hint}}))
+        with pytest.raises(PresetError, match="export the preset again"):
+            Preset.read(tmp_path / "foreign.json")
+
+
 def test_load_preset_sets_the_inductor_options_of_its_hint_and_refuses_unknown_ones(tmp_path, bundled_model):
     import torch._inductor.config as inductor_config
 

@@ -117,6 +117,32 @@ def test_cpu_leaves_out_the_sdpa_kernels_and_cache_it_cannot_run_with_reasons():
     assert space.knob("quantization").values == ("none", "bnb_8bit", "bnb_4bit", "int8_weight_only")
 
 
+def test_the_triton_int8_kernel_is_searched_on_cuda_with_triton_only():
+    def kernels(device, has_triton):
+        space = SearchSpace.load("default").for_environment(device, batch_size=1, assistant=None,
+                                                            has_triton=has_triton)
+        return space.knob("int8_kernel").values, left_out_of(space).get(("int8_kernel", "triton"))
+
+    assert kernels("cuda", True) == (("inductor", "triton"), None)
+    assert kernels("cuda", False) == (("inductor",), "Triton is not installed")
+    assert kernels("cpu", True) == (("inductor",), "autotune's Triton int8 kernel runs on CUDA")
+    assert SearchSpace.load("default").knob("fuse_projections").values == (False, True)
+
+
+def test_above_eight_rows_the_kernel_and_stacking_are_left_out_and_a_recorded_space_without_values_reads_back():
+    """At batch 16 a decode step's products are matrix products: the Triton kernel and stacked siblings build
+    what their defaults build. A space recorded with every value of a knob left out (the grid's only
+    int8_kernel value, triton, on a CPU) reads back."""
+    wide = SearchSpace.load("default").for_environment("cuda", batch_size=16, assistant=None, has_triton=True)
+    assert wide.knob("int8_kernel").values == ("inductor",) and wide.knob("fuse_projections").values == (False,)
+    assert "more than 8 rows" in left_out_of(wide)[("fuse_projections", True)]
+    grid = SearchSpace.load(str(ROOT / "benchmarks" / "data" / "grid-space.yaml"))
+    on_cpu = grid.for_environment("cpu", batch_size=1, assistant=None)
+    assert on_cpu.knob("int8_kernel").values == ()
+    again = SearchSpace.from_dict(on_cpu.to_dict())
+    assert again.knob("int8_kernel").values == () and again.fingerprint() == on_cpu.fingerprint()
+
+
 def test_random_weights_leave_speculative_decoding_out_with_the_reason():
     # random weights repeat one token, so every draft is accepted: on the H200 prompt lookup was the "best"
     # of a 30-trial random:gemma-2b study at 5x its baseline, which no real text would get

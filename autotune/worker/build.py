@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from autotune import fusion, hints, models, quantize
+from autotune import hints, models
 from autotune.candidate import STATIC_CACHES, Candidate
 from autotune.workload import Workload
 
@@ -124,8 +124,7 @@ def build(model_id: str, candidate: Candidate, workload: Workload, device: str) 
     if candidate.decoding == "assisted":
         # The assistant runs in the target's dtype so the two exchange logits of one precision.
         assistant = load_model(candidate.assistant, {"dtype": model.dtype}, device)
-    quantize.apply_weight_quantization(model, candidate.runtime().get("weight_quantization"))
-    fusion.apply_fusion(model)  # AUTOTUNE_FUSE (to measure): sibling projections as one product
+    hints.apply_weight_hints(model, candidate.runtime())  # int8 weights, stacked sibling projections
     hints.fit_flex_attention(model)
     if device == "cuda":
         torch.cuda.synchronize()
