@@ -29,6 +29,9 @@ BNB_QUANTIZATIONS = ("bnb_8bit", "bnb_4bit")
 # autotune's own weight-only int8 (autotune.quantize), applied after loading: a runtime hint of the preset
 WEIGHT_ONLY_QUANTIZATIONS = ("int8_weight_only",)
 INT8_KERNELS = ("inductor", "triton")
+# The most rows (batch x new tokens) a decode step's product takes as a matrix-vector product: through the Triton
+# int8 kernel (autotune.int8_gemv.MAX_ROWS), and stacked siblings (autotune.fusion); more run as matrix products
+DECODE_PRODUCT_ROWS = 8
 
 # knob -> allowed values (a tuple), or a type (int, float) for numeric knobs. Search spaces may use any subset.
 KNOBS: dict[str, tuple | type] = {

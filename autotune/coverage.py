@@ -122,21 +122,17 @@ def next_cover(space: SearchSpace, candidates: list[Candidate], measured: dict, 
     # how many failed trials each value was in: a retry differs most from the combinations that failed
     in_failures = {value: len(numbers) for value, numbers in failed.items()}
 
-    def added(candidate: Candidate) -> int:
-        """Values added, counting at most one that failed before."""
-        values = values_of(space, candidate)
-        return len((values & wanted) - suspects) + min(1, len(values & wanted & suspects))
+    def score(values: set) -> tuple[tuple[int, int, int, int], int]:
+        """((no value that failed before, values added less those another worker is measuring now, minus the
+        values that failed before, minus how often its values were in failed trials), values added). Values
+        added count at most one that failed before."""
+        added = len((values & wanted) - suspects) + min(1, len(values & wanted & suspects))
+        return (int(not values & suspects), added - len(values & in_progress), -len(values & suspects),
+                -sum(in_failures.get(v, 0) for v in values)), added
 
-    def score(candidate: Candidate) -> tuple[int, int, int, int]:
-        """(no value that failed before, values added less those another worker is measuring now, minus the
-        values that failed before, minus how often its values were in failed trials)"""
-        values = values_of(space, candidate)
-        return (int(not values & suspects), added(candidate) - len(values & in_progress), -len(values & suspects),
-                -sum(in_failures.get(v, 0) for v in values))
-
-    ranked = sorted(((score(c), c) for c in candidates if c.key() not in tried_keys), key=lambda sc: sc[0],
-                    reverse=True)
-    for _, candidate in ranked:
-        if added(candidate) > 0 and fits(candidate):
+    ranked = sorted(((score(values_of(space, c)), c) for c in candidates if c.key() not in tried_keys),
+                    key=lambda sc: sc[0][0], reverse=True)
+    for (_, added), candidate in ranked:
+        if added > 0 and fits(candidate):
             return candidate
     return None

@@ -54,9 +54,9 @@ def setting(variable: str, choices, default: str, usage: str):
     return choices[value] if isinstance(choices, dict) else value
 
 
-def describe(device: str = "auto", with_bitsandbytes: bool = False) -> dict:
+def describe(device: str = "auto", with_imports: bool = False) -> dict:
     """Describe this process's view of the machine (imports torch; initialises CUDA if it is there).
-    `with_bitsandbytes` also imports bitsandbytes (seconds) to say whether it works here: the probe
+    `with_imports` also imports bitsandbytes (seconds) and Triton to say whether they work here: the probe
     before a study does; a worker, which only records its environment, does not."""
     import torch
     import transformers
@@ -75,11 +75,10 @@ def describe(device: str = "auto", with_bitsandbytes: bool = False) -> dict:
         "cuda_available": cuda,
         "has_flash_attn": importlib.util.find_spec("flash_attn") is not None,
         "has_flex_attention": importlib.util.find_spec("torch.nn.attention.flex_attention") is not None,
-        "has_triton": triton_imports(),
         "settings": {name: os.environ[name] for name in SETTINGS if name in os.environ},
     }
-    if with_bitsandbytes:
-        env.update(bitsandbytes_support())
+    if with_imports:
+        env.update(bitsandbytes_support(), has_triton=triton_imports())
     if device == "cuda":
         if not cuda:
             raise InputError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu")
@@ -135,7 +134,7 @@ def probe(device: str = "auto", timeout: float = 300.0) -> dict:
 
 if __name__ == "__main__":
     try:
-        print(json.dumps(describe(sys.argv[1] if len(sys.argv) > 1 else "auto", with_bitsandbytes=True)))
+        print(json.dumps(describe(sys.argv[1] if len(sys.argv) > 1 else "auto", with_imports=True)))
     except InputError as exc:
         print(str(exc), file=sys.stderr)
         sys.exit(2)

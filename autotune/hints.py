@@ -70,13 +70,13 @@ INDUCTOR_OPTIONS = {"coordinate_descent_tuning", "freezing"}
 
 
 def check_weight_hints(runtime: dict) -> None:
-    """`int8_kernel` names a kernel of `autotune.quantize` and `fuse_projections` is true or false;
-    ValueError otherwise."""
-    from autotune.quantize import KERNELS
+    """`int8_kernel` names a kernel of `autotune.quantize` (`INT8_KERNELS`) and `fuse_projections` is true or
+    false; ValueError otherwise."""
+    from autotune.candidate import INT8_KERNELS  # not autotune.quantize: reading a preset imports no torch
 
     kernel = runtime.get("int8_kernel", "inductor")
-    if kernel not in KERNELS:
-        raise ValueError(f"runtime.int8_kernel {kernel!r} is not one of {', '.join(KERNELS)}")
+    if kernel not in INT8_KERNELS:
+        raise ValueError(f"runtime.int8_kernel {kernel!r} is not one of {', '.join(INT8_KERNELS)}")
     fuse = runtime.get("fuse_projections", False)
     if not isinstance(fuse, bool):
         raise ValueError(f"runtime.fuse_projections {fuse!r} is not true or false")

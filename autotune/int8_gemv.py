@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from autotune.candidate import DECODE_PRODUCT_ROWS
+
 try:
     import triton
     import triton.language as tl
@@ -31,7 +33,7 @@ except ImportError:  # CPU-only installs: the torch path of autotune.quantize
     triton = None
 
 # The largest number of rows (batch x tokens) the kernel takes; more rows run as a matrix product.
-MAX_ROWS = 8
+MAX_ROWS = DECODE_PRODUCT_ROWS
 # Input features per float32 scale (autotune.quantize): one group is one step of the kernel's loop.
 GROUP_SIZE = 128
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from autotune import environment, int8_gemv
+from autotune.candidate import INT8_KERNELS
 
 INT8_WEIGHT_ONLY = "int8"
 # Up to this many rows (batch x new tokens) a forward is a matrix-vector product bound by reading the
@@ -59,9 +60,9 @@ BARRIER_VARIABLE = "AUTOTUNE_INT8_BARRIER"
 # Eager (the prefill's last rows, tests) always runs grouped, in the input's dtype.
 FORM_VARIABLE = "AUTOTUNE_INT8_FORM"
 FORMS = ("grouped", "scaled", "float32")
-# The decode-step product: the torch form above, which Inductor compiles ("inductor"), or autotune.int8_gemv's
-# Triton kernel ("triton", where it can run the input: CUDA, Triton, groups of GROUP_SIZE; else the torch form).
-KERNELS = ("inductor", "triton")
+# The decode-step product (INT8_KERNELS): the torch form above, which Inductor compiles ("inductor"), or
+# autotune.int8_gemv's Triton kernel ("triton", where it can run the input: CUDA, Triton, groups of GROUP_SIZE;
+# else the torch form).
 
 
 def product_form() -> str:
@@ -104,8 +105,8 @@ class Int8WeightOnlyLinear(nn.Module):
     def __init__(self, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
                  barrier_widths: tuple[tuple[int, int], ...] | None = None, kernel: str = "inductor"):
         super().__init__()
-        if kernel not in KERNELS:
-            raise ValueError(f"unknown int8 kernel {kernel!r}; one of {', '.join(KERNELS)}")
+        if kernel not in INT8_KERNELS:
+            raise ValueError(f"unknown int8 kernel {kernel!r}; one of {', '.join(INT8_KERNELS)}")
         self.kernel = kernel
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
         self.register_buffer("weight", weight)

@@ -29,14 +29,11 @@ from typing import Any, Iterator
 
 import yaml
 
-from autotune.candidate import COMPILE_MODES, KNOBS, Candidate, normalize_knob_value
+from autotune.candidate import COMPILE_MODES, DECODE_PRODUCT_ROWS, KNOBS, Candidate, normalize_knob_value
 from autotune.errors import CandidateError, SpaceError
 
 _BASELINE = Candidate()
 _FILE_KEYS = {"knobs", "invalid", "description"}
-# The most rows (batch x new tokens) a decode step's product takes through autotune's Triton int8 kernel and
-# stacked siblings (autotune.int8_gemv.MAX_ROWS, autotune.quantize.GEMV_ROWS; not imported: no torch here)
-DECODE_PRODUCT_ROWS = 8
 
 
 @dataclass(frozen=True)
