@@ -12,6 +12,13 @@ Two steps:
            --space benchmarks/data/grid-space.yaml --max-new-tokens 256 \\
            --prompts benchmarks/data/one-prompt.jsonl --out grid.json
 
+   A grid longer than one GPU session goes on where it stopped: run the same command with the same --root
+   (bring the folder back from the GPU machine, without its compile caches). The configurations measured
+   already keep their figures and seconds; the ones whose trial was cut off are measured again. `table`
+   writes the table of such a study as it stands, measuring nothing (here, from the folder brought back):
+
+       python benchmarks/search_efficiency.py table --root .gpu-out/grid --out grid.json
+
 2. `replay`: run the tuner's sampler as `autotune search` does (the baseline, the seed recipe, up to
    COVER_LIMIT covering trials of autotune.coverage, then Optuna's TPESampler, seeded) over the same space many times, answering each trial from the table instead of the GPU: the
    objective and constraints a study would have recorded, and the trial's measured seconds as its cost. A
@@ -46,9 +53,9 @@ from optuna.trial import TrialState  # noqa: E402
 from autotune import coverage  # noqa: E402
 from autotune.candidate import Candidate  # noqa: E402
 from autotune.measurement import Measurement  # noqa: E402
-from autotune.records import constraint_values  # noqa: E402
+from autotune.records import constraint_values, counts_toward_trials  # noqa: E402
 from autotune.space import SearchSpace  # noqa: E402
-from autotune.study import seed_recipe  # noqa: E402
+from autotune.study import CONFIG_ATTR, seed_recipe  # noqa: E402
 
 WITHIN = 0.05
 # covering trials in a replay: the tuner's limit for `autotune search --trials 20` (half of them)
@@ -73,15 +80,21 @@ def measure_grid(args) -> dict:
         root=root, storage=storage, repeats=args.repeats, warmup=args.warmup, trial_timeout=args.trial_timeout,
         confirm=0, early_stop=0.0, max_retry=0, vram=args.vram, max_initial_failures=10**6, cover=False)
     tuner = Tuner(settings, report=print_event)
-    tuner.prepare()
+    tuner.prepare()  # an existing study under --root (a grid cut short by the end of a GPU session) goes on
+    resumed = bool(tuner.study.trials)
     tuner.enqueue_seeds()
     configurations = unique(tuner.space.candidates())
-    for candidate in configurations:
+    missing = to_measure(tuner.study, tuner.space, configurations)
+    for candidate in missing:
         tuner.study.enqueue_trial(tuner.space.params_of(candidate))
-    # every enqueued trial runs (repeats of the baseline and the seed recipe are reused, not measured)
-    settings = replace(settings, trials=len(tuner.study.trials))
+    # every trial of the study runs once (repeats of the baseline and the seed recipe are reused, not measured);
+    # the invalid combinations are recorded without a process and do not count toward the trials
+    invalid = sum(tuner.space.invalid_reason(c) is not None for c in missing)
+    settings = replace(settings, trials=sum(map(counts_toward_trials, tuner.study.trials)) - invalid)
     print(f"grid of {len(configurations)} configurations of {args.space}; study under {root}"
-          f"{f' on devices {args.gpus}' if gpus else ''}", flush=True)
+          f"{f' on devices {args.gpus}' if gpus else ''}"
+          f"{f'; {len(configurations) - len(missing)} measured or enqueued before, {len(missing)} to go' if resumed else ''}",
+          flush=True)
     if gpus:
         record_budget(tuner.study, settings.trials)
         run_local_workers(settings, gpus, print_worker_event)
@@ -96,6 +109,8 @@ def print_worker_event(event: str, **info) -> None:
     """The workers' own lines (each trial's end among them), marked with their device."""
     if event == "worker_line":
         print(f"  [gpu {info['gpu']}] {info['line']}", flush=True)
+    elif event == "orphans_failed":
+        print(f"  trial(s) {info['failed']} left running by a worker that is gone: failed, measured again", flush=True)
     elif event in ("worker_started", "worker_stopped"):
         print(f"  {event.replace('_', ' ')}: {info}", flush=True)
 
@@ -109,19 +124,63 @@ def unique(candidates) -> list[Candidate]:
     return out
 
 
+def settled(trial) -> bool:
+    """Whether a trial measured its configuration: completed, or failed with what the configuration did (a
+    crash, a timeout, an unsupported combination). Not a trial whose worker died with the GPU machine taken
+    back (`worker_died`), nor one never told (no candidate recorded): those configurations are measured again,
+    and their seconds, which run to the moment they were failed, are no trial's cost."""
+    if trial.user_attrs.get("duplicate_of") is not None or "candidate_key" not in trial.user_attrs:
+        return False
+    return trial.state == TrialState.COMPLETE or (
+        trial.state == TrialState.FAIL and trial.user_attrs.get("failure_kind") not in (None, "worker_died"))
+
+
+def to_measure(study: optuna.Study, space: SearchSpace, configurations: list[Candidate]) -> list[Candidate]:
+    """The configurations of the grid that the study has not measured and has not enqueued."""
+    done = {t.user_attrs["candidate_key"] for t in study.get_trials(deepcopy=False) if settled(t)}
+    waiting = waiting_keys(study, space)
+    return [c for c in configurations if c.key() not in done and c.key() not in waiting]
+
+
+def waiting_keys(study: optuna.Study, space: SearchSpace) -> set[str]:
+    """The configurations of trials enqueued and not started yet (by a run cut short, or another worker's)."""
+    return {space.suggest(optuna.trial.FixedTrial(t.system_attrs["fixed_params"])).key()
+            for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if "fixed_params" in t.system_attrs}
+
+
 def grid_table(study: optuna.Study, space: SearchSpace, args) -> dict:
     rows = {}
-    for t in study.trials:
-        if t.state not in (TrialState.COMPLETE, TrialState.FAIL) or t.user_attrs.get("duplicate_of") is not None:
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if not settled(t):
             continue
+        key = t.user_attrs["candidate_key"]
+        if key in rows and rows[key]["feasible"]:
+            continue  # measured before, completed: the first measurement stands
         launched = t.user_attrs.get("failure_kind") not in ("invalid_combination", "over_budget")
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if launched else 0.0
         feasible = t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
-        rows[t.user_attrs["candidate_key"]] = {
+        rows[key] = {
             "config": t.user_attrs["config"], "candidate": json.loads(t.user_attrs["candidate"]),
             "status": t.user_attrs.get("status"), "value": t.value if feasible else 0.0, "feasible": feasible,
             "seconds": seconds, "trial": t.number}
     return {"space": space.to_dict(), "model": args.model, "device": args.device, "rows": rows}
+
+
+def table_of_study(args) -> dict:
+    """The grid's table from its study as it stands (a journal file or a database brought back from the GPU
+    machine), without measuring anything; says which configurations are not measured yet."""
+    from autotune.storage import storage_for
+
+    storage = args.storage or str(Path(args.root) / f"{args.study}.log")
+    study = optuna.load_study(study_name=args.study, storage=storage_for(storage, heartbeat_interval=None))
+    attrs = study.user_attrs[CONFIG_ATTR]
+    space = SearchSpace.from_dict(attrs["space"])
+    table = grid_table(study, space, argparse.Namespace(model=attrs["model"], device=attrs["device"]))
+    missing = [c for c in unique(space.candidates()) if c.key() not in table["rows"]]
+    for c in missing:
+        print(f"not measured yet: {c.describe()}", file=sys.stderr)
+    table["missing"] = [c.to_dict() for c in missing]
+    return table
 
 
 def print_event(event: str, **info) -> None:
@@ -222,6 +281,14 @@ def parse_args(argv=None):
     grid.add_argument("--out", required=True, help="the grid's table (JSON)")
     grid.add_argument("--seeds", type=int, default=20, help="replay this many seeds right after")
     grid.add_argument("--grid-only", action="store_true", help="measure and write the table, no replay")
+    tab = sub.add_parser("table", help="write the table of a grid's study as it stands (brought back from the GPU "
+                                       "machine), measuring nothing; the replay follows unless --grid-only")
+    tab.add_argument("--root", default=None, help="the grid's folder (its journal file is ROOT/STUDY.log)")
+    tab.add_argument("--storage", default=None, help="the study's storage, where it is not ROOT/STUDY.log")
+    tab.add_argument("--study", default="grid")
+    tab.add_argument("--out", required=True, help="the grid's table (JSON)")
+    tab.add_argument("--seeds", type=int, default=20)
+    tab.add_argument("--grid-only", action="store_true", help="write the table, no replay")
     rep = sub.add_parser("replay", help="replay the sampler over a measured grid")
     rep.add_argument("grid", help="a table written by the grid step")
     rep.add_argument("--seeds", type=int, default=20)
@@ -230,12 +297,18 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.step == "grid":
-        grid = measure_grid(args)
+    if args.step in ("grid", "table"):
+        if args.step == "table" and not (args.root or args.storage):
+            raise SystemExit("table: give the grid's folder (--root) or its study's storage (--storage)")
+        grid = measure_grid(args) if args.step == "grid" else table_of_study(args)
         Path(args.out).write_text(json.dumps(grid, indent=1), encoding="utf-8")
         print(f"grid table written to {args.out}")
         if args.grid_only:
             return 0
+        if grid.get("missing"):
+            print(f"{len(grid['missing'])} configuration(s) not measured yet: the replay would ask for them; run "
+                  "the grid again with the same --root to measure them")
+            return 1
     else:
         grid = json.loads(Path(args.grid).read_text(encoding="utf-8"))
     print(summary(grid, replay_all(grid, args.seeds)))

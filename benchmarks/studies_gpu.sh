@@ -14,7 +14,9 @@
 #      worker, e.g. ENV_C=AUTOTUNE_INT8_FORM=float32, or ENV_C=AUTOTUNE_INT8_BARRIER=0: int8's down projection
 #      recomputes gelu * up per output row again, without the default barrier of autotune.quantize; =all: a barrier before every int8 product)
 #   e  search efficiency: a grid of 40 configurations (benchmarks/data/grid-space.yaml) measured once, then the
-#      sampler replayed over it (GPUS_E="0,1": one worker per GPU measures the grid)
+#      sampler replayed over it (GPUS_E="0,1": one worker per GPU measures the grid); run again, it goes on where
+#      it stopped (OUTDIR/grid brought back); `search_efficiency.py table --root OUTDIR/grid` writes its table
+#   we GPU_W joins the grid of part e (made with GPUS_E) as one more worker
 #   STUDY_A: the name of study a (g24 unless given; its files a-STUDY_A.log ...), BATCH_A its batch size (1 unless
 #      given; above 1, the prompts of benchmarks/data/eight-prompts.jsonl); part b enqueues the best of STUDY_A
 #   w  GPU_W (a physical index) joins study a as one more worker (autotune worker), for a GPU that first ran
@@ -42,7 +44,7 @@
 #      baseline and the seed recipe, then those configurations enqueued
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
-#   bash benchmarks/studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [f] [v] [p] [g] [i] [r] [x]
+#   bash benchmarks/studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [r] [x]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
 # A study that does not finish within one GPU session resumes when its part runs again with the same
 # OUTDIR (autotune search continues to the same total; TRIALS_A / TRIALS_B raise it). Where the default
@@ -54,7 +56,7 @@
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
 set -u
-out=${1:?usage: studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [f] [v] [p] [g] [i] [r] [x]}
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [r] [x]}
 shift
 parts=${*:-a b c}
 mkdir -p "$out/studies"
@@ -193,24 +195,39 @@ for part in $parts; do
       fi
       ;;
     b)
-      stamp "b: fixture study"
-      common=(--model "$fixtures/codelm-12m" --space "${SPACE_B:-default}" --assistant "$fixtures/codelm-4m-draft" --device "$device" --max-new-tokens 64
-              --prompts benchmarks/data/four-prompts.jsonl --repeats 2 --trial-timeout 150 --confirm 0
-              --early-stop 0 --study fx --root "$out/studies" $(where fx "${GPUS_B:-}"))
-      at search "${common[@]}" --trials "$trials_b" >> "$out/b.log" 2>&1
+      # STUDY_B (fx unless given), PROMPTS_B (four-prompts.jsonl) and TOKENS_B (64): another fixture study beside it,
+      # e.g. on eight-prompts.jsonl with 128 tokens (its files b-STUDY_B.log ...)
+      study_b=${STUDY_B:-fx}
+      tag_b=${STUDY_B:+-$STUDY_B}
+      stamp "b: fixture study $study_b"
+      common=(--model "$fixtures/codelm-12m" --space "${SPACE_B:-default}" --assistant "$fixtures/codelm-4m-draft" --device "$device"
+              --max-new-tokens "${TOKENS_B:-64}" --prompts "${PROMPTS_B:-benchmarks/data/four-prompts.jsonl}" --repeats 2
+              --trial-timeout 150 --confirm 0 --early-stop 0 --study "$study_b" --root "$out/studies" $(where "$study_b" "${GPUS_B:-}"))
+      at search "${common[@]}" --trials "$trials_b" >> "$out/b$tag_b.log" 2>&1
       stamp "b: exit $?"
       # the contrasts of issue 3 (bf16 alone and with assisted decoding, bitsandbytes alone), and study a's best
       best=()
       [ -f "$out/studies/$study_a.preset.json" ] && best=(--best-of "$study_a")
-      total=$(enqueue fx "${CANDIDATES_B:-benchmarks/data/fixture-contrasts.json}" "${best[@]}" 2>&1 | tee -a "$out/b.log" | tail -n 1)
+      total=$(enqueue "$study_b" "${CANDIDATES_B:-benchmarks/data/fixture-contrasts.json}" "${best[@]}" 2>&1 | tee -a "$out/b$tag_b.log" | tail -n 1)
       if [[ $total =~ ^[0-9]+$ ]]; then
-        at search "${common[@]}" --trials "$total" >> "$out/b.log" 2>&1
+        at search "${common[@]}" --trials "$total" >> "$out/b$tag_b.log" 2>&1
         stamp "b: the contrasts${best[*]:+ and the best of $study_a}, exit $?"
       else
-        stamp "b: enqueueing the contrasts failed (b.log): $total"
+        stamp "b: enqueueing the contrasts failed (b$tag_b.log): $total"
       fi
-      at show --study fx --storage "$(storage_of fx)" > "$out/b-show.txt" 2>&1
-      python benchmarks/knob_coverage.py --study fx --storage "$(storage_of fx)" > "$out/b-coverage.txt" 2>&1
+      at show --study "$study_b" --storage "$(storage_of "$study_b")" > "$out/b$tag_b-show.txt" 2>&1
+      python benchmarks/knob_coverage.py --study "$study_b" --storage "$(storage_of "$study_b")" > "$out/b$tag_b-coverage.txt" 2>&1
+      ;;
+    we)
+      # another GPU joins the grid of part e (GPUS_E given: its study is a journal file) as one more worker, e.g.
+      # after a short part of its own; GPU_W is its physical index
+      stamp "we: GPU ${GPU_W:?GPU_W: the physical index of the GPU that joins} joins the grid"
+      if [ -f "$out/grid/grid.log" ]; then
+        at worker --study grid --storage "$out/grid/grid.log" --root "$out/grid" --gpu "$GPU_W" >> "$out/we.log" 2>&1
+        stamp "we: exit $?"
+      else
+        stamp "we: no journal file $out/grid/grid.log yet (part e with GPUS_E makes it)"
+      fi
       ;;
     k)
       stamp "k: every knob varied alone from ${BASE_K:-the best of study a}, batch 1 and 8"
@@ -292,7 +309,7 @@ for part in $parts; do
         tests/test_decode_loop.py tests/test_memory.py tests/test_hints.py > "$out/g.log" 2>&1
       stamp "g: exit $?"
       ;;
-    *) echo "unknown part $part (a, k, b, c, e, f, v, p, g, i, r or x)"; exit 2 ;;
+    *) echo "unknown part $part (a, w, k, b, c, e, we, f, v, p, g, i, r or x)"; exit 2 ;;
   esac
 done
 stamp "done"

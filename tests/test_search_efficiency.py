@@ -96,3 +96,77 @@ def test_the_grid_is_measured_by_one_worker_per_device(efficiency, bundled_model
                                                                      heartbeat_interval=None))
     workers = {t.user_attrs.get("worker", {}).get("gpu") for t in study.trials}
     assert workers == {"0", "1"}
+
+    # the GPU machine taken back in mid-trial: a trial left RUNNING by a worker that is gone
+    from autotune.space import SearchSpace as Space
+    from autotune.study import CONFIG_ATTR
+
+    grid_space = Space.from_dict(study.user_attrs[CONFIG_ATTR]["space"])
+    static = next(Candidate.from_dict(r["candidate"]) for r in grid["rows"].values()
+                  if r["candidate"]["cache_implementation"] == "static")
+    study.enqueue_trial(grid_space.params_of(static))
+    orphan = study.ask()
+    orphan.set_user_attr("worker", {"host": __import__("socket").gethostname(), "pid": 1, "boot": "a boot before"})
+    measured = len(study.trials)
+
+    # `table` reads the study as it stands, measuring nothing
+    table_out = tmp_path / "table.json"
+    assert efficiency.main(["table", "--root", str(tmp_path / "studies"), "--out", str(table_out), "--grid-only"]) == 0
+    assert json.loads(table_out.read_text())["rows"] == grid["rows"] and json.loads(table_out.read_text())["missing"] == []
+
+    # the same command again goes on: nothing is measured twice, the orphan is failed and costs nothing
+    assert efficiency.main(["grid", "--model", str(bundled_model), "--device", "cpu", "--space", str(space),
+                            "--max-new-tokens", "4", "--repeats", "1", "--trial-timeout", "120", "--gpus", "0",
+                            "--root", str(tmp_path / "studies"), "--out", str(out), "--grid-only"]) == 0
+    study = optuna.load_study(study_name="grid", storage=storage_for(str(tmp_path / "studies" / "grid.log"),
+                                                                     heartbeat_interval=None))
+    assert study.trials[orphan.number].user_attrs["failure_kind"] == "worker_died"
+    assert all(t.user_attrs.get("duplicate_of") is not None for t in study.trials[measured:])
+    assert json.loads(out.read_text())["rows"] == grid["rows"]
+
+
+def made_up_study(efficiency, space: SearchSpace, results: list[tuple]):
+    """An in-memory study holding trials as the grid's would: (candidate, state, failure kind, seconds,
+    duplicate of)."""
+    import datetime
+
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.create_study(direction="maximize")
+    start = datetime.datetime(2026, 11, 30, 12, 0, 0)
+    for candidate, state, failure, seconds, duplicate in results:
+        attrs = {"candidate_key": candidate.key(), "candidate": candidate.to_json(), "config": candidate.describe(),
+                 "status": "ok" if state == TrialState.COMPLETE else "crash", "failure_kind": failure,
+                 "duplicate_of": duplicate}
+        trial = optuna.trial.create_trial(
+            state=state, value=100.0 if state == TrialState.COMPLETE else None, params=space.params_of(candidate),
+            distributions={name: optuna.distributions.CategoricalDistribution(space.to_dict()["knobs"][name]["values"])
+                           for name in space.params_of(candidate)},
+            user_attrs=attrs, constraints={"runs": 0.0} if state == TrialState.COMPLETE else None)
+        trial.datetime_start, trial.datetime_complete = start, start + datetime.timedelta(seconds=seconds)
+        study.add_trial(trial)
+    return study
+
+
+def test_a_grid_cut_short_measures_again_only_what_it_did_not_measure(efficiency):
+    """A trial whose worker died with the GPU machine (`worker_died`) measured nothing: its configuration is
+    measured again and its seconds (up to the moment it was failed, a session later) are no one's cost; a
+    configuration enqueued and not started is not enqueued twice; a crash is a measurement."""
+    from optuna.trial import TrialState
+
+    space = SearchSpace.from_yaml(SPACE)
+    a, b, c, d, e = efficiency.unique(space.candidates())[:5]
+    study = made_up_study(efficiency, space, [
+        (a, TrialState.COMPLETE, None, 50.0, None),
+        (a, TrialState.COMPLETE, None, 0.1, 0),          # drawn again, its result reused
+        (b, TrialState.FAIL, "worker_died", 7200.0, None),
+        (c, TrialState.FAIL, "crash", 30.0, None),
+    ])
+    study.enqueue_trial(space.params_of(d))
+    assert efficiency.to_measure(study, space, [a, b, c, d, e]) == [b, e]
+
+    table = efficiency.grid_table(study, space, type("Args", (), {"model": "m", "device": "cpu"}))
+    assert set(table["rows"]) == {a.key(), c.key()}
+    assert table["rows"][a.key()]["seconds"] == 50.0 and table["rows"][a.key()]["feasible"]
+    assert table["rows"][c.key()]["seconds"] == 30.0 and not table["rows"][c.key()]["feasible"]
