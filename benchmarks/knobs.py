@@ -206,11 +206,14 @@ def per_knob(base: Candidate, space: SearchSpace) -> tuple[list[tuple[str, dict]
                 continue
             seen.add(candidate.key())
             label = f"{knob.name}={value}"
-            # the knobs the repair changed that still apply (compile=off needs no word on fullgraph)
-            applies = {k.name for k in space.knobs if k.applies(asdict(candidate))}
-            extra = [f for f in KNOBS if f != knob.name and f in applies and getattr(candidate, f) != getattr(wanted, f)]
+            # the other knobs changed from the base that still apply: what the knob's condition needs (compile
+            # default for coordinate descent, which max-autotune does already) and what the repair changed
+            # (compile=off needs no word on fullgraph, nor bnb_8bit on the threshold it brings)
+            applies = {k.name for k in space.knobs if k.applies(asdict(candidate)) and k.applies(base_fields)}
+            extra = [f for f in KNOBS if f != knob.name and f in applies and getattr(candidate, f) != base_fields[f]]
             if extra:
                 label += " (" + ", ".join(f"{f}={getattr(candidate, f)}" for f in extra) + ")"
+            if reasons:
                 notes[label] = "; ".join(reasons)
             rows.append((label, {f: v for f, v in asdict(candidate).items() if base_fields[f] != v}))
     rows += [(f"{knob}={value}", {knob: value}) for knob, value, _ in space.left_out]

@@ -81,9 +81,11 @@ def test_per_knob_rows_change_one_knob_with_what_it_needs():
     rows, notes = knobs_module.per_knob(base, space)
     changes = dict(rows)
     assert rows[0] == ("base: " + base.describe(), {})
-    assert changes["sdpa_backend=math"] == {"attn_implementation": "sdpa", "sdpa_backend": "math"}
+    # a row names the other knobs it changes: what the knob's condition needs, what a repair changed
+    assert changes["sdpa_backend=math (attn_implementation=sdpa)"] == {"attn_implementation": "sdpa",
+                                                                       "sdpa_backend": "math"}
     # bitsandbytes is not compileable here: its rows are made with compile off, the reason kept
-    assert changes["llm_int8_threshold=4.0 (compile=off)"]["quantization"] == "bnb_8bit"
+    assert changes["llm_int8_threshold=4.0 (quantization=bnb_8bit, compile=off)"]["quantization"] == "bnb_8bit"
     assert "not compileable" in notes["quantization=bnb_4bit (compile=off)"]
     # the offloaded cache cannot be captured by the graph loop: through generate() instead
     assert changes["cache_implementation=offloaded_static (decode_loop=generate)"]["decode_loop"] == "generate"
@@ -120,7 +122,8 @@ def test_per_knob_repairs_a_change_through_every_rule_it_meets():
     changes = dict(knobs_module.per_knob(base, space)[0])
     assert changes["decode_loop=generate (compile_freezing=False)"] == {"decode_loop": "generate",
                                                                        "compile_freezing": False}
-    flash = changes["sdpa_backend=flash (compile_freezing=False, decode_loop=generate, pad_to_multiple_of=None)"]
+    flash = changes["sdpa_backend=flash (attn_implementation=sdpa, compile_freezing=False, decode_loop=generate, "
+                    "pad_to_multiple_of=None)"]
     assert space.invalid_reason(Candidate(**{**asdict(base), **flash})) is None
 
 
@@ -164,3 +167,23 @@ def test_only_takes_prefixes_or_one_label_exactly():
     assert knobs_module.selects(label, label + ", int8_weight_only")  # a prefix
     assert not knobs_module.selects(label + "$", label + ", int8_weight_only")
     assert knobs_module.selects(label + "$", label)
+
+
+def test_a_per_knob_row_names_the_compile_mode_its_condition_needs():
+    """From a max-autotune base (which tunes by coordinate descent already), the coordinate-descent row
+    compiles with mode default: its label says so (the thirteenth GPU session's table read it as the base's
+    own build, and its 167 tok/s at batch 1 as an anomaly, when it was the default compile's)."""
+    from dataclasses import asdict
+
+    from support import load_benchmark
+
+    from autotune.candidate import Candidate
+
+    knobs_module, space = load_benchmark("knobs"), h200_space()
+    base = knobs_module.project(space, asdict(Candidate(
+        dtype="bfloat16", attn_implementation="eager", quantization="int8_weight_only", cache_implementation="static",
+        compile="max-autotune", compile_fullgraph=True, decode_loop="static_loop")))
+    changes = dict(knobs_module.per_knob(base, space)[0])
+    assert changes["compile_tuning=coordinate_descent (compile=default)"] == {
+        "compile": "default", "compile_tuning": "coordinate_descent"}
+    assert "quantization=bnb_8bit (compile=off)" in changes  # its threshold comes with it, unnamed
