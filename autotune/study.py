@@ -202,6 +202,20 @@ def seed_recipe(space: SearchSpace) -> Candidate | None:
     return None
 
 
+
+def untold_candidate(space: SearchSpace, trial: optuna.trial.FrozenTrial) -> Candidate | None:
+    """The configuration of a trial not told yet (enqueued or running: its candidate is recorded only when it
+    ends), from its enqueued (`fixed_params`) and drawn params; None where they make none of `space` (not
+    drawn yet, or params of another space)."""
+    params = {**(trial.system_attrs.get("fixed_params") or {}), **trial.params}
+    try:
+        with warnings.catch_warnings():  # FixedTrial warns of a value outside the space (enqueued from outside)
+            warnings.simplefilter("ignore")
+            return space.suggest(optuna.trial.FixedTrial(params))
+    except Exception:  # nothing known about it
+        return None
+
+
 class Tuner:
     """Runs one study. `report(event, **info)` receives progress events (see `cli.py`)."""
 
@@ -421,19 +435,8 @@ class Tuner:
     def running_candidates(self, trials: list[optuna.trial.FrozenTrial]) -> list[Candidate]:
         """The configurations of the study's RUNNING trials (other workers' ones; their candidate is recorded
         only when they end), from their drawn and enqueued params."""
-        running = []
-        for t in trials:
-            if t.state != TrialState.RUNNING:
-                continue
-            params = {**(t.system_attrs.get("fixed_params") or {}), **t.params}
-            try:
-                with warnings.catch_warnings():  # FixedTrial warns of a value outside the space (enqueued from outside)
-                    warnings.simplefilter("ignore")
-                    candidate = self.space.suggest(optuna.trial.FixedTrial(params))
-            except Exception:  # not drawn yet, or params of another space: nothing known about it
-                continue
-            running.append(self.with_assistant(candidate))
-        return running
+        running = (untold_candidate(self.space, t) for t in trials if t.state == TrialState.RUNNING)
+        return [self.with_assistant(candidate) for candidate in running if candidate is not None]
 
     def with_assistant(self, candidate: Candidate) -> Candidate:
         """The configuration as this study runs it: assisted decoding with the study's assistant model."""

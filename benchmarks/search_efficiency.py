@@ -55,7 +55,7 @@ from autotune.candidate import Candidate  # noqa: E402
 from autotune.measurement import Measurement  # noqa: E402
 from autotune.records import constraint_values, counts_toward_trials  # noqa: E402
 from autotune.space import SearchSpace  # noqa: E402
-from autotune.study import CONFIG_ATTR, seed_recipe  # noqa: E402
+from autotune.study import CONFIG_ATTR, seed_recipe, untold_candidate  # noqa: E402
 
 WITHIN = 0.05
 # covering trials in a replay: the tuner's limit for `autotune search --trials 20` (half of them)
@@ -102,7 +102,7 @@ def measure_grid(args) -> dict:
     else:
         tuner.settings = settings
         study = tuner.run()
-    return grid_table(study, tuner.space, args)
+    return grid_table(study, tuner.space, args.model, args.device)
 
 
 def print_worker_event(event: str, **info) -> None:
@@ -144,11 +144,11 @@ def to_measure(study: optuna.Study, space: SearchSpace, configurations: list[Can
 
 def waiting_keys(study: optuna.Study, space: SearchSpace) -> set[str]:
     """The configurations of trials enqueued and not started yet (by a run cut short, or another worker's)."""
-    return {space.suggest(optuna.trial.FixedTrial(t.system_attrs["fixed_params"])).key()
-            for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if "fixed_params" in t.system_attrs}
+    waiting = (untold_candidate(space, t) for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    return {candidate.key() for candidate in waiting if candidate is not None}
 
 
-def grid_table(study: optuna.Study, space: SearchSpace, args) -> dict:
+def grid_table(study: optuna.Study, space: SearchSpace, model: str, device: str) -> dict:
     rows = {}
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         if not settled(t):
@@ -163,7 +163,7 @@ def grid_table(study: optuna.Study, space: SearchSpace, args) -> dict:
             "config": t.user_attrs["config"], "candidate": json.loads(t.user_attrs["candidate"]),
             "status": t.user_attrs.get("status"), "value": t.value if feasible else 0.0, "feasible": feasible,
             "seconds": seconds, "trial": t.number}
-    return {"space": space.to_dict(), "model": args.model, "device": args.device, "rows": rows}
+    return {"space": space.to_dict(), "model": model, "device": device, "rows": rows}
 
 
 def table_of_study(args) -> dict:
@@ -175,7 +175,7 @@ def table_of_study(args) -> dict:
     study = optuna.load_study(study_name=args.study, storage=storage_for(storage, heartbeat_interval=None))
     attrs = study.user_attrs[CONFIG_ATTR]
     space = SearchSpace.from_dict(attrs["space"])
-    table = grid_table(study, space, argparse.Namespace(model=attrs["model"], device=attrs["device"]))
+    table = grid_table(study, space, attrs["model"], attrs["device"])
     missing = [c for c in unique(space.candidates()) if c.key() not in table["rows"]]
     for c in missing:
         print(f"not measured yet: {c.describe()}", file=sys.stderr)

@@ -80,6 +80,18 @@ where() {  # STUDY GPUS: the search options that open STUDY: one worker per GPU 
   if [ -n "$2" ]; then echo "--gpus $2"; else echo "--storage $(storage_of "$1")"; fi
 }
 
+join_study() {  # PART STUDY ROOT LOG MAKER: GPU_W (a physical index: the worker sets CUDA_VISIBLE_DEVICES to it) joins
+  # STUDY, a journal file ROOT/STUDY.log that MAKER makes, as one more worker (autotune worker); LOG.log
+  local part=$1 study=$2 root=$3 log=$4 maker=$5
+  stamp "$part: GPU ${GPU_W:?GPU_W: the physical index of the GPU that joins} joins study $study"
+  if [ -f "$root/$study.log" ]; then
+    at worker --study "$study" --storage "$root/$study.log" --root "$root" --gpu "$GPU_W" >> "$out/$log.log" 2>&1
+    stamp "$part: exit $?"
+  else
+    stamp "$part: no journal file $root/$study.log yet ($maker makes it)"
+  fi
+}
+
 study_and_show() {  # PART STUDY SEARCH-OPTION...: `autotune search` into STUDY (PART.log), then its table (PART-show.txt)
   local part=$1 study=$2
   shift 2
@@ -106,6 +118,7 @@ from autotune.preset import best_feasible_trial
 from autotune.records import counts_toward_trials
 from autotune.space import SearchSpace
 from autotune.storage import storage_for
+from autotune.study import untold_candidate
 
 
 def storage_of(name):
@@ -135,8 +148,8 @@ if rest[:1] == ["--best-of"]:
     wanted.append((Candidate.from_json(best.user_attrs["candidate"]), f"{source} trial {best.number}"))
 trials = study.get_trials(deepcopy=False)
 have = {Candidate.from_json(t.user_attrs["candidate"]).key() for t in trials if t.user_attrs.get("candidate")}
-have |= {as_run(space.suggest(optuna.trial.FixedTrial({**t.system_attrs.get("fixed_params", {}), **t.params}))).key()
-         for t in trials if t.state == optuna.trial.TrialState.WAITING}  # enqueued: their values are fixed_params
+waiting = (untold_candidate(space, t) for t in trials if t.state == optuna.trial.TrialState.WAITING)
+have |= {as_run(candidate).key() for candidate in waiting if candidate is not None}  # enqueued, not started
 added = 0
 for candidate, origin in wanted:
     if candidate.key() in have:
@@ -185,14 +198,7 @@ for part in $parts; do
     w)
       # another GPU joins study a (made by part a on a journal file, GPUS_A given) as one more worker, e.g. after
       # a short part of its own: GPU_W is its physical index (the worker sets CUDA_VISIBLE_DEVICES to it)
-      stamp "w: GPU ${GPU_W:?GPU_W: the physical index of the GPU that joins} joins study $study_a"
-      if [ -f "$out/studies/$study_a.log" ]; then
-        at worker --study "$study_a" --storage "$out/studies/$study_a.log" --root "$out/studies" --gpu "$GPU_W" \
-          >> "$out/w$tag_a.log" 2>&1
-        stamp "w: exit $?"
-      else
-        stamp "w: no journal file $out/studies/$study_a.log yet (part a with GPUS_A makes it)"
-      fi
+      join_study w "$study_a" "$out/studies" "w$tag_a" "part a with GPUS_A"
       ;;
     b)
       # STUDY_B (fx unless given), PROMPTS_B (four-prompts.jsonl) and TOKENS_B (64): another fixture study beside it,
@@ -221,13 +227,7 @@ for part in $parts; do
     we)
       # another GPU joins the grid of part e (GPUS_E given: its study is a journal file) as one more worker, e.g.
       # after a short part of its own; GPU_W is its physical index
-      stamp "we: GPU ${GPU_W:?GPU_W: the physical index of the GPU that joins} joins the grid"
-      if [ -f "$out/grid/grid.log" ]; then
-        at worker --study grid --storage "$out/grid/grid.log" --root "$out/grid" --gpu "$GPU_W" >> "$out/we.log" 2>&1
-        stamp "we: exit $?"
-      else
-        stamp "we: no journal file $out/grid/grid.log yet (part e with GPUS_E makes it)"
-      fi
+      join_study we grid "$out/grid" we "part e with GPUS_E"
       ;;
     k)
       stamp "k: every knob varied alone from ${BASE_K:-the best of study a}, batch 1 and 8"

@@ -166,7 +166,7 @@ def test_a_grid_cut_short_measures_again_only_what_it_did_not_measure(efficiency
     study.enqueue_trial(space.params_of(d))
     assert efficiency.to_measure(study, space, [a, b, c, d, e]) == [b, e]
 
-    table = efficiency.grid_table(study, space, type("Args", (), {"model": "m", "device": "cpu"}))
+    table = efficiency.grid_table(study, space, "m", "cpu")
     assert set(table["rows"]) == {a.key(), c.key()}
     assert table["rows"][a.key()]["seconds"] == 50.0 and table["rows"][a.key()]["feasible"]
     assert table["rows"][c.key()]["seconds"] == 30.0 and not table["rows"][c.key()]["feasible"]
