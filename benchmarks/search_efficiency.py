@@ -20,11 +20,15 @@ Two steps:
        python benchmarks/search_efficiency.py table --root .gpu-out/grid --out grid.json
 
 2. `replay`: run the tuner's sampler as `autotune search` does (the baseline, the seed recipe, up to
-   COVER_LIMIT covering trials of autotune.coverage, then Optuna's TPESampler, seeded) over the same space many times, answering each trial from the table instead of the GPU: the
-   objective and constraints a study would have recorded, and the trial's measured seconds as its cost. A
-   configuration seen before in the same run costs nothing (the tuner reuses it). Prints, per seed, the GPU
-   seconds spent until the best feasible value is within 5 % of the grid's best, as a share of the whole
-   grid's seconds, and the median over seeds.
+   COVER_LIMIT covering trials of autotune.coverage chosen from the pool the study's seed draws, then
+   Optuna's TPESampler with that seed) over the same space many times, answering each trial from the table
+   instead of the GPU: the objective and constraints a study would have recorded, and the trial's measured
+   seconds as its cost. A configuration seen before in the same run costs nothing (the tuner reuses it).
+   Prints, per seed, the GPU seconds spent until the best feasible value is within 5 % of the grid's best, as
+   a share of the whole grid's seconds, and the median over seeds. `--sampler` picks what is replayed:
+   `tuner` (as above), `tpe` (no covering trials: `autotune search --no-cover`), `random` (Optuna's
+   RandomSampler after the baseline and the seed recipe: the reference a search should beat), or `all`
+   (the default: the three, one table each).
 
        python benchmarks/search_efficiency.py replay grid.json --seeds 20
 
@@ -192,20 +196,25 @@ def print_event(event: str, **info) -> None:
 
 # ---- step 2: the replay ----------------------------------------------------------------------------
 
-def replay(grid: dict, seed: int, cover: bool = True) -> dict:
-    """One run of the sampler over the grid's space, answered from the grid. Returns the seconds and trials
-    spent until the best feasible value came within WITHIN of the grid's best."""
+SAMPLERS = ("tuner", "tpe", "random")
+
+
+def replay(grid: dict, seed: int, sampler: str = "tuner") -> dict:
+    """One run of `sampler` (SAMPLERS) over the grid's space, answered from the grid. Returns the seconds and
+    trials spent until the best feasible value came within WITHIN of the grid's best."""
     space = SearchSpace.from_dict(grid["space"])
     rows = grid["rows"]
     target = (1 - WITHIN) * max(r["value"] for r in rows.values() if r["feasible"])
     total = sum(r["seconds"] for r in rows.values())
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    draws = optuna.samplers.RandomSampler(seed=seed) if sampler == "random" else optuna.samplers.TPESampler(seed=seed)
+    study = optuna.create_study(direction="maximize", sampler=draws)
     # as autotune search does: the baseline, the seed recipe, then covering trials (autotune.coverage)
     study.enqueue_trial(space.params_of(Candidate()))
     recipe = seed_recipe(space)
     if recipe is not None:
         study.enqueue_trial(space.params_of(recipe))
-    pool = [c for c in (Candidate.from_dict(r["candidate"]) for r in rows.values()) if space.invalid_reason(c) is None]
+    cover = sampler == "tuner"
+    pool = coverage.pool(space, seed, None) if cover else []  # the study's pool: its ties go the seed's way
     spent, seen, best, trials, covers, ran = 0.0, set(), 0.0, 0, 0, []
     while best < target and trials < 20 * len(rows):
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
@@ -237,9 +246,17 @@ def replay(grid: dict, seed: int, cover: bool = True) -> dict:
             "distinct": len(seen), "reached": best >= target}
 
 
-def replay_all(grid: dict, seeds: int) -> list[dict]:
+def replay_all(grid: dict, seeds: int, sampler: str = "tuner") -> list[dict]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return [replay(grid, seed) for seed in range(seeds)]
+    return [replay(grid, seed, sampler) for seed in range(seeds)]
+
+
+def replay_summaries(grid: dict, seeds: int, sampler: str) -> str:
+    """One summary per sampler (`all`: every one of SAMPLERS), each headed by what it replays."""
+    heads = {"tuner": "the tuner (covering trials, then TPE)", "tpe": "TPE alone (--no-cover)",
+             "random": "random sampling (the reference)"}
+    chosen = SAMPLERS if sampler == "all" else (sampler,)
+    return "\n\n".join(f"== {heads[name]}\n" + summary(grid, replay_all(grid, seeds, name)) for name in chosen)
 
 
 def summary(grid: dict, runs: list[dict]) -> str:
@@ -280,6 +297,8 @@ def parse_args(argv=None):
                            "under --root; the seconds of each trial stay its own")
     grid.add_argument("--out", required=True, help="the grid's table (JSON)")
     grid.add_argument("--seeds", type=int, default=20, help="replay this many seeds right after")
+    grid.add_argument("--sampler", choices=(*SAMPLERS, "all"), default="all",
+                      help="what the replay replays (default: all, one table each)")
     grid.add_argument("--grid-only", action="store_true", help="measure and write the table, no replay")
     tab = sub.add_parser("table", help="write the table of a grid's study as it stands (brought back from the GPU "
                                        "machine), measuring nothing; the replay follows unless --grid-only")
@@ -288,10 +307,14 @@ def parse_args(argv=None):
     tab.add_argument("--study", default="grid")
     tab.add_argument("--out", required=True, help="the grid's table (JSON)")
     tab.add_argument("--seeds", type=int, default=20)
+    tab.add_argument("--sampler", choices=(*SAMPLERS, "all"), default="all",
+                      help="what the replay replays (default: all, one table each)")
     tab.add_argument("--grid-only", action="store_true", help="write the table, no replay")
     rep = sub.add_parser("replay", help="replay the sampler over a measured grid")
     rep.add_argument("grid", help="a table written by the grid step")
     rep.add_argument("--seeds", type=int, default=20)
+    rep.add_argument("--sampler", choices=(*SAMPLERS, "all"), default="all",
+                      help="what the replay replays (default: all, one table each)")
     return parser.parse_args(argv)
 
 
@@ -311,7 +334,7 @@ def main(argv=None) -> int:
             return 1
     else:
         grid = json.loads(Path(args.grid).read_text(encoding="utf-8"))
-    print(summary(grid, replay_all(grid, args.seeds)))
+    print(replay_summaries(grid, args.seeds, args.sampler))
     return 0
 
 

@@ -72,6 +72,30 @@ def test_a_replay_starts_as_a_study_does(efficiency, monkeypatch):
     assert set(measured) == efficiency.coverage.all_values(space)
 
 
+def test_the_tuner_draws_its_covering_pool_with_the_seed_and_the_others_cover_nothing(efficiency, monkeypatch):
+    """As `autotune search` does (coverage.pool with the study's seed); `tpe` is `--no-cover`, `random` the
+    reference: neither asks for a covering trial."""
+    grid = made_up_grid(efficiency)
+    seeds, covers = [], []
+    real_pool, real_next = efficiency.coverage.pool, efficiency.coverage.next_cover
+    monkeypatch.setattr(efficiency.coverage, "pool", lambda space, seed, assistant: seeds.append(seed)
+                        or real_pool(space, seed, assistant))
+    monkeypatch.setattr(efficiency.coverage, "next_cover", lambda *a, **k: covers.append(1) or real_next(*a, **k))
+    for sampler in ("tpe", "random"):
+        assert efficiency.replay(grid, 3, sampler)["reached"]
+    assert seeds == [] and covers == []
+    assert efficiency.replay(grid, 3, "tuner")["reached"]
+    assert seeds == [3] and covers
+
+
+def test_all_samplers_print_one_table_each(efficiency):
+    grid = made_up_grid(efficiency)
+    text = efficiency.replay_summaries(grid, 2, "all")
+    assert text.count("median share") == 3
+    assert "== the tuner" in text and "== TPE alone" in text and "== random sampling" in text
+    assert efficiency.replay_summaries(grid, 2, "tpe").count("median share") == 1
+
+
 def test_the_grid_is_measured_by_one_worker_per_device(efficiency, bundled_model, tmp_path):
     """`grid --gpus 0,1` (here on CPU): the grid's trials run in two workers on one journal file, every
     configuration once, each with its own seconds, and the table is written."""
