@@ -68,6 +68,9 @@ def agreement_caption(random_weights: bool) -> str:
     lines.append("top-1 agr.: teacher-forced top-1 agreement with the baseline (the model's own forward); prefix: "
                  "share of the baseline's greedy continuation generated before the first differing token (what "
                  "the decoding changes: assisted decoding, the compiled loops)")
+    lines.append("margin: the baseline's log-probability gap between its two likeliest tokens where "
+                 "the greedy text first differs, the largest over prompts: about one bf16 step (0.0625) is a "
+                 "near-tie that another order of the sums turns; a wide one is a real change")
     return "\n".join(lines)
 
 
@@ -75,7 +78,8 @@ def trials_table(study) -> Table:
     from optuna.trial import TrialState
 
     table = Table(title=f"study {study.study_name}")
-    for column in ("#", "role", "config", "decode tok/s", "peak MiB", "recompiles", "top-1 agr.", "prefix", "status"):
+    for column in ("#", "role", "config", "decode tok/s", "peak MiB", "recompiles", "top-1 agr.", "prefix", "margin",
+                   "status"):
         table.add_column(column, justify="right" if column not in ("role", "config", "status") else "left")
     random_weights = False
     for t in study.get_trials(deepcopy=False):
@@ -94,7 +98,7 @@ def trials_table(study) -> Table:
         table.add_row(str(t.number), a.get("role", "-"), a.get("config", "-"),
                       _fmt(a.get("decode_tokens_per_s"), ".1f"), _fmt(a.get("peak_memory_bytes"), ".0f", 2**20),
                       _fmt(a.get("recompiles"), "d"), _fmt(a.get("top1_agreement"), ".3f") + mark,
-                      _fmt(a.get("prefix_match"), ".3f") + mark, status)
+                      _fmt(a.get("prefix_match"), ".3f") + mark, _fmt(a.get("divergence_margin"), ".3f"), status)
     table.caption = agreement_caption(random_weights)
     return table
 
@@ -525,7 +529,7 @@ def open_existing_study(study_name: str, storage: str | None, root: str):
 def show_table(rows: list[dict], study_name: str) -> Table:
     table = Table(title=f"study {study_name}: trials by decode tok/s (★ the exported one)")
     for column in ("#", "role", "config", "decode tok/s", "speed-up", "peak MiB", "warm-up s", "top-1 agr.",
-                   "prefix", "feasible", "status"):
+                   "prefix", "margin", "feasible", "status"):
         table.add_column(column, justify="left" if column in ("role", "config", "status") else "right")
     random_weights = False
     for r in rows:
@@ -539,7 +543,8 @@ def show_table(rows: list[dict], study_name: str) -> Table:
         table.add_row(str(r["number"]), role, r["config"], _fmt(r["decode_tokens_per_s"], ".1f"),
                       _fmt(r["speedup"], ".2f"), _fmt(r["peak_memory_bytes"], ".0f", 2**20),
                       _fmt(r["warmup_s"], ".1f"), _fmt(r["top1_agreement"], ".3f") + mark,
-                      _fmt(r["prefix_match"], ".3f") + mark, "yes" if r["feasible"] else "no", status,
+                      _fmt(r["prefix_match"], ".3f") + mark, _fmt(r["divergence_margin"], ".3f"),
+                      "yes" if r["feasible"] else "no", status,
                       style="bold" if r["best"] else ("cyan" if r["role"] in ("baseline", "seed-recipe") else None))
     table.caption = agreement_caption(random_weights)
     return table

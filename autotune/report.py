@@ -53,6 +53,7 @@ def trial_row(trial, baseline_value: float | None) -> dict:
         "recompiles": a.get("recompiles"),
         "top1_agreement": a.get("top1_agreement"),
         "prefix_match": a.get("prefix_match"),
+        "divergence_margin": a.get("divergence_margin"),
         "mean_kl": a.get("mean_kl"),
         "equivalence_meaningful": a.get("equivalence_meaningful"),
         "feasible": feasible,
@@ -219,7 +220,7 @@ def fmt(value, spec: str = ".1f", scale: float = 1.0) -> str:
 
 def trials_table_html(rows: list[dict], meaningful: bool) -> str:
     head = ("#", "role", "configuration", "decode tok/s", "speed-up", "peak MiB", "estimate MiB", "warm-up s",
-            "recompiles", "top-1 agr.", "prefix", "status")
+            "recompiles", "top-1 agr.", "prefix", "margin", "status")
     lines = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in rows:
         status = r["status"] + (f" ({r['failure_kind']})" if r["failure_kind"] else "")
@@ -230,7 +231,7 @@ def trials_table_html(rows: list[dict], meaningful: bool) -> str:
                  fmt(r["decode_tokens_per_s"]), fmt(r["speedup"], ".2f") + ("×" if r["speedup"] else ""),
                  fmt(r["peak_memory_bytes"], ".0f", 2**20), fmt(r["estimated_memory_bytes"], ".0f", 2**20),
                  fmt(r["warmup_s"]), fmt(r["recompiles"], "d"), agreement, fmt(r["prefix_match"], ".3f"),
-                 html.escape(status))
+                 fmt(r["divergence_margin"], ".3f"), html.escape(status))
         cls = ' class="best"' if r["best"] else ""
         lines.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return "\n".join(lines + ["</table>"])

@@ -104,9 +104,10 @@ def test_trials_table_shows_recompiles_and_marks_random_weight_agreement():
     study = optuna.create_study(study_name="t", direction="maximize")
     attrs = {"role": "baseline", "config": "baseline", "status": "ok", "decode_tokens_per_s": 50.0,
              "peak_memory_bytes": 2**30, "recompiles": 3, "top1_agreement": 0.25, "prefix_match": 0.1,
-             "equivalence_meaningful": False}
+             "divergence_margin": 0.0625, "equivalence_meaningful": False}
     study.add_trial(optuna.trial.create_trial(value=50.0, user_attrs=attrs))
     console = Console(width=200, record=True)
     console.print(trials_table(study))
     text = console.export_text()
     assert "recompiles" in text and " 3 " in text and "0.250 (rw)" in text and "random weights" in text
+    assert "margin" in text and "0.062" in text  # the gap at the first differing token: a near-tie

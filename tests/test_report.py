@@ -85,7 +85,8 @@ def test_show_sorts_by_objective_and_marks_roles(study):
     assert baseline["speedup"] == 1.0 and baseline["feasible"] and baseline["prefix_match"] == 1.0
     table = run_cli("show", "--study", "seen", cwd=study["dir"])
     assert table.returncode == 0 and "baseline" in table.stdout and "★" in table.stdout
-    assert "prefix" in table.stdout  # the prefix match column (1.000 for the baseline, above)
+    assert "prefix" in table.stdout and "margin" in table.stdout  # the baseline's: 1.000 and none (no divergence)
+    assert "divergence_margin" in baseline and baseline["divergence_margin"] is None
 
 
 def test_show_of_a_missing_study_says_so(tmp_path):
@@ -103,6 +104,7 @@ def test_report_is_one_self_contained_file_with_every_plot(study):
         assert f"<h2>{title}" in text
     assert text.count("plotly.js v") == 1 and "<script src=" not in text  # inlined once, nothing fetched
     assert "--vram budget" in text and "--min-agreement" in text
+    assert "<th>prefix</th><th>margin</th>" in text  # the trials table: where the greedy text differs, and how
     assert "autotune.load_preset(" in text and "autotune search --model" in text  # how to use, how to redo
     assert "random weights" not in text  # a trained model: equivalence is meaningful here
 
