@@ -202,7 +202,6 @@ def seed_recipe(space: SearchSpace) -> Candidate | None:
     return None
 
 
-
 def untold_candidate(space: SearchSpace, trial: optuna.trial.FrozenTrial) -> Candidate | None:
     """The configuration of a trial not told yet (enqueued or running: its candidate is recorded only when it
     ends), from its enqueued (`fixed_params`) and drawn params; None where they make none of `space` (not

@@ -196,7 +196,9 @@ def print_event(event: str, **info) -> None:
 
 # ---- step 2: the replay ----------------------------------------------------------------------------
 
-SAMPLERS = ("tuner", "tpe", "random")
+# what a replay can replay, and the heading of its table
+SAMPLERS = {"tuner": "the tuner (covering trials, then TPE)", "tpe": "TPE alone (--no-cover)",
+            "random": "random sampling (the reference)"}
 
 
 def replay(grid: dict, seed: int, sampler: str = "tuner") -> dict:
@@ -253,10 +255,8 @@ def replay_all(grid: dict, seeds: int, sampler: str = "tuner") -> list[dict]:
 
 def replay_summaries(grid: dict, seeds: int, sampler: str) -> str:
     """One summary per sampler (`all`: every one of SAMPLERS), each headed by what it replays."""
-    heads = {"tuner": "the tuner (covering trials, then TPE)", "tpe": "TPE alone (--no-cover)",
-             "random": "random sampling (the reference)"}
     chosen = SAMPLERS if sampler == "all" else (sampler,)
-    return "\n\n".join(f"== {heads[name]}\n" + summary(grid, replay_all(grid, seeds, name)) for name in chosen)
+    return "\n\n".join(f"== {SAMPLERS[name]}\n" + summary(grid, replay_all(grid, seeds, name)) for name in chosen)
 
 
 def summary(grid: dict, runs: list[dict]) -> str:
@@ -273,6 +273,12 @@ def summary(grid: dict, runs: list[dict]) -> str:
     lines.append(f"median share {100 * statistics.median(shares):.1f} %, worst {100 * max(shares):.1f} % over "
                  f"{len(runs)} seeds; target reached in {sum(r['reached'] for r in runs)} of {len(runs)}")
     return "\n".join(lines)
+
+
+def add_replay_options(parser: argparse.ArgumentParser, when: str) -> None:
+    parser.add_argument("--seeds", type=int, default=20, help=f"replay this many seeds {when}".rstrip())
+    parser.add_argument("--sampler", choices=(*SAMPLERS, "all"), default="all",
+                        help="what the replay replays (default: all, one table each)")
 
 
 def parse_args(argv=None):
@@ -296,9 +302,7 @@ def parse_args(argv=None):
                       help="measure on these devices side by side (0,1), one worker each, the study in a journal file "
                            "under --root; the seconds of each trial stay its own")
     grid.add_argument("--out", required=True, help="the grid's table (JSON)")
-    grid.add_argument("--seeds", type=int, default=20, help="replay this many seeds right after")
-    grid.add_argument("--sampler", choices=(*SAMPLERS, "all"), default="all",
-                      help="what the replay replays (default: all, one table each)")
+    add_replay_options(grid, "right after the grid")
     grid.add_argument("--grid-only", action="store_true", help="measure and write the table, no replay")
     tab = sub.add_parser("table", help="write the table of a grid's study as it stands (brought back from the GPU "
                                        "machine), measuring nothing; the replay follows unless --grid-only")
@@ -306,15 +310,11 @@ def parse_args(argv=None):
     tab.add_argument("--storage", default=None, help="the study's storage, where it is not ROOT/STUDY.log")
     tab.add_argument("--study", default="grid")
     tab.add_argument("--out", required=True, help="the grid's table (JSON)")
-    tab.add_argument("--seeds", type=int, default=20)
-    tab.add_argument("--sampler", choices=(*SAMPLERS, "all"), default="all",
-                      help="what the replay replays (default: all, one table each)")
+    add_replay_options(tab, "right after the table")
     tab.add_argument("--grid-only", action="store_true", help="write the table, no replay")
     rep = sub.add_parser("replay", help="replay the sampler over a measured grid")
     rep.add_argument("grid", help="a table written by the grid step")
-    rep.add_argument("--seeds", type=int, default=20)
-    rep.add_argument("--sampler", choices=(*SAMPLERS, "all"), default="all",
-                      help="what the replay replays (default: all, one table each)")
+    add_replay_options(rep, "")
     return parser.parse_args(argv)
 
 
