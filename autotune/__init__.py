@@ -5,8 +5,16 @@ __version__ = "0.1.0"
 
 
 def load_preset(path, device=None):
-    """Load a preset's model and GenerationConfig with its runtime hints applied: see autotune.preset."""
-    from autotune.preset import load_preset as _load_preset
+    """Load a preset's model and GenerationConfig with its runtime hints applied.
+
+    Args:
+        path: the preset JSON file (`autotune search` or `autotune export` writes it).
+        device: "cpu" or "cuda" (default: CUDA when available).
+
+    Returns:
+        (model, generation_config), built as the preset's trial was: see `autotune.runtime.preset_loader`.
+    """
+    from autotune.runtime.preset_loader import load_preset as _load_preset
 
     return _load_preset(path, device=device)
 

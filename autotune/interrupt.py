@@ -1,16 +1,15 @@
-"""Ctrl-C and SIGTERM, taken where the tuner can stop cleanly.
+"""Ctrl-C and SIGTERM, taken where the tuner can stop cleanly; and the one way the tuner waits (`Poll`).
 
 By default Python raises KeyboardInterrupt (and a SIGTERM handler its SystemExit) in the main thread
 wherever it happens to be. Inside a storage call (SQLAlchemy on SQLite) that leaves a transaction open
 with its lock held; the tuner then marks the running trial interrupted through another connection,
 which waits for that lock, while the heartbeat thread waits too, and the process hangs instead of
-exiting (R11 of ../shared/RELIABILITY.md: seen in CI, then reproduced on a loaded CPU, where the main
-thread spends more of its time in storage calls).
+exiting (R11 of ../shared/RELIABILITY.md).
 
 So the handlers installed here only note the signal. It is raised where the tuner waits and holds no
 storage state: inside `interruptible()` (waiting for a worker process, sleeping between polls), at
 once; elsewhere at the next `check()` or `interruptible()`. SIGINT raises KeyboardInterrupt, SIGTERM
-SystemExit(143), as before. Without `install()` (autotune used as a library) nothing changes.
+SystemExit(143). Without `install()` (autotune used as a library) nothing changes.
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
+from typing import Callable
 
 _state = {"pending": None, "depth": 0}
 
@@ -55,3 +56,42 @@ def interruptible():
         yield
     finally:
         _state["depth"] -= 1
+
+
+def pause(seconds: float) -> None:
+    """Sleep where a signal is taken at once."""
+    with interruptible():
+        time.sleep(seconds)
+
+
+class Poll:
+    """The one way the tuner waits for something with a deadline: look, and between looks sleep
+    `interval_s` where a signal is taken at once. `on_wait` is told once, before the first sleep (to say
+    what is awaited); `restart` gives the deadline its whole length again.
+
+        poll = Poll(timeout_s, 1.0, on_wait=lambda: report("waiting", ...))
+        while not ready():
+            if poll.expired():
+                break
+            poll.wait()
+    """
+
+    def __init__(self, timeout_s: float, interval_s: float, on_wait: Callable[[], None] | None = None):
+        self.timeout_s = timeout_s
+        self.interval_s = interval_s
+        self.on_wait = on_wait
+        self.told = False
+        self.restart()
+
+    def restart(self) -> None:
+        self.deadline = time.monotonic() + self.timeout_s
+
+    def expired(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def wait(self) -> None:
+        if not self.told:
+            self.told = True
+            if self.on_wait is not None:
+                self.on_wait()
+        pause(self.interval_s)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from autotune.workload import read_prompts_jsonl  # noqa: E402
+from autotune.config.workload import read_prompts_jsonl  # noqa: E402
 
 
 def prefix_share(reference: list[int], other: list[int]) -> float:

@@ -59,11 +59,12 @@ def generate_tokens(model_id: str, device: str, attn: str, kernel_options: dict 
     tokens and tok/s (prefill included)."""
     import torch
 
-    from autotune import models
+    from autotune.config import models
+    from autotune.runtime.random_weights import load_random_model
 
     load = {"dtype": "bfloat16" if device == "cuda" else "float32", "attn_implementation": attn}
     if models.is_random(model_id):
-        model = models.load_random_model(model_id, load, device)
+        model = load_random_model(model_id, load, device)
     else:
         from transformers import AutoModelForCausalLM
         model = AutoModelForCausalLM.from_pretrained(model_id, **load).to(device).eval()

@@ -67,8 +67,8 @@ def time_us(fn, calls: int = 100, runs: int = 5) -> float:
 def measure(rows_list: list[int], mode: str, groups: list[int]) -> list[dict]:
     import torch
 
-    from autotune import int8_gemv
-    from autotune.quantize import GROUP_SIZE, group_size, grouped_product, quantize_rows, scaled_product
+    from autotune.runtime.quant import int8_gemv
+    from autotune.runtime.quant.quantize import GROUP_SIZE, group_size, grouped_product, quantize_rows, scaled_product
 
     results = []
     for name, n, k in SHAPES:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from autotune import int8_gemv
+    from autotune.runtime.quant import int8_gemv
     if not torch.cuda.is_available() or int8_gemv.triton is None:
         print("int8_gemv.py needs CUDA and Triton", file=sys.stderr)
         return 2

@@ -20,14 +20,15 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
 
 import optuna  # noqa: E402
 
-from autotune.coverage import ran_trials, reachable, tally  # noqa: E402
-from autotune.space import SearchSpace  # noqa: E402
-from autotune.study import CONFIG_ATTR, default_storage_url, load_study  # noqa: E402
+from autotune.tuner.coverage import ran_trials, reachable, tally  # noqa: E402
+from autotune.config.space import SearchSpace  # noqa: E402
+from autotune.config.settings import default_storage_url  # noqa: E402
+from autotune.tuner.study import STUDY_ATTR, load_study  # noqa: E402
 
 
 def coverage(study: optuna.Study) -> tuple[list[dict], list[tuple]]:
     """Rows (knob, value, measured trial numbers, failed trial numbers) and the space's left-out values."""
-    space = SearchSpace.from_dict(study.user_attrs[CONFIG_ATTR]["space"])
+    space = SearchSpace.from_dict(study.user_attrs[STUDY_ATTR]["space"])
     measured, failed = tally(space, ran_trials(study.trials))
     rows = [{"knob": knob.name, "value": value, "measured": sorted(measured.get((knob.name, value), [])),
              "failed": sorted(failed.get((knob.name, value), []))}

@@ -2,7 +2,7 @@
 
 From a base configuration (static cache + compile), each knob is varied alone; every (configuration,
 batch size) runs in a fresh worker process (`autotune.worker.launcher.launch`, which runs
-`autotune.worker.build` and `autotune.worker.measure`), exactly as a study's trial does, but measured only
+`autotune.runtime.build` and `autotune.worker.measure`), exactly as a study's trial does, but measured only
 (no equivalence check: job role "benchmark"). A short table comes last:
 
     config | tok/s b1 | tok/s b8 | peak GB | warm-up s | recompiles
@@ -20,7 +20,7 @@ Here, on CPU, to check that it works:
 
     python benchmarks/knobs.py --model examples/models/codelm-4m --device cpu --quick
 
-A variation the machine cannot run (a knob value `SearchSpace.for_environment` leaves out, or an invalid
+A variation the machine cannot run (a knob value `autotune.tuner.machine.searched_space` leaves out, or an invalid
 combination) is listed with its reason instead of being launched. With `--budget-s`, no configuration
 starts once that many seconds have passed, so the table still comes out within a command's time limit.
 tok/s is decode tokens per second (tokens after the first / (end-to-end time - time to first token)),
@@ -41,14 +41,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
     sys.path.insert(0, str(ROOT))
 
-from autotune import environment, models  # noqa: E402
-from autotune.candidate import KNOBS, Candidate  # noqa: E402
-from autotune.measurement import Measurement  # noqa: E402
-from autotune.space import SearchSpace  # noqa: E402
-from autotune.study import resolve_model  # noqa: E402
+from autotune.config import models  # noqa: E402
+from autotune.config.candidate import KNOBS, Candidate  # noqa: E402
+from autotune.config.measurement import Measurement  # noqa: E402
+from autotune.config.models import resolve_model  # noqa: E402
+from autotune.config.space import SearchSpace  # noqa: E402
+from autotune.config.workload import Workload, default_prompts  # noqa: E402
+from autotune.tuner import machine  # noqa: E402
 from autotune.worker.job import Job  # noqa: E402
 from autotune.worker.launcher import launch  # noqa: E402
-from autotune.workload import Workload, default_prompts  # noqa: E402
 
 
 def base_candidate(device: str, dtype: str) -> Candidate:
@@ -97,7 +98,7 @@ def variations(base: Candidate, device: str) -> list[tuple[str, dict]]:
     # (max-autotune tunes by coordinate descent already: only the other modes get a row)
     untuned = [(label, changes) for label, changes in loops if changes["compile"] != "max-autotune"]
     rows += [(f"{label}, coordinate descent", {**changes, **descent}) for label, changes in untuned]
-    # weight-only int8 (autotune.quantize): with the base's compile, and in the static loop (with and
+    # weight-only int8 (autotune.runtime.quant.quantize): with the base's compile, and in the static loop (with and
     # without coordinate descent)
     int8 = {"quantization": "int8_weight_only"}
     rows += [("quantization=int8_weight_only", int8)]
@@ -243,7 +244,7 @@ def selects(prefix: str, label: str) -> bool:
 def prompts_of_length(model: str, length: int, count: int) -> tuple[str, ...]:
     """`count` prompts that the model's tokenizer turns into exactly `length` tokens each (cut from the
     built-in code prompts and kept only when they tokenize back to `length`)."""
-    from autotune.worker.build import load_tokenizer
+    from autotune.runtime.loading import load_tokenizer
 
     tokenizer = load_tokenizer(model)
     text = "\n".join(default_prompts()) * 50
@@ -448,16 +449,13 @@ def main(argv=None) -> int:
         return 0
     started = time.perf_counter()
     model = resolve_model(args.model)
-    env = environment.probe(args.device)
+    env = machine.probe(args.device)
     device = env["device"]
     dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
     base = base_from(args.base) if args.base else base_candidate(device, dtype)
-    space = SearchSpace.load("default").for_environment(
-        device, batch_size=min(args.batch_sizes), assistant=None, has_bf16=env["has_bf16"],
-        has_flash_attn=env["has_flash_attn"], has_flex_attention=env["has_flex_attention"],
-        has_triton=env.get("has_triton", False),
-        has_bitsandbytes=env.get("has_bitsandbytes", False), bnb_compileable=env.get("bnb_compileable", False),
-        random_weights=models.is_random(model))
+    space = machine.searched_space(SearchSpace.load("default"), env,
+                                   Workload(prompts=("x",) * min(args.batch_sizes), batch_size=min(args.batch_sizes)),
+                                   None, model)
     notes: dict[str, str] = {}
     left_out = {f"{knob}={value}": f"{knob}={value}: {why}" for knob, value, why in space.left_out} \
         if args.per_knob else {}

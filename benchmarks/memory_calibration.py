@@ -1,4 +1,4 @@
-"""Compare autotune's memory estimates with measured peaks, to calibrate autotune/memory.py.
+"""Compare autotune's memory estimates with measured peaks, to calibrate autotune.memory.
 
     python benchmarks/memory_calibration.py --model examples/models/codelm-4m --device cpu --limit 12
     python benchmarks/memory_calibration.py --model random:gemma-2b --device cuda --space default --limit 40
@@ -24,19 +24,19 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autotune.candidate import Candidate  # noqa: E402
-from autotune.environment import triton_imports  # noqa: E402
+from autotune.config.availability import Machine, for_machine  # noqa: E402
+from autotune.config.candidate import Candidate  # noqa: E402
+from autotune.config.space import SearchSpace  # noqa: E402
+from autotune.config.workload import Workload  # noqa: E402
 from autotune.memory import CUDA_CONTEXT_BYTES, Estimator  # noqa: E402
-from autotune.space import SearchSpace  # noqa: E402
+from autotune.runtime.environment import triton_imports  # noqa: E402
 from autotune.worker.job import Job  # noqa: E402
 from autotune.worker.launcher import launch  # noqa: E402
-from autotune.workload import Workload  # noqa: E402
 
 
 def measured_peak(phases: dict, device: str) -> int | None:
@@ -68,13 +68,12 @@ def main() -> None:
     workload = Workload.from_file(args.prompts, **kw) if args.prompts else Workload.default(**kw)
     model = args.model if args.model.startswith("random:") else str(Path(args.model).resolve())
     estimator = Estimator.for_model(model, workload, assistant=args.assistant)
-    space = SearchSpace.load(args.space).for_environment(args.device, batch_size=args.batch_size,
-                                                         assistant=args.assistant, has_flex_attention=True,
-                                                         has_triton=triton_imports())
+    space = for_machine(SearchSpace.load(args.space), Machine(args.device, has_flex_attention=True,
+                                                              has_triton=triton_imports()),
+                        batch_size=args.batch_size, assistant=args.assistant)
     candidates = []
-    for c in space.candidates():
-        c = replace(c, assistant=args.assistant) if c.decoding == "assisted" else c
-        if space.invalid_reason(c) is None and c != Candidate():
+    for c in space.valid_candidates(args.assistant):
+        if c != Candidate():
             candidates.append(c)
     if args.limit and args.limit < len(candidates):
         candidates = random.Random(args.seed).sample(candidates, args.limit)

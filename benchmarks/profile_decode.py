@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from knobs import base_from, prompts_of_length  # noqa: E402
 
-from autotune.study import resolve_model  # noqa: E402
-from autotune.workload import Workload  # noqa: E402
+from autotune.config.models import resolve_model  # noqa: E402
+from autotune.config.workload import Workload  # noqa: E402
 
 
 def device_time_us(event) -> float:
@@ -44,12 +44,12 @@ def profile(model: str, candidate, batch_size: int, prompt_tokens: int, new_toke
     import torch
     from torch.profiler import ProfilerActivity
 
-    from autotune.worker.build import build
+    from autotune.runtime.build import Recipe, build
     from autotune.worker.measure import run_pass
 
     workload = Workload(prompts=prompts_of_length(model, prompt_tokens, batch_size), batch_size=batch_size,
                         max_new_tokens=new_tokens)
-    built = build(model, candidate, workload, device)
+    built = build(Recipe.of_candidate(model, candidate), device, workload)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with built.runtime_context():
         for _ in range(2):  # compile, capture, then one pass as measured

@@ -20,7 +20,7 @@ Two steps:
        python benchmarks/search_efficiency.py table --root .gpu-out/grid --out grid.json
 
 2. `replay`: run the tuner's sampler as `autotune search` does (the baseline, the seed recipe, up to
-   COVER_LIMIT covering trials of autotune.coverage chosen from the pool the study's seed draws, then
+   COVER_LIMIT covering trials of autotune.tuner.coverage chosen from the pool the study's seed draws, then
    Optuna's TPESampler with that seed) over the same space many times, answering each trial from the table
    instead of the GPU: the objective and constraints a study would have recorded, and the trial's measured
    seconds as its cost. A configuration seen before in the same run costs nothing (the tuner reuses it).
@@ -54,12 +54,14 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from autotune import coverage  # noqa: E402
-from autotune.candidate import Candidate  # noqa: E402
-from autotune.measurement import Measurement  # noqa: E402
-from autotune.records import constraint_values, counts_toward_trials  # noqa: E402
-from autotune.space import SearchSpace  # noqa: E402
-from autotune.study import CONFIG_ATTR, seed_recipe, untold_candidate  # noqa: E402
+from autotune.config.candidate import Candidate  # noqa: E402
+from autotune.config.measurement import Measurement  # noqa: E402
+from autotune.config.space import SearchSpace  # noqa: E402
+from autotune.tuner import coverage  # noqa: E402
+from autotune.tuner.records import constraint_values  # noqa: E402
+from autotune.tuner.seeds import seed_recipe  # noqa: E402
+from autotune.tuner.study import STUDY_ATTR  # noqa: E402
+from autotune.tuner.trials import counts_toward_trials, untold_candidate  # noqa: E402
 
 WITHIN = 0.05
 # covering trials in a replay: the tuner's limit for `autotune search --trials 20` (half of them)
@@ -69,9 +71,11 @@ COVER_LIMIT = 10
 # ---- step 1: the grid ------------------------------------------------------------------------------
 
 def measure_grid(args) -> dict:
-    from autotune.study import SearchSettings, Tuner
-    from autotune.workers import parse_gpus, record_budget, run_local_workers, shared_storage_url
-    from autotune.workload import Workload
+    from autotune.config.settings import SearchSettings
+    from autotune.config.workload import Workload
+    from autotune.tuner.local_workers import parse_gpus, run_local_workers, shared_storage_url
+    from autotune.tuner.loop import Tuner
+    from autotune.tuner.shared import record_budget
 
     workload_kw = dict(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
     workload = Workload.from_file(args.prompts, **workload_kw) if args.prompts else Workload.default(**workload_kw)
@@ -173,11 +177,11 @@ def grid_table(study: optuna.Study, space: SearchSpace, model: str, device: str)
 def table_of_study(args) -> dict:
     """The grid's table from its study as it stands (a journal file or a database brought back from the GPU
     machine), without measuring anything; says which configurations are not measured yet."""
-    from autotune.storage import storage_for
+    from autotune.tuner.storage import storage_for
 
     storage = args.storage or str(Path(args.root) / f"{args.study}.log")
     study = optuna.load_study(study_name=args.study, storage=storage_for(storage, heartbeat_interval=None))
-    attrs = study.user_attrs[CONFIG_ATTR]
+    attrs = study.user_attrs[STUDY_ATTR]
     space = SearchSpace.from_dict(attrs["space"])
     table = grid_table(study, space, attrs["model"], attrs["device"])
     missing = [c for c in unique(space.candidates()) if c.key() not in table["rows"]]
@@ -210,7 +214,7 @@ def replay(grid: dict, seed: int, sampler: str = "tuner") -> dict:
     total = sum(r["seconds"] for r in rows.values())
     draws = optuna.samplers.RandomSampler(seed=seed) if sampler == "random" else optuna.samplers.TPESampler(seed=seed)
     study = optuna.create_study(direction="maximize", sampler=draws)
-    # as autotune search does: the baseline, the seed recipe, then covering trials (autotune.coverage)
+    # as autotune search does: the baseline, the seed recipe, then covering trials (autotune.tuner.coverage)
     study.enqueue_trial(space.params_of(Candidate()))
     recipe = seed_recipe(space)
     if recipe is not None:

@@ -11,8 +11,7 @@
 #   c  the decode loops at batch 1 and 8, 256 new tokens (benchmarks/knobs.py --loops; BATCH_C=1 for batch 1 only,
 #      BUDGET_C seconds, 420 unless given; ONLY_C="label prefix|label prefix" for some rows only; TAG_C=-2 writes
 #      c-2.log and c-loops-2.json, so a second run keeps the first one's files; ENV_C="KEY=VALUE ..." for every
-#      worker, e.g. ENV_C=AUTOTUNE_INT8_FORM=float32, or ENV_C=AUTOTUNE_INT8_BARRIER=0: int8's down projection
-#      recomputes gelu * up per output row again, without the default barrier of autotune.quantize; =all: a barrier before every int8 product)
+#      worker, e.g. ENV_C=TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1)
 #   e  search efficiency: a grid of 40 configurations (benchmarks/data/grid-space.yaml) measured once, then the
 #      sampler replayed over it (GPUS_E="0,1": one worker per GPU measures the grid); run again, it goes on where
 #      it stopped (OUTDIR/grid brought back); `search_efficiency.py table --root OUTDIR/grid` writes its table
@@ -113,12 +112,10 @@ import os
 
 import optuna
 
-from autotune.candidate import Candidate
-from autotune.preset import best_feasible_trial
-from autotune.records import counts_toward_trials
-from autotune.space import SearchSpace
-from autotune.storage import storage_for
-from autotune.study import untold_candidate
+from autotune.config.candidate import Candidate
+from autotune.config.space import SearchSpace
+from autotune.tuner.storage import storage_for
+from autotune.tuner.trials import best_feasible_trial, counts_toward_trials, untold_candidate
 
 
 def storage_of(name):
@@ -135,7 +132,7 @@ assistant = study.user_attrs["autotune"].get("assistant")
 
 def as_run(candidate):
     """The configuration as the study runs it: assisted decoding with the study's assistant model."""
-    return replace(candidate, assistant=assistant) if candidate.decoding == "assisted" else candidate
+    return candidate.with_assistant(assistant)
 
 
 wanted = []  # (candidate, where it comes from)
@@ -305,8 +302,7 @@ for part in $parts; do
       ;;
     g)
       stamp "g: GPU-only tests"
-      AUTOTUNE_FIXTURES=$fixtures python -m pytest -q -p no:cacheprovider -m gpu tests/test_int8_gemv.py \
-        tests/test_decode_loop.py tests/test_memory.py tests/test_hints.py > "$out/g.log" 2>&1
+      AUTOTUNE_FIXTURES=$fixtures python -m pytest -q -p no:cacheprovider -m gpu tests > "$out/g.log" 2>&1
       stamp "g: exit $?"
       ;;
     *) echo "unknown part $part (a, w, k, b, c, e, we, f, v, p, g, i, r or x)"; exit 2 ;;

@@ -38,7 +38,7 @@ def overhead_row(label: str, config: str, m: dict) -> dict | None:
 
 
 def describe(candidate: dict) -> str:
-    from autotune.candidate import Candidate
+    from autotune.config.candidate import Candidate
 
     return Candidate.from_dict(candidate).describe()
 

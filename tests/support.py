@@ -38,3 +38,20 @@ def graph_recorder(graphs: list):
         graphs.append(gm)
         return gm.forward
     return recording
+
+
+def space_for(space, device: str, *, batch_size: int = 1, assistant: str | None = None, random_weights: bool = False,
+              **machine):
+    """`space` as a study searches it on a machine of `device` with the capabilities `machine` names
+    (autotune.config.availability)."""
+    from autotune.config.availability import Machine, for_machine
+
+    return for_machine(space, Machine(device, **machine), batch_size=batch_size, assistant=assistant,
+                       random_weights=random_weights)
+
+
+def build_candidate(model: str, candidate, workload, device: str = "cpu"):
+    """A Candidate built as a trial's worker builds it (autotune.runtime.build)."""
+    from autotune.runtime.build import Recipe, build
+
+    return build(Recipe.of_candidate(str(model), candidate), device, workload)

@@ -8,12 +8,12 @@ The cap is (budget - CUDA context) / card total: the context lives outside the a
 
 On CPU the budget is checked, not enforced: after the trial, a peak resident set (RSS) over the budget
 turns the measurement into `oom` / `over_budget_measured` (its figures are kept). Enforcing it with
-`resource.setrlimit(RLIMIT_AS)` was considered and rejected: RLIMIT_AS limits *virtual* address space,
-and torch, OpenMP/oneDNN thread pools and glibc's per-thread malloc arenas reserve large virtual regions
-they never touch (a CPU worker on this 2-core machine maps 1.1-1.4 GiB of address space for 0.35-0.55
-GiB resident; more threads reserve more), so any limit near the budget kills healthy trials, and the failure surfaces as a MemoryError
-or an abort deep inside C++ rather than as a clean out-of-memory. Linux ignores RLIMIT_RSS. A cgroup
-`memory.max` would enforce RSS properly but needs privileges a worker does not have.
+`resource.setrlimit(RLIMIT_AS)` is no way to do it: RLIMIT_AS limits *virtual* address space, and torch,
+OpenMP/oneDNN thread pools and glibc's per-thread malloc arenas reserve large virtual regions they never touch
+(a CPU worker on a 2-core machine maps 1.1-1.4 GiB of address space for 0.35-0.55 GiB resident; more threads
+reserve more), so any limit near the budget kills healthy trials, and the failure surfaces as a MemoryError or
+an abort deep inside C++ rather than as a clean out-of-memory. Linux ignores RLIMIT_RSS. A cgroup `memory.max`
+would enforce RSS properly but needs privileges a worker does not have.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from __future__ import annotations
 import resource
 from dataclasses import replace
 
-from autotune.measurement import Measurement
-from autotune.memory import CUDA_CONTEXT_BYTES, format_bytes
+from autotune.config.measurement import Measurement
+from autotune.memory.calibration import CUDA_CONTEXT_BYTES
+from autotune.memory.units import format_bytes
 
 
 class BudgetTooSmall(Exception):

@@ -4,9 +4,9 @@ The signal is the list of compute processes NVIDIA's driver reports on this GPU 
 process where nvidia-ml-py is installed, else `nvidia-smi --query-compute-apps`), other than this worker,
 polled through the measured passes (R22 of
 ../shared/RELIABILITY.md; optimum-benchmark isolates its benchmarks the same way). Device memory is not
-used as a signal: on the H200 a worker's own memory outside torch's allocator (CUDA context, cuBLAS and
-compile workspaces, CUDA graphs) grew by 2.2 GiB during one flex_attention trial, which a memory
-threshold mistook for another process.
+used as a signal: a worker's own memory outside torch's allocator (CUDA context, cuBLAS and compile
+workspaces, CUDA graphs) grows by gigabytes in some trials (float32 flex_attention), which a memory threshold
+mistakes for another process.
 """
 
 from __future__ import annotations

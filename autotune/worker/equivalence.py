@@ -77,7 +77,8 @@ def prefix_length(a: list[int], b: list[int]) -> int:
     return min(len(a), len(b))
 
 
-def coarse_kl(base_topk_logprobs: torch.Tensor, base_topk_ids: torch.Tensor, cand_logprobs: torch.Tensor) -> torch.Tensor:
+def coarse_kl(base_topk_logprobs: torch.Tensor, base_topk_ids: torch.Tensor,
+              cand_logprobs: torch.Tensor) -> torch.Tensor:
     """Per-position KL(P || Q) over {each of P's top-k tokens, the rest}."""
     p = base_topk_logprobs.exp()
     q = cand_logprobs.gather(-1, base_topk_ids).exp()

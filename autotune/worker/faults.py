@@ -15,7 +15,7 @@ import time
 
 FAULTS = ("oom", "hang", "kill", "exit", "segfault", "cuda_error", "error",
           "slowN (sleep N seconds, then run normally)",
-          "slowgen (every decoding step of every generate call takes 0.2 s longer: a hopeless configuration)",
+          "slowgen (every decoding step of every generate call takes 0.5 s longer: a hopeless configuration)",
           # real CUDA faults, on a GPU only:
           "cuda_oom (allocate more than the card has)", "cuda_assert (a device-side assert: an embedding index "
           "out of range)", "cuda_hang (a kernel that spins for hours, then a synchronize)")
@@ -105,7 +105,7 @@ def fault_for(spec: list[tuple[str, str]], number: int, candidate) -> str | None
 class SlowStreamer:
     """Passes every decoding step's tokens on to `streamer` STEP_DELAY_S late."""
 
-    STEP_DELAY_S = 0.2
+    STEP_DELAY_S = 0.5
 
     def __init__(self, streamer):
         self.streamer = streamer

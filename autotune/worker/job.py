@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autotune.candidate import Candidate
-from autotune.workload import Workload
+from autotune.config.candidate import Candidate
+from autotune.config.workload import Workload
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from autotune.interrupt import interruptible
-from autotune.measurement import Measurement, write_atomic
+from autotune.config.measurement import Measurement
+from autotune.files import write_atomic
 from autotune.worker.job import Job
 from autotune.worker.phase import read_phases, write_phase
 

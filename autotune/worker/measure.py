@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from autotune.worker.build import Built
-from autotune.workload import Workload
+from autotune.config.workload import Workload
+from autotune.runtime.build import Built
+from autotune.worker.recompiles import COMPILE_COUNTER
 
 
 class TokenClock(BaseStreamer):
@@ -129,62 +130,6 @@ def peak_memory(device: str) -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_rss"
 
 
-class CompileCounter:
-    """Counts torch.compile's compilations in this process, from TorchDynamo's compile-start callbacks.
-
-    Each callback carries the compile id `"<frame>/<n>"`: the n-th compilation of one frame (code object).
-    n > 0 is a recompilation: a guard failed (a new shape, a new dtype, another code path) and the frame
-    was traced again. Ids are deduplicated, since a restarted analysis reports the same id again. Dynamo's
-    own counters say how many graphs were built (`counters["stats"]["unique_graphs"]`, which graph
-    breaks also raise) but not how many were recompilations, hence this counter. Where the callback API is
-    missing, `recompiles` is None (unknown), never a made-up 0.
-    """
-
-    def __init__(self):
-        self.ids: set[str] = set()
-        self.active = False
-
-    def install(self) -> "CompileCounter":
-        try:
-            import torch._dynamo
-
-            torch._dynamo.callback_handler.register_start_callback(self._on_start)
-            self.active = True
-        except Exception:  # pragma: no cover - a torch without the callback API
-            self.active = False
-        return self
-
-    def _on_start(self, *args) -> None:
-        info = args[0] if args else None
-        trigger = getattr(getattr(info, "callback_trigger", None), "name", "DYNAMO")
-        compile_id = getattr(info, "compile_id", None)
-        if not isinstance(compile_id, str):  # a callback API without compile ids: unknown, not 0
-            self.active = False
-        elif trigger == "DYNAMO":
-            self.ids.add(compile_id)
-
-    @property
-    def compiles(self) -> int | None:
-        return len(self.ids) if self.active else None
-
-    @property
-    def recompiles(self) -> int | None:
-        if not self.active:
-            return None
-        count = 0
-        for compile_id in self.ids:
-            parts = compile_id.lstrip("!").split("/")
-            try:
-                count += int(parts[-1].split("_")[0]) > 0
-            except ValueError:
-                continue
-        return count
-
-
-# One per process, installed on import (before any model is built or compiled).
-COMPILE_COUNTER = CompileCounter().install()
-
-
 def memory_peaks(device: str) -> dict:
     """Peaks since the last reset, for calibrating autotune.memory: the caching allocator's allocated and
     reserved bytes and the device memory in use (context included) on CUDA; the peak RSS on CPU."""
@@ -208,9 +153,9 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
 
     Early stopping: when the first measured pass runs under `stop_below` decode tok/s, no further pass is
     run and the figures carry `stopped_early`. A warm-up pass is never judged, not even for a candidate
-    that compiles nothing: on the H200 the eager random gemma-2b baseline's warm-up pass took 9.4 s against
-    1.9 s for each measured pass (128 tokens; 25.6 s against 5.4 s for 256), so it would have stopped
-    every such candidate once anything ran at twice its warm-up speed."""
+    that compiles nothing: on a GPU even an eager model's first pass runs several times slower than the
+    next ones (CUDA kernels load, the allocator grows), so judging it would stop candidates that are not
+    slow at all."""
     on_phase = on_phase or (lambda phase: None)
     on_phase("warmup")
     started = time.perf_counter()

@@ -13,17 +13,18 @@ import pytest
 from faultkit import load, run_search
 from optuna.distributions import CategoricalDistribution
 
-from autotune.candidate import Candidate
+from autotune.config.candidate import Candidate
 from autotune.errors import NoFeasibleTrialError
-from autotune.preset import Preset
-from autotune.study import CONFIG_ATTR, export_study
-from autotune.workload import Workload
+from autotune.config.preset import Preset
+from autotune.tuner.export import export_study
+from autotune.tuner.study import STUDY_ATTR
+from autotune.config.workload import Workload
 
 
 def synthetic_study(tmp_path, trials: list[tuple[float, float, str]]) -> optuna.Study:
     """A study as autotune records it, with (value, agreement constraint, dtype) per trial; no workers."""
     study = optuna.create_study(study_name="x", storage=f"sqlite:///{tmp_path}/x.db", direction="maximize")
-    study.set_user_attr(CONFIG_ATTR, {"model": "/models/m", "study_name": "x", "device": "cpu", "min_agreement": 0.99,
+    study.set_user_attr(STUDY_ATTR, {"model": "/models/m", "study_name": "x", "device": "cpu", "min_agreement": 0.99,
                                       "workload": Workload(prompts=("p",), max_new_tokens=8).to_dict()})
     for value, constraint, dtype in trials:
         candidate = Candidate(dtype=dtype)

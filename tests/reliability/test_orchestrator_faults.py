@@ -13,10 +13,11 @@ from faultkit import (DATA, attrs, load, run_search, running_trial_worker, start
                       worker_processes)
 from optuna.trial import TrialState
 
-from autotune.candidate import Candidate
-from autotune.storage import storage_for
-from autotune.study import SearchSettings, Tuner
-from autotune.workload import Workload
+from autotune.config.candidate import Candidate
+from autotune.tuner.storage import storage_for
+from autotune.config.settings import SearchSettings
+from autotune.tuner.loop import Tuner
+from autotune.config.workload import Workload
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from faultkit import (create_command, environment, finish_all, load, run_search,
                       start_all, start_search, wait_for, worker_command)
 from optuna.trial import TrialState
 
-from autotune.storage import storage_for
+from autotune.tuner.storage import storage_for
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 from faultkit import DATA, MODEL, attrs, load, run_search, worker_processes
 from optuna.trial import TrialState
 
-from autotune.preset import best_feasible_trial
+from autotune.tuner.trials import best_feasible_trial
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autotune.worker.__main__ import classify
+from autotune.worker.classify import classify
 
 
 class InductorError(RuntimeError):

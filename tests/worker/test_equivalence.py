@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from support import build_candidate
+
 import pytest
 import torch
 
-from autotune.candidate import Candidate
+from autotune.config.candidate import Candidate
 from autotune.worker import equivalence
-from autotune.worker.build import build
 from autotune.worker.measure import run_pass
-from autotune.workload import Workload
+from autotune.config.workload import Workload
 
 WORKLOAD = Workload.default(max_new_tokens=24)
 
 
 def reference_of(model_path) -> tuple[dict, object]:
-    built = build(str(model_path), Candidate(), WORKLOAD, "cpu")
+    built = build_candidate(str(model_path), Candidate(), WORKLOAD, "cpu")
     continuations, _ = run_pass(built, WORKLOAD)
     return equivalence.build_reference(built.model, built.tokenizer, WORKLOAD.prompts, continuations, "cpu"), built
 
@@ -32,7 +33,7 @@ def test_baseline_against_itself_agrees_fully(bundled_model):
 
 def test_another_model_agrees_clearly_less(bundled_model, fixture_models):
     reference, _ = reference_of(fixture_models / "codelm-12m")
-    small = build(str(bundled_model), Candidate(), WORKLOAD, "cpu")
+    small = build_candidate(str(bundled_model), Candidate(), WORKLOAD, "cpu")
     continuations, _ = run_pass(small, WORKLOAD)
     scores = equivalence.compare(reference, small.model, continuations, "cpu")
     assert scores["top1_agreement"] < 0.9
@@ -43,7 +44,7 @@ def test_another_model_agrees_clearly_less(bundled_model, fixture_models):
 
 def test_a_dtype_change_is_measured_not_assumed(bundled_model):
     reference, _ = reference_of(bundled_model)  # the model's own dtype: bfloat16
-    fp32 = build(str(bundled_model), Candidate(dtype="float32"), WORKLOAD, "cpu")
+    fp32 = build_candidate(str(bundled_model), Candidate(dtype="float32"), WORKLOAD, "cpu")
     continuations, _ = run_pass(fp32, WORKLOAD)
     scores = equivalence.compare(reference, fp32.model, continuations, "cpu")
     assert scores["top1_agreement"] > 0.95

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from support import build_candidate
+
 import torch
 
-from autotune.candidate import Candidate
-from autotune.worker.build import build
-from autotune.worker.measure import COMPILE_COUNTER, CompileCounter, measure
-from autotune.workload import Workload
+from autotune.config.candidate import Candidate
+from autotune.worker.measure import measure
+from autotune.worker.recompiles import COMPILE_COUNTER, CompileCounter
+from autotune.config.workload import Workload
 
 
 def test_compile_counter_counts_recompilations_not_first_compilations():
@@ -32,7 +34,7 @@ def test_static_cache_with_explicit_compile_measures_and_counts(bundled_model):
     candidate = Candidate(cache_implementation="static", compile="default", compile_api="explicit",
                           compile_fullgraph=True)
     compiles_before = COMPILE_COUNTER.compiles
-    built = build(str(bundled_model), candidate, workload, "cpu")
+    built = build_candidate(str(bundled_model), candidate, workload, "cpu")
     assert built.generation_config.disable_compile is True  # the explicit compile is the only one
     figures = measure(built, workload, repeats=1, warmup=1)
     assert figures["decode_tokens_per_s"] > 0 and figures["warmup_s"] > 0
@@ -42,7 +44,7 @@ def test_static_cache_with_explicit_compile_measures_and_counts(bundled_model):
 
 def test_a_hopeless_pass_stops_the_measurement(bundled_model):
     workload = Workload(prompts=("def add(a, b):\n",), max_new_tokens=4)
-    built = build(str(bundled_model), Candidate(), workload, "cpu")
+    built = build_candidate(str(bundled_model), Candidate(), workload, "cpu")
     full = measure(built, workload, repeats=2, warmup=1)
     assert full.get("stopped_early") is None and len(full["runs"]) == 2
 

@@ -1,0 +1,98 @@
+"""Commands on an existing study: `show`, `report`, `dashboard`, `export` and `reconcile`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from autotune.cli.guard import guarded
+from autotune.cli.options import option, options
+from autotune.cli.output import console
+from autotune.config.settings import default_preset_path
+from autotune.present.tables import SHOW_VIEW, rich_table, trial_rows
+
+
+def study_options(command):
+    """--study (required), --storage, --root: where an existing study is."""
+    return option("study_name", required=True, help="Study name.")(options("storage", "root")(command))
+
+
+def open_existing_study(study_name: str, storage: str | None, root: str):
+    from autotune.tuner.study import existing_study_url, load_study
+
+    url = existing_study_url(storage, root, study_name)
+    return load_study(study_name, url), url
+
+
+@click.command(help="List a study's trials sorted by decode tok/s, with their measurements, feasibility and "
+                    "failure kinds; the baseline and the seed recipe marked.")
+@study_options
+@option("as_json", help="Print the trials as a JSON list instead of a table.")
+@guarded
+def show(study_name, storage, root, as_json):
+    study, _ = open_existing_study(study_name, storage, root)
+    rows = trial_rows(study)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1, default=str))
+    else:
+        console.print(rich_table(rows, SHOW_VIEW, f"study {study_name}: trials by decode tok/s (★ the exported one)"))
+
+
+@click.command(help="Write one self-contained HTML report of a study: optimization history, decode tok/s "
+                    "against peak memory with the budget, parameter importances, speed-up per knob value, "
+                    "equivalence per trial and the exported preset.")
+@study_options
+@click.option("--preset", type=click.Path(dir_okay=False),
+              help="Preset to summarize (default: <root>/<study>.preset.json when it exists).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="HTML file (default: <root>/<study>.report.html).")
+@guarded
+def report(study_name, storage, root, preset, out):
+    from autotune.present.report import write_report
+
+    study, _ = open_existing_study(study_name, storage, root)
+    path = write_report(study, out or Path(root) / f"{study_name}.report.html",
+                        preset or default_preset_path(root, study_name))
+    console.print(f"report written to {path}")
+
+
+@click.command(help="Serve optuna-dashboard on a study's storage (loopback by default); Ctrl-C stops it.")
+@study_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=int, default=8080, show_default=True)
+@guarded
+def dashboard(study_name, storage, root, host, port):
+    from autotune.present.dashboard import serve, study_page
+
+    _, url = open_existing_study(study_name, storage, root)
+    console.print(f"optuna-dashboard for study {study_name!r} ({url}): {study_page(url, study_name, host, port)}")
+    serve(url, host, port)
+
+
+@click.command(help="Export a study's best feasible trial as a preset JSON file.")
+@study_options
+@option("out")
+@guarded
+def export(study_name, storage, root, out):
+    from autotune.tuner.export import export_study
+
+    study, _ = open_existing_study(study_name, storage, root)
+    path = export_study(study, out or default_preset_path(root, study_name), Path(root) / study_name)
+    console.print(f"preset written to {path}")
+
+
+@click.command(help="Import measurements whose result was saved but never told to Optuna (after a crash of the "
+                    "orchestrator, a storage outage, or a trial failed from elsewhere).")
+@study_options
+@option("grace_period", help="A RUNNING trial's result is imported only once it is older than this many seconds "
+                             "(its orchestrator is gone).")
+@guarded
+def reconcile(study_name, storage, root, grace_period):
+    from autotune.present.progress import Progress
+    from autotune.tuner.records import reconcile_study
+    from autotune.tuner.study import existing_study_url
+
+    url = existing_study_url(storage, root, study_name)
+    imported = reconcile_study(study_name, url, root, grace_period, report=Progress(console))
+    console.print(f"{len(imported)} measurement(s) imported" + (f": trials {imported}" if imported else ""))

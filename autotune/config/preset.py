@@ -1,0 +1,125 @@
+"""Preset: the export of a study's best feasible configuration.
+
+A preset is one JSON file whose two halves work with plain transformers::
+
+    p = json.load(open("studies/demo.preset.json"))
+    model = AutoModelForCausalLM.from_pretrained(p["model"], **p["load_kwargs"])
+    gen = GenerationConfig(**p["generation_config"])
+
+`load_kwargs` is JSON-plain: a bitsandbytes quantization is a `quantization_config` dict, which
+`from_pretrained` accepts as it is in transformers 5.17 through 5.24 (it becomes a `BitsAndBytesConfig`
+through `AutoQuantizationConfig.from_dict`; `BitsAndBytesConfig(**d)` makes the object explicitly).
+
+`runtime` holds what neither half can (torch.compile settings, the SDPA backend, padding, the assistant
+model, autotune's weight-only int8 quantization); `autotune.load_preset(path)` applies it (docs/preset.md says
+how to apply each without autotune). `measurement` is what the chosen trial measured and `environment` where
+(library versions, device). A preset of a `random:` model says so in `note`: `from_pretrained` cannot load
+such a model; `load_preset` builds it again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from autotune.config.candidate import INT8_KERNELS
+from autotune.errors import PresetError
+from autotune.files import remove_leftovers, write_atomic
+
+FORMAT = "autotune-preset/1"
+
+
+@dataclass(frozen=True)
+class Preset:
+    model: str
+    load_kwargs: dict
+    generation_config: dict
+    runtime: dict
+    measurement: dict
+    environment: dict
+    study: dict = field(default_factory=dict)
+    note: str | None = None
+    format: str = FORMAT
+
+    def __post_init__(self):
+        if self.format != FORMAT:
+            raise PresetError(f"this preset has format {self.format!r}, but this autotune reads {FORMAT!r}: "
+                              "export it again with this version (autotune export --study NAME)")
+        if not isinstance(self.model, str) or not self.model:
+            raise PresetError("a preset needs the model it was tuned for ('model')")
+        check_runtime_hints(self.runtime if isinstance(self.runtime, dict) else {})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "Preset":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PresetError(f"the preset is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise PresetError("a preset is a JSON object")
+        known = {f.name for f in fields(cls)}
+        missing = {"model", "load_kwargs", "generation_config", "runtime"} - set(data)
+        if missing:
+            raise PresetError(f"the preset lacks {sorted(missing)}; is it an autotune preset?")
+        if data.get("format", FORMAT) != FORMAT:
+            raise PresetError(f"this preset has format {data.get('format')!r}, but this autotune reads {FORMAT!r}: "
+                              "export it again with this version (autotune export --study NAME)")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Preset":
+        path = Path(path)
+        if not path.is_file():
+            raise PresetError(f"preset file {str(path)!r} does not exist (autotune search or autotune export "
+                              "writes it)")
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+    def write(self, path: str | Path) -> Path:
+        """Write atomically (temporary file, fsync, rename, fsync of the folder), then read it back."""
+        path = Path(path)
+        remove_leftovers(path)  # of an export killed before its rename
+        write_atomic(path, self.to_json())
+        if Preset.read(path) != self:
+            raise PresetError(f"{path} did not read back as written")
+        return path
+
+
+# Inductor options a preset's `runtime.inductor` may set: nothing else of torch's configuration is touched.
+INDUCTOR_OPTIONS = ("coordinate_descent_tuning", "freezing")
+
+
+def check_inductor_hint(hint) -> None:
+    """An `inductor` hint names Inductor options this autotune sets (INDUCTOR_OPTIONS), each to true or false
+    (a preset is data); ValueError otherwise."""
+    if hint is None:
+        return
+    if not isinstance(hint, dict) or set(hint) - set(INDUCTOR_OPTIONS) or \
+            not all(isinstance(value, bool) for value in hint.values()):
+        raise ValueError(f"runtime.inductor {hint!r} is not a map of known Inductor options to true/false "
+                         f"(known: {sorted(INDUCTOR_OPTIONS)})")
+
+
+def check_weight_hints(runtime: dict) -> None:
+    """`int8_kernel` names a kernel of weight-only int8 (`INT8_KERNELS`) and `fuse_projections` is true or
+    false; ValueError otherwise."""
+    kernel = runtime.get("int8_kernel", "inductor")
+    if kernel not in INT8_KERNELS:
+        raise ValueError(f"runtime.int8_kernel {kernel!r} is not one of {', '.join(INT8_KERNELS)}")
+    fuse = runtime.get("fuse_projections", False)
+    if not isinstance(fuse, bool):
+        raise ValueError(f"runtime.fuse_projections {fuse!r} is not true or false")
+
+
+def check_runtime_hints(runtime: dict) -> None:
+    """The preset's `runtime.inductor` and weight hints, checked before any model loads (PresetError)."""
+    try:
+        check_inductor_hint(runtime.get("inductor"))
+        check_weight_hints(runtime)
+    except ValueError as exc:
+        raise PresetError(f"the preset's {exc}; export the preset again") from None
+
+

@@ -1,0 +1,105 @@
+"""Workload: what is measured — prompts, batch size, new tokens, greedy or seeded sampling."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+from autotune.errors import WorkloadError
+
+
+def read_prompts_jsonl(path: str | Path) -> tuple[str, ...]:
+    """Read a JSONL file with one `{"prompt": "..."}` object per line (blank lines are skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WorkloadError(f"prompt file {str(path)!r} does not exist: give a JSONL file with one "
+                            '{"prompt": "..."} object per line')
+    prompts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise WorkloadError(f"{path}:{number}: not valid JSON ({exc.msg}); each line must be "
+                                '{"prompt": "..."}') from None
+        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"]:
+            raise WorkloadError(f'{path}:{number}: expected an object with a non-empty string "prompt"')
+        prompts.append(record["prompt"])
+    if not prompts:
+        raise WorkloadError(f"{path} holds no prompts")
+    return tuple(prompts)
+
+
+def default_prompts() -> tuple[str, ...]:
+    """The built-in prompt set: Python code of varied length, which suits code models like the bundled one."""
+    with resources.as_file(resources.files("autotune.config.prompts") / "default.jsonl") as path:
+        return read_prompts_jsonl(path)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The prompts and generation settings every trial of a study is measured on.
+
+    `sampling=False` is greedy decoding; `sampling=True` samples with the model's own sampling settings,
+    seeding torch with `seed + i` before the i-th batch, so every trial draws the same random numbers.
+    A sampled text says nothing about equivalence (one changed draw changes the rest), so sampling
+    workloads are compared by their teacher-forced distributions only: `top1_agreement` and `mean_kl`
+    on the baseline's own sampled continuation; `prefix_match` is None.
+    Every trial generates exactly `max_new_tokens` per sequence (EOS is suppressed while measuring) so
+    that all configurations do the same amount of work.
+    """
+
+    prompts: tuple[str, ...]
+    batch_size: int = 1
+    max_new_tokens: int = 64
+    sampling: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "prompts", tuple(self.prompts))
+        if not self.prompts or not all(isinstance(p, str) and p for p in self.prompts):
+            raise WorkloadError("a workload needs at least one non-empty prompt")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise WorkloadError(f"batch size must be a positive integer, got {self.batch_size!r}")
+        if self.batch_size > len(self.prompts):
+            raise WorkloadError(f"batch size {self.batch_size} is larger than the {len(self.prompts)} prompts: "
+                                "lower --batch-size or give more prompts with --prompts")
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 2:
+            raise WorkloadError(f"max new tokens must be an integer of at least 2, got {self.max_new_tokens!r}")
+
+    @classmethod
+    def default(cls, **settings) -> "Workload":
+        return cls(prompts=default_prompts(), **settings)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **settings) -> "Workload":
+        return cls(prompts=read_prompts_jsonl(path), **settings)
+
+    def batches(self) -> list[tuple[str, ...]]:
+        """Prompts grouped into batches of `batch_size`; a last partial batch is dropped so every
+        batch has the same shape (at least one full batch always exists)."""
+        full = len(self.prompts) // self.batch_size * self.batch_size
+        return [self.prompts[i:i + self.batch_size] for i in range(0, full, self.batch_size)]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["prompts"] = list(self.prompts)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Workload":
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Workload":
+        return cls.from_dict(json.loads(text))
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]

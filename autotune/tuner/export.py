@@ -1,0 +1,86 @@
+"""Export: a study's best feasible trial as a Preset (autotune.config.preset), written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from autotune.config import models
+from autotune.config.candidate import STATIC_CACHES, Candidate
+from autotune.config.preset import Preset
+from autotune.tuner.records import Records
+from autotune.tuner.study import recorded
+from autotune.tuner.trials import best_feasible_trial, role
+
+STABILITY_ATTR = "stability"  # study user attribute: the confirmations of the best trial
+# GenerationConfig fields of the model's own generation_config.json that a preset carries over.
+MODEL_GENERATION_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+SAMPLING_FIELDS = ("temperature", "top_k", "top_p")
+
+
+def model_generation_defaults(model: str, sampling: bool = False) -> dict:
+    """Token ids from the model's own generation config (so the preset's GenerationConfig is complete), and
+    for a sampling workload its sampling settings (temperature, top_k, top_p), which the trials used."""
+    try:
+        from transformers import GenerationConfig
+
+        if models.is_random(model):
+            config = GenerationConfig.from_model_config(models.config_for(model))
+        else:
+            config = GenerationConfig.from_pretrained(model)
+    except Exception:  # no generation_config.json, or a hub id that cannot be reached: keep the candidate's
+        return {}
+    names = MODEL_GENERATION_FIELDS + (SAMPLING_FIELDS if sampling else ())
+    return {k: getattr(config, k) for k in names if getattr(config, k, None) is not None}
+
+
+def preset_from_trial(trial, study_attrs: dict, measurement: dict) -> Preset:
+    """The Preset of a finished trial, from its candidate, the study's workload and its measurement.
+
+    A static cache keeps the length it was measured with (`max_cache_len`: the workload's longest padded
+    prompt plus its new tokens); generate() still grows it for a longer call."""
+    candidate = Candidate.from_json(trial.user_attrs["candidate"])
+    workload = study_attrs["workload"]
+    generation = {**model_generation_defaults(study_attrs["model"], workload["sampling"]),
+                  **candidate.generation_kwargs(), "max_new_tokens": workload["max_new_tokens"],
+                  "do_sample": workload["sampling"]}
+    if candidate.cache_implementation in STATIC_CACHES and measurement.get("max_cache_len"):
+        generation["max_cache_len"] = measurement["max_cache_len"]
+    figures = {k: v for k, v in measurement.items() if k not in ("environment", "traceback", "runs")}
+    model = study_attrs["model"]
+    return Preset(
+        model=model,
+        load_kwargs=candidate.load_kwargs(),
+        generation_config=generation,
+        runtime=candidate.runtime(),
+        measurement={**figures, "candidate": candidate.to_dict()},
+        environment=measurement.get("environment", {}),
+        study={"name": study_attrs["study_name"], "trial": trial.number, "role": role(trial),
+               "device": study_attrs["device"], "min_agreement": study_attrs["min_agreement"],
+               "command": study_attrs.get("command")},
+        note=models.describe(model) if models.is_random(model) else None,
+    )
+
+
+def export_study(study: optuna.Study, out: str | Path, study_dir: str | Path) -> Path:
+    """Export the study's best feasible trial as a Preset, atomically, with its confirmations where they were
+    made.
+
+    Args:
+        study: a study made by autotune.
+        out: the preset's path.
+        study_dir: the study's folder (its result files hold the full measurement).
+
+    Returns:
+        The path written. Raises NoFeasibleTrialError where no trial is feasible (nothing is written).
+    """
+    attrs = recorded(study)
+    best = best_feasible_trial(study.get_trials(deepcopy=False))
+    number = best.user_attrs.get("duplicate_of")
+    number = best.number if number is None else number
+    measurement = Records.read(study_dir, number) or dict(best.user_attrs)
+    stability = study.user_attrs.get(STABILITY_ATTR)
+    if stability and stability.get("trial") in (best.number, number):
+        measurement["stability"] = stability
+    return preset_from_trial(best, attrs, measurement).write(out)

@@ -1,0 +1,64 @@
+"""Launching a trial's worker: the Job it runs, the folder it writes to, the phases it reports, and the speed
+under which it stops early."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from autotune.config.candidate import Candidate
+from autotune.config.measurement import Measurement
+from autotune.config.settings import SearchSettings
+from autotune.worker.faults import fault_for
+from autotune.worker.job import Job
+from autotune.worker.launcher import launch
+
+
+class TrialLauncher:
+    """Runs configurations of one study in fresh worker processes.
+
+    `reference_path` is where the baseline's reference is (the study's machine keeps `baseline.pt`; another
+    type of machine joining the study has one of its own); `best_value` gives the best decode tok/s so far,
+    for early stopping and progress lines."""
+
+    def __init__(self, settings: SearchSettings, model: str, device: str, reference_path: Callable[[], Path],
+                 best_value: Callable[[], float | None], report: Callable[..., None]):
+        self.settings, self.model, self.device = settings, model, device
+        self.reference_path, self.best_value, self.report = reference_path, best_value, report
+
+    def trial_dir(self, number: int) -> Path:
+        return self.settings.study_dir / "trials" / f"{number:05d}"
+
+    def stop_below(self) -> float | None:
+        """Decode tok/s under which a trial stops early: `--early-stop` times the best so far (None: no best
+        yet, or early stopping off)."""
+        best = self.best_value()
+        if not self.settings.early_stop or not best:
+            return None
+        return self.settings.early_stop * best
+
+    def run(self, number: int, role: str, candidate: Candidate, job_name: str | None = None) -> Measurement:
+        """Measure `candidate` as trial `number` in a fresh worker. A confirmation run (`job_name`: its own
+        folder) runs to the end, unreported phase by phase; so does the baseline, which makes the reference.
+
+        Returns:
+            The worker's Measurement, or one that says why it has none (no baseline, timeout, crash).
+        """
+        s = self.settings
+        reference = self.reference_path()
+        if role != "baseline" and not reference.exists():
+            return Measurement.failed("error", "no_baseline", f"the baseline reference {reference} is missing; "
+                                      "start the study over with --new-study")
+        job_dir = s.study_dir / "trials" / job_name if job_name else self.trial_dir(number)
+        job = Job(model=self.model, candidate=candidate, workload=s.workload, device=self.device,
+                  role="baseline" if role == "baseline" else "candidate", reference_path=str(reference.resolve()),
+                  result_path=str(job_dir.resolve() / "result.json"), repeats=s.repeats, warmup=s.warmup,
+                  trial_number=number, fault=None if job_name else fault_for(s.faults, number, candidate),
+                  budget_bytes=s.vram, stop_below=None if job_name or role == "baseline" else self.stop_below())
+        # the study's compiled kernels are kept and shared by its trials
+        env = {"TORCHINDUCTOR_CACHE_DIR": str((s.study_dir / "inductor-cache").resolve())}
+
+        def on_phase(phase: str) -> None:
+            self.report("phase", number=number, role=role, phase=phase, best=self.best_value())
+
+        return launch(job, job_dir, s.trial_timeout, env=env, on_phase=None if job_name else on_phase)

@@ -1,0 +1,212 @@
+"""The study loop: an Optuna study over Candidates, each measured in a fresh worker process.
+
+    prepare: probe the machine -> the space it searches -> the prescreen -> open (or resume) the study
+    run:     reconcile -> fail stale trials -> seeds -> loop:
+             ask -> suggest a Candidate -> prescreen (invalid / over budget) -> reuse a duplicate or launch
+             -> write the Measurement under <root>/<study>/results/ -> tell Optuna -> judge
+
+Trial states (../shared/RELIABILITY.md): `ok` -> COMPLETE with decode tok/s as value and the agreement
+constraint; infeasible (`oom`, `unsupported`, an invalid combination) -> COMPLETE with value 0 and a violated
+constraint, so the sampler learns to avoid it; transient (`error`, `timeout`, `crash`, a CUDA error, an
+interrupted trial) -> FAIL with a `failure_kind`, retried with identical params; systemic -> the study stops.
+
+How a study is shared by several workers is not the loop's business: it is given a coordination object
+(`autotune.tuner.coordination`), `Solo` for one process, `Shared` for a worker of a study made beforehand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from autotune.config import models
+from autotune.config.candidate import Candidate
+from autotune.config.measurement import Measurement
+from autotune.config.settings import SearchSettings, default_preset_path
+from autotune.config.space import SearchSpace
+from autotune.interrupt import Poll, check as check_interrupt
+from autotune.tuner import confirm, machine, seeds, trials
+from autotune.tuner.coordination import Solo
+from autotune.tuner.coverage import Covering
+from autotune.tuner.guards import Guards
+from autotune.tuner.handle import StudyHandle, fixed_params
+from autotune.tuner.launching import TrialLauncher
+from autotune.tuner.prescreen import Prescreen
+from autotune.tuner.records import Records
+from autotune.tuner.reuse import earlier_measurement
+from autotune.tuner.storage import Heartbeat, is_journal
+from autotune.tuner.study import open_study, study_attrs
+
+
+def silent(event: str, **info) -> None:
+    """A report that shows nothing."""
+
+
+class Tuner:
+    """Runs one study. `report(event, **info)` receives progress events (autotune.present.progress)."""
+
+    def __init__(self, settings: SearchSettings, report: Callable[..., None] | None = None, coordination=None,
+                 space: SearchSpace | None = None):
+        self.settings = settings
+        self.report = report or silent
+        self.coordination = coordination or Solo()
+        self.model = models.resolve_model(settings.model)
+        self.assistant = models.resolve_model(settings.assistant) if settings.assistant else None
+        self.base_space = space  # a study's recorded space (a joining worker); else the settings' file
+        self.environment: dict = {}
+        self.space: SearchSpace | None = None
+        self.handle: StudyHandle | None = None
+        self.created = False  # whether prepare() made the study
+
+    @property
+    def study(self) -> optuna.Study | None:
+        return self.handle.study if self.handle else None
+
+    # ---- setup -----------------------------------------------------------------------------------
+
+    def prepare(self) -> optuna.Study:
+        """Probe the machine, derive the space and the prescreen, open the study; fails fast on bad input."""
+        s = self.settings
+        base = self.base_space or SearchSpace.load(s.space)  # a bad file fails here, before anything starts
+        self.report("probe", device=s.device)
+        self.environment = machine.probe(s.device)
+        self.space = machine.searched_space(base, self.environment, s.workload, self.assistant, self.model)
+        self.prescreen = Prescreen.for_study(self.space, self.model, s.workload, self.assistant,
+                                             self.environment["device"], s.vram)
+        attrs = study_attrs(s, self.model, self.assistant, self.space, self.environment)
+        self.handle, self.created = open_study(s, attrs, self.coordination.sampler(s.seed), self.coordination.mode,
+                                               self.report, self.space.left_out, self.coordination.may_differ)
+        self.coordination.attach(self)
+        self.records = Records(self.handle, s.study_dir, s.min_agreement, s.max_retry, s.grace_period, self.report)
+        self.launcher = TrialLauncher(s, self.model, self.environment["device"], self.coordination.reference_path,
+                                      self.best_value, self.report)
+        self.guards = Guards(s, self.coordination.reference_path, self.launcher.trial_dir)
+        self.covering = Covering(self.space, s.trials, s.seed, self.assistant, self.prescreen.fits) if s.cover \
+            else None
+        return self.study
+
+    # ---- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> optuna.Study:
+        """Run trials until the coordination says the study's budget is spent (and none is left RUNNING)."""
+        if self.handle is None:
+            self.prepare()
+        self.records.reconcile()
+        self.fail_stale_trials()
+        if self.coordination.enqueues_seeds:
+            self.enqueue_seeds()
+        while not self.coordination.done():
+            self.step()
+        return self.study
+
+    def enqueue_seeds(self) -> None:
+        seeds.enqueue_seeds(self.study, self.space)
+
+    def step(self) -> Measurement:
+        """Ask for one trial, run it, and stop the study if it shows that nothing can progress."""
+        check_interrupt()  # a Ctrl-C / SIGTERM noted between trials stops here, before a trial is asked for
+        if self.covering is not None:
+            self.covering.enqueue_next(self.study)
+        trial = self.study.ask()
+        return self.guards.judge(self.study, trial, self.run_trial(trial))
+
+    def run_trial(self, trial: optuna.Trial) -> Measurement:
+        """Run one asked trial to a told Measurement: prescreened, reused, or measured by a worker."""
+        role = trials.role(trial)
+        if role == "search":
+            trial.set_user_attr("role", role)
+        self.coordination.on_trial_start(trial)
+        candidate, outside = self.prescreen.suggest(trial, fixed_params(self.handle.frozen(trial.number)))
+        self.report("start", number=trial.number, total=self.settings.trials, role=role, candidate=candidate)
+        estimate = self.prescreen.estimate(candidate)
+        duplicate_of = None
+        with Heartbeat(self.handle.storage, self.handle.trial_id(trial.number)):
+            measurement = self.prescreen.verdict(candidate, role, outside, estimate)
+            if measurement is None:
+                duplicate_of, measurement = self.reuse_or_launch(trial, role, candidate)
+            if estimate is not None:
+                measurement = replace(measurement, estimated_memory_bytes=estimate.total,
+                                      memory_estimate=estimate.to_dict())
+            self.record(trial, candidate, measurement, duplicate_of)
+        self.report("end", number=trial.number, total=self.settings.trials, role=role, candidate=candidate,
+                    measurement=measurement, duplicate_of=duplicate_of, best=self.best_value())
+        return measurement
+
+    def reuse_or_launch(self, trial: optuna.Trial, role: str, candidate: Candidate
+                        ) -> tuple[int | None, Measurement]:
+        """The result of an earlier trial of the same configuration, or a fresh measurement."""
+        self.coordination.before_reuse(trial, candidate, role)
+        duplicate_of, measurement = earlier_measurement(
+            self.study, self.records, candidate, self.settings.max_retry,
+            lambda earlier: self.coordination.may_reuse(earlier, role))
+        if measurement is not None:
+            return duplicate_of, measurement
+        try:
+            self.coordination.before_launch(trial.number, role)
+            return None, self.launcher.run(trial.number, role, candidate)
+        except (KeyboardInterrupt, SystemExit) as stop:
+            # Ctrl-C / SIGTERM: the launcher killed the worker; mark the trial and stop.
+            how = "SIGTERM" if isinstance(stop, SystemExit) else "Ctrl-C"
+            self.record(trial, candidate, Measurement.failed(
+                "error", "interrupted", f"the study was stopped ({how}) during this trial"), None)
+            raise
+
+    def record(self, trial: optuna.Trial, candidate: Candidate, m: Measurement, duplicate_of: int | None) -> None:
+        """Save the measurement, then tell the study (autotune.tuner.records), as the coordination allows."""
+        self.coordination.record(lambda: self.records.record(trial, candidate, m, duplicate_of), trial, m)
+
+    def fail_stale_trials(self, wait: bool = False) -> None:
+        """Fail RUNNING trials whose heartbeat stopped longer than the grace period ago (their orchestrator
+        died) and enqueue their retry. With `wait`, first wait out the grace period of RUNNING trials that are
+        not this process's, so none is left RUNNING."""
+        s = self.settings
+        running: set[int] = set()
+
+        def waiting() -> None:
+            self.report("waiting_stale", numbers=sorted(running), grace=s.grace_period,
+                        heartbeats=not is_journal(s.storage_url))
+
+        poll = Poll(s.grace_period + s.heartbeat_interval + 1, 1.0, on_wait=waiting)
+        while True:
+            before = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+            optuna.storages.fail_stale_trials(self.study)
+            running = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+            for number in sorted(before - running):
+                self.report("stale", number=number)
+            if not wait or not running or poll.expired():
+                return
+            poll.wait()
+
+    # ---- what the study says ---------------------------------------------------------------------
+
+    def finished_count(self) -> int:
+        return trials.finished_count(self.study)
+
+    def best_value(self) -> float | None:
+        return trials.best_value(self.study)
+
+    def trial_dir(self, number: int) -> Path:
+        return self.launcher.trial_dir(number)
+
+    def reference_path(self) -> Path:
+        return self.coordination.reference_path()
+
+    def reconcile(self) -> list[int]:
+        return self.records.reconcile()
+
+    # ---- the best configuration ------------------------------------------------------------------
+
+    def confirm_and_export(self, out: str | Path | None = None) -> Path:
+        """Export the best feasible trial as a preset, re-measured `--confirm` times (autotune.tuner.confirm)."""
+        return confirm.confirm_and_export(self.study, self.settings, self.launcher, self.report,
+                                          out or default_preset_path(self.settings.root, self.settings.study_name))
+
+    def export(self, out: str | Path | None = None) -> Path:
+        """Export the best feasible trial as a preset, as recorded (no confirmation)."""
+        return confirm.export_study(self.study, out or default_preset_path(self.settings.root,
+                                                                           self.settings.study_name),
+                                    self.settings.study_dir)

@@ -1,0 +1,73 @@
+"""What a study's trials say: which are finished, which count toward `--trials`, which are feasible and which
+is best, and what configuration a trial not told yet runs. The one place these questions are answered, for
+the tuner, the export, the tables and the report alike."""
+
+from __future__ import annotations
+
+import warnings
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autotune.config.space import SearchSpace
+from autotune.errors import NoFeasibleTrialError
+from autotune.tuner.handle import fixed_params
+
+OBJECTIVE = "decode_tokens_per_s"
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+# statuses of an accident of the run (FAIL, retried), not of the configuration
+TRANSIENT = ("error", "timeout", "crash")
+
+
+def role(trial) -> str:
+    """baseline, seed-recipe, cover or search (a trial the sampler drew)."""
+    return trial.user_attrs.get("role", "search")
+
+
+def counts_toward_trials(trial) -> bool:
+    """Whether a trial is one of the study's `--trials`: every trial but an invalid combination, which the
+    sampler drew and the study recorded without a process, in no time. A running trial counts."""
+    return trial.user_attrs.get("failure_kind") != "invalid_combination"
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    """A COMPLETE trial with a value whose constraints all hold (ran, within memory, agrees with the
+    baseline): what may be exported."""
+    return (trial.state == TrialState.COMPLETE and trial.value is not None
+            and all(v <= 0 for v in trial.constraints.values()))
+
+
+def best_feasible_trial(trials) -> FrozenTrial:
+    """The fastest feasible trial; the earliest among equals. NoFeasibleTrialError where there is none."""
+    feasible = [t for t in trials if is_feasible(t)]
+    if not feasible:
+        raise NoFeasibleTrialError("no trial of this study is feasible (every one failed, ran out of memory, or "
+                                   "disagreed with the baseline): nothing was exported. Inspect it with "
+                                   "'autotune show' or optuna-dashboard, lower --min-agreement, or run more trials")
+    return max(feasible, key=lambda t: (t.value, -t.number))
+
+
+def best_value(study: optuna.Study) -> float | None:
+    """Decode tok/s of the best feasible trial so far, None before any."""
+    try:
+        return best_feasible_trial(study.get_trials(deepcopy=False)).value
+    except NoFeasibleTrialError:
+        return None
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Finished trials that count toward `--trials`."""
+    return sum(map(counts_toward_trials, study.get_trials(deepcopy=False, states=FINISHED)))
+
+
+def untold_candidate(space: SearchSpace, trial: FrozenTrial):
+    """The configuration of a trial not told yet (enqueued or running: its candidate is recorded only when it
+    ends), from its enqueued and drawn params; None where they make none of `space` (not drawn yet, or params
+    of another space)."""
+    params = {**fixed_params(trial), **trial.params}
+    try:
+        with warnings.catch_warnings():  # FixedTrial warns of a value outside the space (enqueued from outside)
+            warnings.simplefilter("ignore")
+            return space.suggest(optuna.trial.FixedTrial(params))
+    except Exception:  # nothing known about it
+        return None

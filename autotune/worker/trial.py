@@ -1,0 +1,99 @@
+"""One trial in its worker process: build -> warm -> measure -> compare with the baseline.
+
+Generation runs inside the candidate's SDPA backend context; the teacher-forced scoring inside its
+`scoring_context` (that kernel first, math where it cannot run the whole sequence). A job of role
+"benchmark" is measured only (no reference, no comparison). `recompiles` counts every recompilation of the
+trial: warm-up, measured passes and the scoring through the candidate's forward.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autotune.config import models
+from autotune.config.measurement import Measurement
+from autotune.runtime import environment
+from autotune.runtime.build import Built, Recipe, build
+from autotune.worker import equivalence
+from autotune.worker.budget import BudgetTooSmall, cap_device_memory, judge_measured
+from autotune.worker.faults import inject, slow_generation
+from autotune.worker.job import Job
+from autotune.worker.measure import measure, memory_peaks
+from autotune.worker.phase import write_phase
+from autotune.worker.recompiles import COMPILE_COUNTER
+
+
+def run(job: Job) -> Measurement:
+    """Run `job` and return its Measurement (exceptions are the caller's to classify).
+
+    Args:
+        job: the trial: model, candidate, workload, device, role and where the reference and result go.
+
+    Returns:
+        The Measurement: `ok` with figures and equivalence scores, `stopped` (early stopping), or a failure
+        the worker decided itself (`over_budget`, `contended`).
+    """
+    job_dir = Path(job.result_path).parent
+    env = environment.describe(job.device)
+    inject(job.fault)
+    try:
+        cap_device_memory(job.budget_bytes, job.device)  # before anything is allocated on the device
+    except BudgetTooSmall as exc:
+        return Measurement.failed("oom", "over_budget", str(exc), environment=env)
+    write_phase(job_dir, "load")
+    built = build(Recipe.of_candidate(job.model, job.candidate), job.device, job.workload)
+    slow_generation(built, job.fault)
+    facts = dict(load_s=built.load_s, environment=env, max_cache_len=built.max_cache_len,
+                 equivalence_meaningful=not models.is_random(job.model))
+    with built.runtime_context():
+        figures, contended = timed_passes(job, built, job_dir)
+    if contended:  # not a valid measurement of this configuration: FAIL, retried
+        return Measurement.failed("error", "contended", contended, environment=env, load_s=built.load_s)
+    continuations = figures.pop("continuations")
+    if figures.get("stopped_early"):  # clearly slower than the best so far: not compared, not judged
+        return judge_measured(stopped(figures, facts), job.budget_bytes, job.device)
+    scores = {} if job.role == "benchmark" else compare(job, built, continuations, figures, job_dir)
+    figures["recompiles"] = COMPILE_COUNTER.recompiles
+    measurement = Measurement(status="ok", **facts, **figures, **scores)
+    return judge_measured(measurement, job.budget_bytes, job.device)
+
+
+def timed_passes(job: Job, built: Built, job_dir: Path) -> tuple[dict, str | None]:
+    """Warm-up and measured passes; on CUDA watched for other processes on the GPU. Returns the figures and
+    why the measurement is not valid (None: it is)."""
+    def measured() -> dict:
+        return measure(built, job.workload, repeats=job.repeats, warmup=job.warmup,
+                       on_phase=lambda phase: write_phase(job_dir, phase), stop_below=job.stop_below)
+
+    if job.device != "cuda":
+        return measured(), None
+    from autotune.worker.contention import ContentionWatch
+
+    with ContentionWatch() as watch:
+        figures = measured()
+    return figures, watch.reason
+
+
+def stopped(figures: dict, facts: dict) -> Measurement:
+    """The Measurement of a trial stopped after its first measured pass (early stopping)."""
+    early = figures["stopped_early"]
+    message = (f"stopped after the first measured pass: {early['tokens_per_s']:.1f} decode tok/s, under "
+               f"{early['threshold']:.1f} (the best so far times --early-stop)")
+    return Measurement(status="stopped", failure_kind="hopeless", message=message, **facts, **figures)
+
+
+def compare(job: Job, built: Built, continuations: list, figures: dict, job_dir: Path) -> dict:
+    """Equivalence with the baseline (a baseline job makes the reference first). Adds the scoring pass's
+    memory peaks to `figures`; returns the scores."""
+    with built.scoring_context():
+        write_phase(job_dir, "compare")
+        if job.role == "baseline":
+            prompts = job.workload.prompts[:len(continuations)]
+            reference = equivalence.build_reference(built.model, built.tokenizer, prompts, continuations, job.device)
+            equivalence.save_reference(reference, job.reference_path)
+        else:
+            reference = equivalence.load_reference(job.reference_path)
+        scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations,
+                                     job.device)
+        figures["memory_phases"]["scoring"] = memory_peaks(job.device)
+    return scores
