@@ -85,7 +85,7 @@ def config_for(model_id: str):
 
 def describe(model_id: str) -> str:
     """One line about a `random:` model, for presets and reports."""
-    return (f"{model_id} is a random-weight {random_name(model_id)} built by autotune.models: "
+    return (f"{model_id} is a random-weight {random_name(model_id)} built by autotune: "
             "from_pretrained cannot load it; autotune.load_preset builds it again (its outputs are "
             "degenerate, so its equivalence figures prove nothing)")
 
