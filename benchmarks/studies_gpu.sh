@@ -302,7 +302,10 @@ for part in $parts; do
       ;;
     g)
       stamp "g: GPU-only tests"
-      AUTOTUNE_FIXTURES=$fixtures python -m pytest -q -p no:cacheprovider -m gpu tests > "$out/g.log" 2>&1
+      # the orchestrator's test first, in a process of its own (the others make CUDA contexts in pytest's)
+      AUTOTUNE_FIXTURES=$fixtures python -m pytest -q -p no:cacheprovider -m gpu tests/test_architecture.py \
+        > "$out/g.log" 2>&1
+      AUTOTUNE_FIXTURES=$fixtures python -m pytest -q -p no:cacheprovider -m gpu tests >> "$out/g.log" 2>&1
       stamp "g: exit $?"
       ;;
     *) echo "unknown part $part (a, w, k, b, c, e, we, f, v, p, g, i, r or x)"; exit 2 ;;
