@@ -1,53 +1,17 @@
+"""`autotune.load_preset`: a preset built as its trial was (weight hints, compile, decode loops, SDPA
+backend, flex attention), with and without autotune."""
+
 from __future__ import annotations
 
 import importlib.util
 import json
 
-import optuna
 import pytest
 
 from autotune.config.candidate import Candidate
+from autotune.config.preset import Preset
 from autotune.errors import PresetError
-from autotune.config.preset import FORMAT, Preset
 from autotune.runtime.preset_loader import load_preset
-from autotune.tuner.export import preset_from_trial
-
-
-def sample() -> Preset:
-    return Preset(model="/m", load_kwargs={"dtype": "bfloat16"}, generation_config={"cache_implementation": "static"},
-                  runtime={"padding_side": "left"}, measurement={"decode_tokens_per_s": 1.5},
-                  environment={"torch": "x"}, study={"name": "s", "trial": 1})
-
-
-def test_json_round_trip_and_atomic_write(tmp_path):
-    p = sample()
-    assert Preset.from_json(p.to_json()) == p
-    path = p.write(tmp_path / "p.json")
-    assert Preset.read(path) == p
-    assert [f.name for f in tmp_path.iterdir()] == ["p.json"]  # no temporary file left
-
-
-def test_preset_from_another_version_is_refused(tmp_path):
-    data = json.loads(sample().to_json())
-    data["format"] = "autotune-preset/99"
-    path = tmp_path / "p.json"
-    path.write_text(json.dumps(data))
-    with pytest.raises(PresetError, match="export it again"):
-        Preset.read(path)
-    assert FORMAT in str(pytest.raises(PresetError, Preset.read, path).value)
-
-
-@pytest.mark.parametrize("text,message", [("{", "not valid JSON"), ("[]", "JSON object"), ('{"model": "m"}', "lacks")])
-def test_broken_presets(tmp_path, text, message):
-    path = tmp_path / "p.json"
-    path.write_text(text)
-    with pytest.raises(PresetError, match=message):
-        Preset.read(path)
-
-
-def test_missing_preset(tmp_path):
-    with pytest.raises(PresetError, match="does not exist"):
-        Preset.read(tmp_path / "none.json")
 
 
 HAS_BNB = importlib.util.find_spec("bitsandbytes") is not None
@@ -95,26 +59,6 @@ def test_load_preset_runs_generate_inside_the_sdpa_backend(tmp_path, bundled_mod
     with pytest.raises(RuntimeError, match="No viable backend"):
         model.generate(**inputs, generation_config=gen)
     model(**inputs)  # the forward outside generate is untouched
-
-
-def test_preset_from_a_trial_keeps_the_static_cache_length_and_says_when_weights_are_random():
-    from transformers import GenerationConfig
-
-    candidate = Candidate(dtype="bfloat16", cache_implementation="static", compile="reduce-overhead",
-                          compile_api="generate", attn_implementation="sdpa", sdpa_backend="cudnn")
-    study = optuna.create_study()
-    study.add_trial(optuna.trial.create_trial(value=1.0, user_attrs={"candidate": candidate.to_json(), "role": "search"}))
-    attrs = {"model": "random:gemma-2b", "study_name": "s", "device": "cuda", "min_agreement": 0.99,
-             "workload": {"max_new_tokens": 128, "sampling": False}}
-    preset = preset_from_trial(study.trials[0], attrs, {"max_cache_len": 160, "decode_tokens_per_s": 1.0,
-                                                        "equivalence_meaningful": False})
-    assert preset.generation_config["max_cache_len"] == 160
-    assert preset.generation_config["cache_implementation"] == "static"
-    assert (preset.generation_config["eos_token_id"], preset.generation_config["pad_token_id"]) == (1, 0)
-    assert preset.runtime["sdpa_backend"] == "cudnn" and preset.runtime["compile"]["api"] == "generate"
-    assert "from_pretrained cannot load it" in preset.note
-    GenerationConfig(**preset.generation_config)
-    assert Preset.from_json(preset.to_json()) == preset
 
 
 def test_load_preset_runs_the_static_decode_loop(tmp_path, bundled_model):
