@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: str | Path, text: str, *, readable: bool = False) -> Path:
+def write_atomic(path: str | Path, text: str | bytes, *, readable: bool = False) -> Path:
     """Write `text` to `path` so that readers see the old file or the whole new one, never a part.
 
     A temporary file in the same folder is written, flushed and fsynced, renamed over the target, and the
@@ -16,7 +16,7 @@ def write_atomic(path: str | Path, text: str, *, readable: bool = False) -> Path
 
     Args:
         path: the file to write; its folder is created when missing.
-        text: the whole content, written as UTF-8.
+        text: the whole content: text (written as UTF-8) or bytes.
         readable: apply the process's umask to 0666 instead of keeping the temporary file's 0600.
 
     Returns:
@@ -26,7 +26,7 @@ def write_atomic(path: str | Path, text: str, *, readable: bool = False) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -31,21 +31,12 @@ def read_prompts(path: str) -> list[str]:
 
 
 def tokenizer_for(model_id: str):
-    """The tokenizer of the preset's model; a random model's is autotune's bundled one (both layouts)."""
-    if model_id.startswith("random:"):
-        try:
-            from autotune.runtime.random_weights import load_tokenizer
-        except ImportError:  # the layout before the redesign
-            from autotune.models import load_tokenizer
-        tokenizer = load_tokenizer()
-    else:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(model_id)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    """The tokenizer of the preset's model, as the tree being measured loads it (either layout)."""
+    try:
+        from autotune.runtime.loading import load_tokenizer
+    except ImportError:  # the flat layout before the redesign
+        from autotune.worker.build import load_tokenizer
+    return load_tokenizer(model_id)
 
 
 class FirstToken:

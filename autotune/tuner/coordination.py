@@ -16,7 +16,6 @@ made beforehand, beside other workers on one host or many (`autotune worker`, R1
 from __future__ import annotations
 
 import base64
-import os
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -27,6 +26,7 @@ from optuna.trial import TrialState
 from autotune.config.candidate import Candidate
 from autotune.config.measurement import Measurement
 from autotune.errors import StorageUnavailableError, SystemicFailureError
+from autotune.files import write_atomic
 from autotune.interrupt import Poll, pause
 from autotune.tuner.machine import fingerprint
 from autotune.tuner.study import recorded
@@ -208,11 +208,7 @@ class Shared(Solo):
         encoded = self.tuner.study.user_attrs.get(REFERENCE_ATTR + self.machine)
         if encoded is None:
             return False
-        path = self.reference_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.part")
-        partial.write_bytes(base64.b64decode(encoded))
-        partial.replace(path)
+        path = write_atomic(self.reference_path(), base64.b64decode(encoded))
         self.tuner.report("fetched_baseline", path=str(path))
         return True
 

@@ -19,9 +19,12 @@ A candidate is compared on the same prompts:
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
+
+from autotune.files import write_atomic
 
 TOP_K = 32
 
@@ -59,11 +62,10 @@ def build_reference(model, tokenizer, prompts, continuations: list[list[int]], d
 
 
 def save_reference(reference: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(reference, tmp)
-    tmp.replace(path)
+    """Save the baseline's reference atomically (a study's every later trial reads it)."""
+    buffer = io.BytesIO()
+    torch.save(reference, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def load_reference(path: str | Path) -> dict:
