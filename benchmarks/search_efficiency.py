@@ -61,7 +61,7 @@ from autotune.tuner import coverage  # noqa: E402
 from autotune.tuner.records import constraint_values  # noqa: E402
 from autotune.tuner.seeds import seed_recipe  # noqa: E402
 from autotune.tuner.study import STUDY_ATTR  # noqa: E402
-from autotune.tuner.trials import counts_toward_trials, untold_candidate  # noqa: E402
+from autotune.tuner.trials import counts_toward_trials, is_feasible, untold_candidate  # noqa: E402
 
 WITHIN = 0.05
 # covering trials in a replay: the tuner's limit for `autotune search --trials 20` (half of them)
@@ -166,7 +166,7 @@ def grid_table(study: optuna.Study, space: SearchSpace, model: str, device: str)
             continue  # measured before, completed: the first measurement stands
         launched = t.user_attrs.get("failure_kind") not in ("invalid_combination", "over_budget")
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if launched else 0.0
-        feasible = t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
+        feasible = is_feasible(t)
         rows[key] = {
             "config": t.user_attrs["config"], "candidate": json.loads(t.user_attrs["candidate"]),
             "status": t.user_attrs.get("status"), "value": t.value if feasible else 0.0, "feasible": feasible,
