@@ -1,10 +1,10 @@
-"""The weight-only int8 product of a decode step, alone: autotune's Triton kernel (autotune.int8_gemv)
-against the two torch forms Inductor compiles (autotune.quantize: `grouped_product`, a sum per group then
-over the groups, with its products in the input's dtype or in float32, AUTOTUNE_INT8_FORM=float32, and
-`scaled_product`, one sum of the scaled products, AUTOTUNE_INT8_FORM=scaled) and
-against cuBLAS on bf16 weights, for the linear layers of gemma-2b at 1 and 8 rows, and for the products
-that stacked siblings make (the fuse_projections knob, autotune.fusion: q + k + v, gate + up). Prints microseconds
-per call and the weight bytes read per second.
+"""The weight-only int8 product of a decode step, alone: autotune's Triton kernel
+(autotune.runtime.quant.int8_gemv) against torch forms Inductor compiles (the quantized layers'
+`grouped_product`, a sum per group then over the groups, with its products in the input's dtype or in float32,
+and `scaled_product` below, one sum of the scaled products) and against cuBLAS on bf16 weights, for the linear
+layers of gemma-2b at 1 and 8 rows, and for the products that stacked siblings make (the fuse_projections knob,
+autotune.runtime.quant.fusion: q + k + v, gate + up). Prints microseconds per call and the weight bytes read per
+second.
 
     python benchmarks/int8_gemv.py [--out FILE.json]
 
@@ -64,11 +64,23 @@ def time_us(fn, calls: int = 100, runs: int = 5) -> float:
     return statistics.median(times)
 
 
+def scaled_product(x, weight, scales):
+    """The same product as `grouped_product` in one reduction: each product, in float32, times its group's
+    scale, summed over all input features. Compiled, one kernel per product; eager, it would hold an
+    (out x in) float32 copy. Measured slower than the grouped form (docs/results.md), so only this benchmark
+    keeps it."""
+    import torch
+
+    products = x.unsqueeze(-2) * weight.to(x.dtype)  # (..., out, in)
+    scaled = products.unflatten(-1, (scales.shape[1], -1)).to(torch.float32) * scales.unsqueeze(-1)
+    return scaled.sum(dim=(-2, -1)).to(x.dtype)
+
+
 def measure(rows_list: list[int], mode: str, groups: list[int]) -> list[dict]:
     import torch
 
     from autotune.runtime.quant import int8_gemv
-    from autotune.runtime.quant.quantize import GROUP_SIZE, group_size, grouped_product, quantize_rows, scaled_product
+    from autotune.runtime.quant.quantize import GROUP_SIZE, group_size, grouped_product, quantize_rows
 
     results = []
     for name, n, k in SHAPES:

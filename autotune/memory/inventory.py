@@ -206,7 +206,7 @@ def load_config(model_id: str):
     id: from the local hub cache first, then from the hub unless HF_HUB_OFFLINE is set; a failure says how to
     get it."""
     if model_id.startswith("random:"):
-        from autotune import models
+        from autotune.config import models
 
         return models.config_for(model_id)
     from transformers import AutoConfig

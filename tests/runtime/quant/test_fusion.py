@@ -1,4 +1,4 @@
-"""autotune.fusion: sibling projections (q, k, v; gate, up) stacked into one product, bf16 and int8 (CPU)."""
+"""autotune.runtime.quant.fusion: sibling projections (q, k, v; gate, up) stacked into one product, bf16 and int8 (CPU)."""
 
 from __future__ import annotations
 

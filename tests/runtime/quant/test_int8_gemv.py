@@ -1,4 +1,4 @@
-"""autotune.int8_gemv: the Triton kernel of weight-only int8 decode steps.
+"""autotune.runtime.quant.int8_gemv: the Triton kernel of weight-only int8 decode steps.
 
 On CPU every tile the autotuner can pick runs in Triton's interpreter (TRITON_INTERPRET=1, set before
 Triton is imported, so in a child process); on CUDA the autotuned custom op runs eagerly, compiled with
@@ -73,7 +73,7 @@ def test_the_kernel_is_a_knob_and_taken_only_for_a_few_rows_grouped_on_cuda():
     with pytest.raises(ValueError, match="int8_kernel"):
         check_weight_hints({"int8_kernel": "cuda"})
     x, grouped, per_row = torch.randn(1, 1, 256), torch.ones(8, 2), torch.ones(8, 1)
-    assert not int8_gemv.available(x, grouped)  # a CPU tensor: the torch path of autotune.quantize
+    assert not int8_gemv.available(x, grouped)  # a CPU tensor: the torch path of the quantized layers
     if int8_gemv.triton is not None and torch.cuda.is_available():
         assert int8_gemv.available(x.cuda(), grouped)
         assert not int8_gemv.available(x.cuda(), per_row)  # a width that is no multiple of the group

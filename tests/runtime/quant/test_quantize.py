@@ -1,4 +1,4 @@
-"""autotune.quantize: weight-only int8 in plain torch, on the trained fixture (CPU)."""
+"""autotune.runtime.quant.quantize: weight-only int8 in plain torch, on the trained fixture (CPU)."""
 
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ def test_inductors_freezing_folds_the_int8_weights_into_float_constants():
 
 
 def test_a_prefill_dequantizes_a_few_rows_at_a_time(monkeypatch):
-    import autotune.quantize as quantize
+    from autotune.runtime.quant import quantize
 
     torch.manual_seed(0)
     linear = nn.Linear(2 * GROUP_SIZE, 64)
