@@ -47,10 +47,22 @@ def silent(event: str, **info) -> None:
 
 
 class Tuner:
-    """Runs one study. `report(event, **info)` receives progress events (autotune.present.progress)."""
+    """Runs one study: the Python API of `autotune search`.
+
+        tuner = Tuner(SearchSettings(model=..., workload=Workload.default(), study_name="demo"))
+        study = tuner.run()                      # prepares, then runs the trials
+        preset_path = tuner.confirm_and_export()
+    """
 
     def __init__(self, settings: SearchSettings, report: Callable[..., None] | None = None, coordination=None,
                  space: SearchSpace | None = None):
+        """
+        Args:
+            settings: what the study runs with (autotune.config.settings.SearchSettings).
+            report: receives progress events, `report(event, **info)` (autotune.present.progress); none by default.
+            coordination: how the study is shared (autotune.tuner.coordination); `Solo()` by default.
+            space: the space to search instead of the settings' file (a joining worker's recorded one).
+        """
         self.settings = settings
         self.report = report or silent
         self.coordination = coordination or Solo()
@@ -69,7 +81,12 @@ class Tuner:
     # ---- setup -----------------------------------------------------------------------------------
 
     def prepare(self) -> optuna.Study:
-        """Probe the machine, derive the space and the prescreen, open the study; fails fast on bad input."""
+        """Probe the machine, derive the space and the prescreen, open (or resume) the study; fails fast on bad
+        input (InputError, StudyMismatchError).
+
+        Returns:
+            The Optuna study.
+        """
         s = self.settings
         base = self.base_space or SearchSpace.load(s.space)  # a bad file fails here, before anything starts
         self.report("probe", device=s.device)
@@ -92,7 +109,12 @@ class Tuner:
     # ---- the loop --------------------------------------------------------------------------------
 
     def run(self) -> optuna.Study:
-        """Run trials until the coordination says the study's budget is spent (and none is left RUNNING)."""
+        """Run trials until the coordination says the study's budget is spent (and none is left RUNNING).
+
+        Returns:
+            The Optuna study. Raises SystemicFailureError where nothing can progress, SpaceError where the
+            space leaves nothing valid.
+        """
         if self.handle is None:
             self.prepare()
         self.records.reconcile()
@@ -201,7 +223,14 @@ class Tuner:
     # ---- the best configuration ------------------------------------------------------------------
 
     def confirm_and_export(self, out: str | Path | None = None) -> Path:
-        """Export the best feasible trial as a preset, re-measured `--confirm` times (autotune.tuner.confirm)."""
+        """Export the best feasible trial as a preset, re-measured `--confirm` times (autotune.tuner.confirm).
+
+        Args:
+            out: the preset's path (default: `<root>/<study>.preset.json`).
+
+        Returns:
+            The preset's path. Raises NoFeasibleTrialError where no trial is feasible.
+        """
         return confirm.confirm_and_export(self.study, self.settings, self.launcher, self.report,
                                           out or default_preset_path(self.settings.root, self.settings.study_name))
 
