@@ -29,6 +29,7 @@ from autotune.errors import StorageUnavailableError, SystemicFailureError
 from autotune.files import write_atomic
 from autotune.interrupt import Poll, pause
 from autotune.tuner.machine import fingerprint
+from autotune.tuner.storage import storage_unavailable
 from autotune.tuner.study import recorded
 from autotune.tuner.trials import counts_toward_trials, finished_count, role
 
@@ -254,14 +255,6 @@ def trials_to_wait_for(running: list, key: str, number: int, trial_role: str, ma
     so waiting for it would be a deadlock, and its result is no reference; nor is another machine's."""
     return [t.number for t in running if t.number < number and t.user_attrs.get("candidate_key") == key
             and (trial_role != "baseline" or (role(t) == "baseline" and t.user_attrs.get(MACHINE_ATTR) == machine))]
-
-
-def storage_unavailable(exc: BaseException) -> bool:
-    """An error of a storage that cannot be reached (not a wrong request)."""
-    import sqlalchemy.exc
-
-    return isinstance(exc, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
-                            sqlalchemy.exc.InterfaceError))
 
 
 def outlast_outage(action: Callable[[], None], limit_s: float, on_outage: Callable[[], None]) -> None:

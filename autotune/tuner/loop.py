@@ -38,7 +38,7 @@ from autotune.tuner.launching import TrialLauncher
 from autotune.tuner.prescreen import Prescreen
 from autotune.tuner.records import Records
 from autotune.tuner.reuse import earlier_measurement
-from autotune.tuner.storage import Heartbeat, is_journal
+from autotune.tuner.storage import Heartbeat, is_journal, storage_unavailable
 from autotune.tuner.study import open_study, study_attrs
 
 
@@ -209,7 +209,14 @@ class Tuner:
         return trials.finished_count(self.study)
 
     def best_value(self) -> float | None:
-        return trials.best_value(self.study)
+        """The best decode tok/s so far, for progress lines and the early-stop threshold: None before any, and
+        while the storage cannot be read (a trial runs on through an outage; its tell waits for the storage)."""
+        try:
+            return trials.best_value(self.study)
+        except Exception as exc:
+            if storage_unavailable(exc):
+                return None
+            raise
 
     def trial_dir(self, number: int) -> Path:
         return self.launcher.trial_dir(number)

@@ -52,6 +52,14 @@ def sqlite_path(url: str) -> Path:
     return Path(url[len("sqlite:///"):])
 
 
+def storage_unavailable(exc: BaseException) -> bool:
+    """An error of a storage that cannot be reached (not a wrong request)."""
+    import sqlalchemy.exc
+
+    return isinstance(exc, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
+                            sqlalchemy.exc.InterfaceError))
+
+
 def storage_label(url: str) -> str:
     """A storage as a study's folder records it: its kind and file name (or, for a server, its database)."""
     if is_journal(url):
