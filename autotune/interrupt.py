@@ -9,7 +9,9 @@ exiting (R11 of ../shared/RELIABILITY.md).
 So the handlers installed here only note the signal. It is raised where the tuner waits and holds no
 storage state: inside `interruptible()` (waiting for a worker process, sleeping between polls), at
 once; elsewhere at the next `check()` or `interruptible()`. SIGINT raises KeyboardInterrupt, SIGTERM
-SystemExit(143). Without `install()` (autotune used as a library) nothing changes.
+SystemExit(143). Only inside `taking_signals()` (a command's run); outside it, and for autotune used as a
+library, the process's own handlers stay, and they are put back when the region ends, so that a caller
+(a test runner calling a command in its own process) can still be stopped.
 """
 
 from __future__ import annotations
@@ -20,19 +22,37 @@ import threading
 import time
 from typing import Callable
 
-_state = {"pending": None, "depth": 0}
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_state = {"pending": None, "depth": 0, "noted": None}
 
 
-def install() -> None:
-    """Take SIGINT and SIGTERM through this module (from the main thread; elsewhere, nothing)."""
+@contextlib.contextmanager
+def taking_signals():
+    """Take SIGINT and SIGTERM through this module for the region (from the main thread; elsewhere, nothing),
+    then put back the handlers that were there."""
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    before = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    for sig in SIGNALS:
         signal.signal(sig, _note)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        _state["pending"] = None
+
+
+def last_noted() -> int | None:
+    """The last signal taken through this module and not yet asked for (then forgotten): a caller that ran a
+    command in its own process learns that it was asked to stop."""
+    signum, _state["noted"] = _state["noted"], None
+    return signum
 
 
 def _note(signum, frame) -> None:
-    _state["pending"] = signum
+    _state["pending"] = _state["noted"] = signum
     if _state["depth"]:
         check()
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 from support import BUNDLED_MODEL, SHARED_FIXTURES
+
+from autotune import interrupt
 
 # The suite compiles the same code (a model class's forward, the decode loops' step) for many models in one
 # process, each model with its own module types (float, int8, stacked siblings): dynamo keeps a compiled
@@ -25,3 +28,27 @@ def fixture_models() -> Path:
     if not (SHARED_FIXTURES / "codelm-12m" / "config.json").is_file():
         pytest.skip(f"trained fixture models not found at {SHARED_FIXTURES}")
     return SHARED_FIXTURES
+
+
+# The test command stops on SIGTERM (`timeout`) as on Ctrl-C: pytest reports what ran, instead of dying silently.
+def _stop(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    signal.signal(signal.SIGTERM, _stop)
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_put_back():
+    """Every test leaves the signal handlers as it found them; a stop signal that a command run in this process
+    took (its exit code went to the test) still stops the session."""
+    before = {sig: signal.getsignal(sig) for sig in interrupt.SIGNALS}
+    yield
+    changed = [sig.name for sig, handler in before.items() if signal.getsignal(sig) is not handler]
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+    taken = interrupt.last_noted()
+    if taken is not None:
+        pytest.exit(f"stopped by {signal.Signals(taken).name}", returncode=128 + taken)
+    assert not changed, f"the test left its own handlers for {changed}"

@@ -13,12 +13,9 @@ from autotune import interrupt
 
 @pytest.fixture
 def installed():
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    interrupt.install()
-    yield
-    interrupt._state.update(pending=None, depth=0)
-    for sig, handler in before.items():
-        signal.signal(sig, handler)
+    with interrupt.taking_signals():
+        yield
+    interrupt._state.update(pending=None, depth=0, noted=None)
 
 
 def test_a_signal_outside_a_wait_is_raised_at_the_next_check(installed):
@@ -44,3 +41,20 @@ def test_a_signal_noted_before_a_wait_is_raised_when_it_begins(installed):
     with pytest.raises(KeyboardInterrupt):
         with interrupt.interruptible():
             pytest.fail("the wait should not begin")
+
+
+def test_the_handlers_that_were_there_are_put_back():
+    def mine(signum, frame):
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        with interrupt.taking_signals():
+            assert signal.getsignal(signal.SIGTERM) is not mine
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)
+        assert signal.getsignal(signal.SIGTERM) is mine
+        interrupt.check()  # the noted signal went with the region: nothing is raised later
+        assert interrupt.last_noted() == signal.SIGTERM and interrupt.last_noted() is None
+    finally:
+        signal.signal(signal.SIGTERM, before)

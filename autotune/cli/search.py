@@ -54,11 +54,17 @@ def settings_from_options(options: dict, storage: str | None = None) -> SearchSe
 @options(*SEARCH_OPTIONS)
 @guarded
 def search(**options):
+    # Ctrl-C and SIGTERM unwind where the tuner waits: the worker is killed, its trial marked interrupted
+    with interrupt.taking_signals():
+        if options["gpus"]:
+            return search_on_gpus(options)
+        return search_here(options)
+
+
+def search_here(options: dict) -> None:
+    """`search` on this machine's one device, in this process."""
     from autotune.tuner.loop import Tuner
 
-    interrupt.install()  # Ctrl-C and SIGTERM unwind where the tuner waits: the worker is killed, its trial marked
-    if options["gpus"]:
-        return search_on_gpus(options)
     settings = settings_from_options(options)
     out = err_console if options["json_progress"] else console
     report = JsonProgress() if options["json_progress"] else Progress(console, options["quiet"])
@@ -135,15 +141,20 @@ def create(**options):
 @options("root", "quiet")
 @guarded
 def worker(study_name, storage, gpu, root, quiet):
-    from autotune.tuner.shared import join_study
-    from autotune.tuner.storage import is_sqlite
-    from autotune.tuner.trials import counts_toward_trials
-
-    interrupt.install()
     if gpu is not None:
         if not gpu.isdigit():
             raise InputError(f"--gpu takes one device index (0, 1, ...), got {gpu!r}")
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything starts a process that sees devices
+    with interrupt.taking_signals():
+        run_worker(study_name, storage, gpu, root, quiet)
+
+
+def run_worker(study_name: str, storage: str, gpu: str | None, root: str, quiet: bool) -> None:
+    """`worker`: join the study and run its trials to the budget."""
+    from autotune.tuner.shared import join_study
+    from autotune.tuner.storage import is_sqlite
+    from autotune.tuner.trials import counts_toward_trials
+
     if is_sqlite(storage):
         console.print("note: a SQLite storage takes one worker only; use PostgreSQL for several", style="dim")
     w = join_study(study_name, storage, root=root, gpu=gpu, report=Progress(console, quiet), faults=injected_faults())
