@@ -25,8 +25,8 @@ def serve(url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
     try:
         from optuna_dashboard import run_server
     except ImportError:
-        raise InputError("optuna-dashboard is not installed: pip install 'optuna-dashboard>=0.17' "
-                         "(or the project's [dashboard] extra)") from None
+        raise InputError("optuna-dashboard is not installed, though autotune depends on it: reinstall autotune "
+                         "(pip install -e .) or pip install 'optuna-dashboard>=0.17'") from None
     try:
         run_server(url, host=host, port=port)
     except OSError as exc:

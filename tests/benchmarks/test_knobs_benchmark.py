@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -25,6 +27,7 @@ def labels(tmp_path: Path) -> list[str]:
     return [r["label"] for r in json.loads((tmp_path / "knobs.json").read_text())["results"]]
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_measured_rows_and_measures_the_others(tmp_path, bundled_model):
     first = knobs(tmp_path, bundled_model)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -129,6 +132,7 @@ def test_per_knob_repairs_a_change_through_every_rule_it_meets():
     assert space.invalid_reason(Candidate(**{**asdict(base), **flash})) is None
 
 
+@pytest.mark.slow
 def test_per_knob_early_stop_takes_the_bases_speed(tmp_path, bundled_model):
     """--per-knob --early-stop: the base is measured first; a row under that fraction of its speed stops after
     one pass and says so in the table."""

@@ -96,6 +96,7 @@ def test_all_samplers_print_one_table_each(efficiency):
     assert efficiency.replay_summaries(grid, 2, "tpe").count("median share") == 1
 
 
+@pytest.mark.slow
 def test_the_grid_is_measured_by_one_worker_per_device(efficiency, bundled_model, tmp_path):
     """`grid --gpus 0,1` (here on CPU): the grid's trials run in two workers on one journal file, every
     configuration once, each with its own seconds, and the table is written."""

@@ -81,10 +81,37 @@ def real_weight_bytes(path, dtype: str) -> int:
 def space_candidates(device: str, assistant: str | None):
     space = space_for(SearchSpace.load("default"), device, batch_size=1, assistant=assistant,
                                                         has_flash_attn=True, has_flex_attention=True)
-    for c in space.candidates():
-        yield replace(c, assistant=assistant) if c.decoding == "assisted" else c
+    yield from space.valid_candidates(assistant)
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_estimate_reads_only_the_memory_fields(bundled_model, device):
+    """Candidates equal in MEMORY_FIELDS share one estimate (Estimator keeps one per key): every other knob,
+    varied over its values from several starting points, leaves the fresh estimate as it was."""
+    from autotune.config.candidate import KNOBS
+    from autotune.memory.estimate import MEMORY_FIELDS
+
+    workload = Workload.from_file(SMALL_PROMPTS, batch_size=2, max_new_tokens=8)
+    estimator = Estimator.for_model(str(bundled_model), workload)
+    model = MemoryModel()
+    samples = {int: (None, 3, 64), float: (None, 2.0)}
+    starts = [Candidate(), Candidate(cache_implementation="static", compile="max-autotune", decode_loop="graph_loop"),
+              Candidate(dtype="bfloat16", quantization="int8_weight_only", cache_implementation="static",
+                        compile="default", compile_freezing=True),
+              Candidate(decoding="prompt_lookup"), Candidate(quantization="bnb_4bit")]
+    for start in starts:
+        fresh = model.estimate(estimator.config, start, workload, device, prompt_lengths=estimator.prompt_lengths)
+        for knob, domain in KNOBS.items():
+            if knob in MEMORY_FIELDS:
+                continue
+            for value in samples.get(domain, domain):
+                varied = replace(start, **{knob: value})
+                assert model.estimate(estimator.config, varied, workload, device,
+                                      prompt_lengths=estimator.prompt_lengths) == fresh, (knob, value)
+        assert estimator(start, device) == fresh
+
+
+@pytest.mark.slow  # every candidate of the default space, on two devices, for three models: minutes
 def test_weights_term_is_the_real_parameter_bytes_for_every_candidate(fixture_models, bundled_model):
     workload = Workload.from_file(SMALL_PROMPTS, max_new_tokens=8)
     draft = str(fixture_models / "codelm-4m-draft")
@@ -279,7 +306,7 @@ def test_estimate_json(bundled_model, tmp_path, monkeypatch):
 def test_estimate_for_cuda_on_a_machine_without_it(bundled_model, tmp_path):
     """--device cuda where there is none: the CUDA terms (context, CUDA graphs of the compile modes) are
     estimated for a card with this machine's packages. (A space of the compile knobs: the default space on
-    CUDA holds about a million combinations, which tests/cli/test_estimate.py enumerates on CPU.)"""
+    CUDA is tests/cli/test_estimate_command.py's.)"""
     space = tmp_path / "compile.yaml"
     space.write_text("knobs:\n  cache_implementation: {values: [dynamic, static]}\n"
                      "  compile: {values: [off, default, reduce-overhead, max-autotune], "
