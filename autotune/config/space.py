@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -54,8 +54,60 @@ class Rule:
     conditions: tuple[tuple[str, tuple], ...]
     reason: str
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(knob for knob, _ in self.conditions)
+
+    def holds(self, values) -> str | None:
+        """The reason, where every listed knob of `values` (a mapping of field to value) has a listed value."""
+        return self.reason if all(values[knob] in allowed for knob, allowed in self.conditions) else None
+
     def matches(self, candidate: Candidate) -> bool:
         return all(getattr(candidate, knob) in values for knob, values in self.conditions)
+
+
+@dataclass(frozen=True)
+class BuiltInRule:
+    """A combination no space may launch, whatever its file says: the fields it reads and its test."""
+
+    fields: tuple[str, ...]
+    test: Callable[[Any], bool]
+    reason: str  # a format string over the fields
+
+    def holds(self, values) -> str | None:
+        return self.reason.format(**{f: values[f] for f in self.fields}) if self.test(values) else None
+
+
+BUILT_IN_RULES = (
+    BuiltInRule(("compile", "cache_implementation"),
+                lambda v: v["compile"] != "off" and v["cache_implementation"] == "dynamic",
+                "torch.compile is searched with a static cache only (a dynamic cache recompiles every step)"),
+    BuiltInRule(("sdpa_backend", "attn_implementation"),
+                lambda v: v["sdpa_backend"] != "auto" and v["attn_implementation"] != "sdpa",
+                "an SDPA backend applies to attn_implementation=sdpa only"),
+    BuiltInRule(("decoding", "cache_implementation"),
+                lambda v: v["decoding"] != "standard" and v["cache_implementation"] != "dynamic",
+                "{decoding} decoding runs with a dynamic cache in transformers"),
+    BuiltInRule(("decoding", "assistant"), lambda v: v["decoding"] == "assisted" and not v["assistant"],
+                "assisted decoding needs an assistant model (--assistant)"),
+)
+
+
+class _Fields:
+    """A Candidate's fields by name (what a rule reads)."""
+
+    def __init__(self, candidate: Candidate):
+        self.candidate = candidate
+
+    def __getitem__(self, name):
+        return getattr(self.candidate, name)
+
+
+class _Chosen(dict):
+    """The knob values chosen so far, the baseline's for the rest (what a Candidate built from them holds)."""
+
+    def __missing__(self, name):
+        return getattr(_BASELINE, name)
 
 
 @dataclass(frozen=True)
@@ -142,11 +194,48 @@ class SearchSpace:
 
     def valid_candidates(self, assistant: str | None = None) -> Iterator[Candidate]:
         """Every configuration a study of this space may launch: `candidates()` as the study runs them
-        (assisted decoding with `assistant`), invalid combinations left out."""
-        for candidate in self.candidates():
-            candidate = candidate.with_assistant(assistant)
-            if self.invalid_reason(candidate) is None:
-                yield candidate
+        (assisted decoding with `assistant`), invalid combinations left out. A branch of the walk ends as soon
+        as a rule whose knobs are all chosen holds, so the work follows the valid candidates, not the product
+        of every knob's values."""
+        checks = rules_by_depth(self)
+
+        def walk(index: int, chosen: _Chosen) -> Iterator[Candidate]:
+            if any(rule.holds(chosen) for rule in checks[index]):
+                return
+            if index == len(self.knobs):
+                candidate = Candidate(**chosen).with_assistant(assistant)
+                if self.invalid_reason(candidate) is None:
+                    yield candidate
+                return
+            knob = self.knobs[index]
+            if not knob.values or not knob.applies(chosen):
+                yield from walk(index + 1, chosen)
+                return
+            for value in knob.values:
+                yield from walk(index + 1, _Chosen({**chosen, knob.name: value}))
+
+        return walk(0, _Chosen())
+
+    def count_candidates(self) -> int:
+        """How many candidates `candidates()` yields, invalid ones included, without making them: the count
+        below a knob depends only on the chosen values that later `when` conditions read."""
+        read_later = [set().union(*(dict(k.when) for k in self.knobs[i:]), set()) for i in range(len(self.knobs))]
+        memo: dict = {}
+
+        def count(index: int, chosen: dict) -> int:
+            if index == len(self.knobs):
+                return 1
+            key = (index, tuple(sorted((k, v) for k, v in chosen.items() if k in read_later[index])))
+            if key not in memo:
+                knob = self.knobs[index]
+                if not knob.values or not knob.applies(chosen):
+                    memo[key] = count(index + 1, chosen)
+                else:
+                    memo[key] = sum(count(index + 1, {**chosen, knob.name: v}) for v in knob.values)
+            return memo[key]
+
+        return count(0, {})
+
 
     def params_of(self, candidate: Candidate) -> dict:
         """The Optuna params that `suggest` would ask for to produce `candidate` (for enqueue_trial)."""
@@ -179,14 +268,11 @@ class SearchSpace:
         for rule in self.rules:
             if rule.matches(candidate):
                 return rule.reason
-        if candidate.compile != "off" and candidate.cache_implementation == "dynamic":
-            return "torch.compile is searched with a static cache only (a dynamic cache recompiles every step)"
-        if candidate.sdpa_backend != "auto" and candidate.attn_implementation != "sdpa":
-            return "an SDPA backend applies to attn_implementation=sdpa only"
-        if candidate.decoding != "standard" and candidate.cache_implementation != "dynamic":
-            return f"{candidate.decoding} decoding runs with a dynamic cache in transformers"
-        if candidate.decoding == "assisted" and not candidate.assistant:
-            return "assisted decoding needs an assistant model (--assistant)"
+        values = _Fields(candidate)
+        for rule in BUILT_IN_RULES:
+            reason = rule.holds(values)
+            if reason is not None:
+                return reason
         return None
 
     # ---- identity --------------------------------------------------------------------------------
@@ -217,6 +303,19 @@ class SearchSpace:
         data.pop("left_out")
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
+
+
+def rules_by_depth(space: SearchSpace) -> list[list]:
+    """For each depth of `valid_candidates`' walk (knobs chosen so far), the rules first decided there; a rule
+    that reads the assistant is left to the whole candidate."""
+    position = {knob.name: i for i, knob in enumerate(space.knobs)}
+    checks: list[list] = [[] for _ in range(len(space.knobs) + 1)]
+    for rule in (*space.rules, *BUILT_IN_RULES):
+        if "assistant" in rule.fields:
+            continue
+        depth = max((position.get(f, -1) + 1 for f in rule.fields), default=0)
+        checks[depth].append(rule)
+    return checks
 
 def _parse_conditions(spec: Any, where: str) -> tuple[tuple[str, tuple], ...]:
     if not isinstance(spec, dict) or not spec:

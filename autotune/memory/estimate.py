@@ -300,9 +300,22 @@ class MemoryModel:
         return int(max(forward, 2 * tokens * s.hidden * size + logits))
 
 
+# The Candidate fields `MemoryModel.estimate` reads: candidates equal in these have one estimate
+# (tests/memory/test_estimate.py varies every other knob to keep this list whole).
+MEMORY_FIELDS = ("dtype", "attn_implementation", "quantization", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
+                 "cache_implementation", "compile", "compile_freezing", "decode_loop", "decoding",
+                 "prompt_lookup_num_tokens", "num_assistant_tokens", "pad_to_multiple_of", "assistant")
+
+
+def memory_key(candidate) -> tuple:
+    """What of `candidate` its memory estimate depends on."""
+    return tuple(getattr(candidate, name) for name in MEMORY_FIELDS)
+
+
 @dataclass
 class Estimator:
-    """A MemoryModel bound to one study's model, assistant and workload: `estimator(candidate, device)`."""
+    """A MemoryModel bound to one study's model, assistant and workload: `estimator(candidate, device)`.
+    Candidates that differ only in what the estimate does not read share one estimate."""
 
     model_id: str
     config: Any
@@ -320,9 +333,15 @@ class Estimator:
         assistant_config = load_config(assistant) if assistant else None
         return cls(model_id, config, workload, lengths, source, assistant_config, memory_model or MemoryModel())
 
+    known: dict = field(default_factory=dict, repr=False)
+
     def __call__(self, candidate, device: str) -> MemoryEstimate:
-        return self.memory_model.estimate(self.config, candidate, self.workload, device,
-                                          prompt_lengths=self.prompt_lengths, assistant_config=self.assistant_config)
+        key = (device, memory_key(candidate))
+        if key not in self.known:
+            self.known[key] = self.memory_model.estimate(
+                self.config, candidate, self.workload, device, prompt_lengths=self.prompt_lengths,
+                assistant_config=self.assistant_config)
+        return self.known[key]
 
 
 def over_budget_message(estimate: MemoryEstimate, budget_bytes: int) -> str:

@@ -28,10 +28,52 @@ class SpaceEstimate:
     invalid: int  # invalid combinations left out
     lengths_from: str  # "tokenizer" or "bytes" (an upper bound)
 
+    def groups(self) -> list["EstimateGroup"]:
+        """The rows grouped by what drives memory (dtype, quantization, cache, decoding), in order of first
+        appearance."""
+        grouped: dict[tuple, list[MemoryEstimate]] = {}
+        for c, e in self.rows:
+            grouped.setdefault(group_key(c, e), []).append(e)
+        return [EstimateGroup(key, tuple(estimates)) for key, estimates in grouped.items()]
+
     def to_json_rows(self) -> list[dict]:
         return [{"candidate": c.to_dict(), "config": c.describe(), "estimate_bytes": e.total, "terms": e.terms(),
                  "fits": e.fits(self.budget), "budget_bytes": self.budget, "device": e.device, "dtype": e.dtype,
                  "max_cache_len": e.max_cache_len} for c, e in self.rows]
+
+
+def group_key(candidate: Candidate, estimate: MemoryEstimate) -> tuple[str, str, str, str]:
+    """(dtype, quantization, cache, decoding) as a person reads them (a 4-bit type and its double quantization
+    vary within a group: the group's range shows them)."""
+    return estimate.dtype, candidate.quantization, candidate.cache_implementation, candidate.decoding
+
+
+@dataclass(frozen=True)
+class EstimateGroup:
+    """Candidates alike in what drives their memory."""
+
+    key: tuple[str, str, str, str]
+    estimates: tuple[MemoryEstimate, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.estimates)
+
+    @property
+    def weights(self) -> int:
+        return max(e.weights for e in self.estimates)
+
+    @property
+    def kv_cache(self) -> int:
+        return max(e.kv_cache for e in self.estimates)
+
+    @property
+    def total_range(self) -> tuple[int, int]:
+        totals = [e.total for e in self.estimates]
+        return min(totals), max(totals)
+
+    def fitting(self, budget: int) -> int:
+        return sum(e.total <= budget for e in self.estimates)
 
 
 def budget_bytes(text: str | None, env: dict) -> int | None:
@@ -69,5 +111,5 @@ def estimate_space(model: str, space: str, device: str, workload: Workload, assi
     estimator = Estimator.for_model(model_id, workload, assistant=assistant_id)
     valid = list(searched.valid_candidates(assistant_id))
     rows = tuple((c, estimator(c, env["device"])) for c in valid)
-    invalid = sum(1 for _ in searched.candidates()) - len(valid)
+    invalid = searched.count_candidates() - len(valid)
     return SpaceEstimate(rows, env["device"], budget, invalid, estimator.lengths_from)

@@ -47,12 +47,10 @@ def probe_for_estimate(device: str) -> dict:
     """The machine an estimate is for. `--device cuda` on a machine without CUDA still estimates (pure
     Python): a card with bfloat16 and this machine's packages (bitsandbytes, Triton, flash-attn) is assumed,
     and its total memory is unknown."""
-    try:
-        return probe(device)
-    except InputError:
-        if device != "cuda":
-            raise
-    return {**probe("cpu"), "device": "cuda", "has_bf16": True, "total_memory_bytes": None, "device_name": None}
+    env = probe("auto" if device == "cuda" else device)  # one child: it falls back to the CPU where CUDA is not
+    if device == "cuda" and env["device"] != "cuda":
+        env = {**env, "device": "cuda", "has_bf16": True, "total_memory_bytes": None, "device_name": None}
+    return env
 
 
 def fingerprint(env: dict) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -68,3 +69,22 @@ def test_bitsandbytes_candidates_of_a_large_model_are_estimated_well_under_bf16(
     assert weights["bnb_4bit"] < 0.45 * weights["none"] and weights["bnb_8bit"] < 0.7 * weights["none"]
     assert by_quantization["bnb_4bit"]["estimate_bytes"] < by_quantization["none"]["estimate_bytes"]
     assert all(row["fits"] for row in by_quantization.values())
+
+
+def test_the_summary_groups_what_drives_memory_and_all_lists_every_candidate(tmp_path):
+    """The default output is a screenful for the default space of a real-size model on CUDA (the question
+    before a search); its groups add up to the candidates of --json; --all lists each of them."""
+    options = ("--model", "random:gemma-2b", "--vram", "6GB", "--device", "cuda", "--max-new-tokens", "64")
+    summary = invoke("estimate", *options).output
+    assert len(summary.splitlines()) < 50 and "quantization" in summary and "every candidate: --all" in summary
+    assert "calibrated on an H200" in summary
+    rows = estimated(*options)
+    counts = re.findall(r"│\s+(\d+)\s+│[^│]+│[^│]+│[^│]+│\s+(\d+) of (\d+)\s+│", summary)
+    assert sum(int(n) for n, _, _ in counts) == len(rows)
+    assert sum(int(fit) for _, fit, _ in counts) == sum(row["fits"] for row in rows)
+    assert 0 < sum(row["fits"] for row in rows) < len(rows)  # 6GB: bfloat16 without quantization does not fit
+
+    space = tmp_path / "small.yaml"
+    space.write_text("knobs:\n  dtype: {values: [bfloat16]}\n  cache_implementation: {values: [dynamic, static]}\n")
+    every = invoke("estimate", *options, "--space", str(space), "--all").output
+    assert every.count("bfloat16") >= 4 and "cache=static" in every and "KV cache" in every

@@ -232,3 +232,21 @@ def test_default_space_candidates_honour_the_machine():
         assert candidate.dtype != "float16" and candidate.compile in ("off", "default")
         assert candidate.decoding != "assisted"
         assert candidate.compile == "off" or candidate.cache_implementation == "static"
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_valid_candidates_are_the_candidates_no_rule_rejects_and_the_count_is_the_enumeration(device):
+    """The walk that stops at a rejected branch gives what filtering every combination gives, in the same order;
+    the count of every combination is made without making them."""
+    space = space_for(SearchSpace.load("default"), device, batch_size=4, has_bitsandbytes=True, has_triton=True)
+    every = list(space.candidates())
+    filtered = [c.with_assistant("draft") for c in every if space.invalid_reason(c.with_assistant("draft")) is None]
+    assert list(space.valid_candidates("draft")) == filtered and 0 < len(filtered) < len(every)
+    assert space.count_candidates() == len(every)
+    rules = SearchSpace.from_yaml("knobs:\n  dtype: {values: [float32, bfloat16]}\n"
+                                  "  cache_implementation: {values: [dynamic, static]}\n"
+                                  "invalid:\n  - if: {dtype: [bfloat16], cache_implementation: [static]}\n"
+                                  "    reason: not with bfloat16\n")
+    assert [(c.dtype, c.cache_implementation) for c in rules.valid_candidates()] == [
+        ("auto", "dynamic"), ("auto", "static"), ("float32", "dynamic"), ("float32", "static"),
+        ("bfloat16", "dynamic")]
