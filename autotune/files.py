@@ -7,17 +7,17 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: str | Path, text: str | bytes, *, readable: bool = False) -> Path:
+def write_atomic(path: str | Path, text: str | bytes) -> Path:
     """Write `text` to `path` so that readers see the old file or the whole new one, never a part.
 
     A temporary file in the same folder is written, flushed and fsynced, renamed over the target, and the
-    folder is fsynced so that the rename survives a crash. `mkstemp` makes the file private (0600);
-    `readable` gives it the permissions of a file created normally (a report is for reading).
+    folder is fsynced so that the rename survives a crash. The file gets the permissions of any file the user
+    creates (0666 less the umask), not the 0600 `mkstemp` gives a temporary file: presets and reports are
+    shared.
 
     Args:
         path: the file to write; its folder is created when missing.
         text: the whole content: text (written as UTF-8) or bytes.
-        readable: apply the process's umask to 0666 instead of keeping the temporary file's 0600.
 
     Returns:
         The path written.
@@ -30,10 +30,7 @@ def write_atomic(path: str | Path, text: str | bytes, *, readable: bool = False)
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        if readable:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -44,6 +41,13 @@ def write_atomic(path: str | Path, text: str | bytes, *, readable: bool = False)
     finally:
         os.close(dir_fd)
     return path
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back at once)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def remove_leftovers(path: str | Path) -> None:

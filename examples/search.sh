@@ -3,4 +3,4 @@
 # exported as studies/demo.preset.json. Extra arguments go to `autotune search` (the tests make it shorter).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-autotune search --model "$here/models/codelm-4m" --device cpu --trials 8 --study demo "$@"
+autotune search --model "$here/models/codelm-4m" --device cpu --space quick --trials 8 --confirm 2 --study demo "$@"

@@ -70,15 +70,18 @@ def dashboard(study_name, storage, root, host, port):
     serve(url, host, port)
 
 
-@click.command(help="Export a study's best feasible trial as a preset JSON file.")
+@click.command(help="Export a study's best feasible trial (or the feasible trial --trial names) as a preset JSON "
+                    "file.")
 @study_options
 @option("out")
+@click.option("--trial", type=int, help="Number of the feasible trial to export instead of the best "
+                                        "('autotune show' lists them).")
 @guarded
-def export(study_name, storage, root, out):
+def export(study_name, storage, root, out, trial):
     from autotune.tuner.export import export_study
 
     study, _ = open_existing_study(study_name, storage, root)
-    path = export_study(study, out or default_preset_path(root, study_name), Path(root) / study_name)
+    path = export_study(study, out or default_preset_path(root, study_name), Path(root) / study_name, trial=trial)
     console.print(f"preset written to {path}")
 
 

@@ -15,6 +15,7 @@ from autotune.cli.output import console, err_console
 from autotune.config import models
 from autotune.config.settings import SEARCH_OPTIONS, SearchSettings
 from autotune.errors import InputError
+from autotune.present.outcome import outcome_line
 from autotune.present.progress import JsonProgress, Progress
 from autotune.present.tables import SEARCH_VIEW, rich_table, trial_rows
 
@@ -81,8 +82,10 @@ def search_here(options: dict) -> None:
             out.print(trials_table(tuner.study))
     path = tuner.confirm_and_export(options["out"])
     out.print(f"preset written to {path}")
+    found = outcome_line(tuner.study)
+    out.print(found)
     if options["json_progress"]:
-        report("preset", path=str(path), best=tuner.best_value())
+        report("preset", path=str(path), best=tuner.best_value(), outcome=found)
 
 
 def create_and_describe(settings: SearchSettings, report):
@@ -113,6 +116,7 @@ def search_on_gpus(options: dict) -> None:
         console.print(trials_table(creator.study))
     os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # the confirmation runs on the first device
     console.print(f"preset written to {creator.confirm_and_export(options['out'])}")
+    console.print(outcome_line(creator.study))
 
 
 @click.group(help="Make a study once, for workers that share it (autotune worker).")
@@ -153,12 +157,12 @@ def run_worker(study_name: str, storage: str, gpu: str | None, root: str, quiet:
     """`worker`: join the study and run its trials to the budget."""
     from autotune.tuner.shared import join_study
     from autotune.tuner.storage import is_sqlite
-    from autotune.tuner.trials import counts_toward_trials
+    from autotune.tuner.trials import budget_used
 
     if is_sqlite(storage):
         console.print("note: a SQLite storage takes one worker only; use PostgreSQL for several", style="dim")
     w = join_study(study_name, storage, root=root, gpu=gpu, report=Progress(console, quiet), faults=injected_faults())
-    done = sum(map(counts_toward_trials, w.study.get_trials(deepcopy=False)))
+    done = budget_used(w.study.get_trials(deepcopy=False))
     identity = w.coordination.identity
     console.print(f"worker {identity['host']}:{identity['pid']} joined study {study_name!r}: "
                   f"{done} of {w.settings.trials} trials started")

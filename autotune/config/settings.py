@@ -38,7 +38,8 @@ _OPTIONS = (
     Option("trials", ("--trials",), "Total trials of the study (resume counts earlier ones).", 20, "int"),
     Option("device", ("--device",), "auto: cuda when available, else cpu.", "auto", DEVICES),
     Option("storage", ("--storage",), "Optuna storage URL (default: sqlite:///<root>/<study>.db)."),
-    Option("space", ("--space",), "Search space: a name under search_spaces/ or a YAML file.", "default"),
+    Option("space", ("--space",), "Search space: a bundled one (default: every knob; quick: a first look on a CPU, "
+           "no compiling) or a YAML file.", "default"),
     Option("prompts", ("--prompts",), 'JSONL file, one {"prompt": ...} per line (default: built-in code prompts).',
            None, "path"),
     Option("batch_size", ("--batch-size",), "Prompts per generate call.", 1, "int"),

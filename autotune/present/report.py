@@ -124,4 +124,4 @@ def write_report(study: optuna.Study, out: str | Path, preset_path: str | Path |
     Returns:
         The path written.
     """
-    return write_atomic(out, build_report(study, preset_path), readable=True)
+    return write_atomic(out, build_report(study, preset_path))

@@ -10,7 +10,7 @@ from typing import Callable
 
 import optuna
 
-from autotune.tuner.trials import is_feasible
+from autotune.tuner.trials import is_feasible, retried_trial_number
 
 MiB = 2**20
 
@@ -29,6 +29,10 @@ def fmt(value, spec: str = ".1f", scale: float = 1.0) -> str:
 def trial_row(trial, baseline_value: float | None) -> dict:
     """A trial as a JSON-ready dict (what `autotune show --json` prints)."""
     a = trial.user_attrs
+    if trial.state.name in ("WAITING", "RUNNING"):  # a retry starts with the attrs of the trial it retries
+        retried = retried_trial_number(trial)
+        a = {k: a[k] for k in ("role", "config") if k in a}
+        a["status"] = trial.state.name.lower() + ("" if retried is None else f" (retry of #{retried})")
     feasible = is_feasible(trial)
     status = a.get("status") or trial.state.name.lower()
     if trial.state.name == "COMPLETE" and not feasible and not a.get("failure_kind") and a.get("status") == "ok":
@@ -134,7 +138,8 @@ def rich_table(rows: list[dict], view: tuple[str, ...], title: str):
 
     table = Table(title=title, caption=caption(rows))
     for name in view:
-        table.add_column(name, justify="left" if COLUMNS[name].left else "right")
+        # a long configuration folds onto more lines rather than ending in an ellipsis
+        table.add_column(name, justify="left" if COLUMNS[name].left else "right", overflow="fold")
     for r in rows:
         style = "bold" if r["best"] else ("cyan" if r["role"] in ("baseline", "seed-recipe") else None)
         table.add_row(*(COLUMNS[name].cell(r) for name in view), style=style)

@@ -31,7 +31,7 @@ from autotune.interrupt import Poll, pause
 from autotune.tuner.machine import fingerprint
 from autotune.tuner.storage import storage_unavailable
 from autotune.tuner.study import recorded
-from autotune.tuner.trials import counts_toward_trials, finished_count, role
+from autotune.tuner.trials import budget_used, finished_count, role
 
 WORKER_ATTR = "worker"  # trial user attr: which worker runs it ({host, pid, gpu, boot})
 MACHINE_ATTR = "machine"  # trial user attr: the fingerprint of the machine type it ran on
@@ -133,7 +133,7 @@ class Shared(Solo):
         runs it, but the sampler's invalid combinations. Trials enqueued (retries) are still run, so none is
         left WAITING. Workers that check at the same moment may each start one more."""
         study = self.tuner.study
-        started = sum(map(counts_toward_trials, study.get_trials(deepcopy=False)))
+        started = budget_used(study.get_trials(deepcopy=False))
         if started < self.tuner.settings.trials or self.waiting():
             return False
         self.tuner.fail_stale_trials(wait=True)  # a dead worker's trial: failed and its retry enqueued

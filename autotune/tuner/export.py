@@ -9,9 +9,10 @@ import optuna
 from autotune.config import models
 from autotune.config.candidate import STATIC_CACHES, Candidate
 from autotune.config.preset import Preset
+from autotune.errors import InputError
 from autotune.tuner.records import Records
 from autotune.tuner.study import recorded
-from autotune.tuner.trials import best_feasible_trial, role
+from autotune.tuner.trials import best_feasible_trial, is_feasible, role
 
 STABILITY_ATTR = "stability"  # study user attribute: the confirmations of the best trial
 # GenerationConfig fields of the model's own generation_config.json that a preset carries over.
@@ -63,20 +64,36 @@ def preset_from_trial(trial, study_attrs: dict, measurement: dict) -> Preset:
     )
 
 
-def export_study(study: optuna.Study, out: str | Path, study_dir: str | Path) -> Path:
-    """Export the study's best feasible trial as a Preset, atomically, with its confirmations where they were
-    made.
+def chosen_trial(study: optuna.Study, number: int | None):
+    """The best feasible trial, or the feasible trial `number` (InputError where it is not one)."""
+    trials = study.get_trials(deepcopy=False)
+    if number is None:
+        return best_feasible_trial(trials)
+    found = next((t for t in trials if t.number == number), None)
+    if found is None or not is_feasible(found):
+        why = "has no such trial" if found is None else \
+            f"has it {found.user_attrs.get('status') or found.state.name.lower()}, not feasible"
+        raise InputError(f"--trial {number}: the study {why}; export a feasible trial ('autotune show' lists them "
+                         "with their status), or leave --trial out for the best")
+    return found
+
+
+def export_study(study: optuna.Study, out: str | Path, study_dir: str | Path, trial: int | None = None) -> Path:
+    """Export the study's best feasible trial (or the feasible trial `trial`) as a Preset, atomically, with its
+    confirmations where they were made.
 
     Args:
         study: a study made by autotune.
         out: the preset's path.
         study_dir: the study's folder (its result files hold the full measurement).
+        trial: the number of a feasible trial to export instead of the best.
 
     Returns:
-        The path written. Raises NoFeasibleTrialError where no trial is feasible (nothing is written).
+        The path written. Raises NoFeasibleTrialError where no trial is feasible, InputError where `trial` is not
+        a feasible trial (nothing is written).
     """
     attrs = recorded(study)
-    best = best_feasible_trial(study.get_trials(deepcopy=False))
+    best = chosen_trial(study, trial)
     number = best.user_attrs.get("duplicate_of")
     number = best.number if number is None else number
     measurement = Records.read(study_dir, number) or dict(best.user_attrs)

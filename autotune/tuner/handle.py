@@ -10,6 +10,9 @@ Optuna's internals is named here, each with why:
   enqueued with. A trial enqueued from outside may fix values this study's space does not take on this
   machine; reading them lets the study record it as an invalid combination instead of crashing in
   `suggest`. Written (with `create_new_trial`) for a baseline that only this worker may run.
+- The heartbeat storage's `_get_stale_trial_ids`: Optuna's `fail_stale_trials` fails a stale trial without a
+  word, and a finished trial's attributes cannot be set; read first, the stale trials get their
+  `failure_kind` while they are still RUNNING, so every failed trial says why.
 - The `optuna.Trial(study, trial_id)` constructor: for a trial made with `storage.create_new_trial` (a
   worker's own baseline) and for a RUNNING trial whose orchestrator died after saving its result
   (`Records.reconcile` tells it).
@@ -61,6 +64,23 @@ class StudyHandle:
         trial_id = self.storage.create_new_trial(self.study_id)
         self.storage.set_trial_system_attr(trial_id, FIXED_PARAMS, params)
         return optuna.Trial(self.study, trial_id)
+
+    def fail_stale_trials(self) -> None:
+        """Fail the RUNNING trials whose heartbeat is stale, as `optuna.storages.fail_stale_trials` does (their
+        retries enqueued by the storage's callback), each with `failure_kind` "stale" and a message."""
+        stale_ids = getattr(self.storage, "_get_stale_trial_ids", None)
+        if stale_ids is not None and getattr(self.storage, "get_heartbeat_interval", lambda: None)() is not None:
+            for trial_id in stale_ids(self.study_id):
+                try:
+                    self.storage.set_trial_user_attr(trial_id, "status", "error")
+                    self.storage.set_trial_user_attr(trial_id, "failure_kind", "stale")
+                    self.storage.set_trial_user_attr(trial_id, "message", "its orchestrator stopped sending "
+                                                     "heartbeats (killed, or its machine went away)")
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    pass
+        with warnings.catch_warnings():  # Optuna marks fail_stale_trials experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
 
     def fail(self, number: int, failure_kind: str) -> bool:
         """Mark a RUNNING trial FAIL with `failure_kind`; False where it ended meanwhile."""

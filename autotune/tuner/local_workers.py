@@ -27,7 +27,7 @@ from autotune.tuner.handle import StudyHandle
 from autotune.tuner.records import Records
 from autotune.tuner.shared import boot_id
 from autotune.tuner.storage import is_journal, is_shareable, storage_for
-from autotune.tuner.trials import counts_toward_trials
+from autotune.tuner.trials import budget_used
 
 CONFIG_EXIT_CODES = (2, 3, 4, 5)  # a worker that stopped for these would stop again: not restarted
 
@@ -180,7 +180,7 @@ def run_local_workers(settings: SearchSettings, gpus: tuple[str, ...], report: C
 
 def unfinished(study: optuna.Study, trials: int) -> bool:
     """Whether the study still has trials to run: fewer than its budget started, or some waiting."""
-    started = sum(map(counts_toward_trials, study.get_trials(deepcopy=False)))
+    started = budget_used(study.get_trials(deepcopy=False))
     return started < trials or bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 

@@ -195,7 +195,7 @@ class Tuner:
         poll = Poll(s.grace_period + s.heartbeat_interval + 1, 1.0, on_wait=waiting)
         while True:
             before = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-            optuna.storages.fail_stale_trials(self.study)
+            self.handle.fail_stale_trials()
             running = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
             for number in sorted(before - running):
                 self.report("stale", number=number)

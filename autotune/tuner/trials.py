@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 
 import optuna
+from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.config.space import SearchSpace
@@ -25,9 +26,27 @@ def role(trial) -> str:
 
 
 def counts_toward_trials(trial) -> bool:
-    """Whether a trial is one of the study's `--trials`: every trial but an invalid combination, which the
-    sampler drew and the study recorded without a process, in no time. A running trial counts."""
+    """Whether a trial, taken alone, is one of the study's `--trials`: every trial but an invalid combination,
+    which the sampler drew and the study recorded without a process, in no time. A running trial counts.
+    `budget_used` also leaves out failed trials whose retry took their place."""
     return trial.user_attrs.get("failure_kind") != "invalid_combination"
+
+
+def retried_trial_number(trial) -> int | None:
+    """The number of the failed trial that `trial` retries (Optuna's retry bookkeeping), or None."""
+    with warnings.catch_warnings():  # Optuna marks its retry bookkeeping experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryFailedTrialCallback.retried_trial_number(trial)
+
+
+def budget_used(trials, states=None) -> int:
+    """How many of `trials` (of `states`, or all) count toward `--trials`: a failed trial whose retry is enqueued
+    is replaced by that retry, so an interrupted or crashed trial costs the budget once, when its configuration
+    is measured or out of retries, and a retry runs in the run that enqueued it."""
+    trials = list(trials)
+    retried = {retried_trial_number(t) for t in trials} - {None}
+    return sum(1 for t in trials if counts_toward_trials(t) and t.number not in retried
+               and (states is None or t.state in states))
 
 
 def is_feasible(trial: FrozenTrial) -> bool:
@@ -57,7 +76,7 @@ def best_value(study: optuna.Study) -> float | None:
 
 def finished_count(study: optuna.Study) -> int:
     """Finished trials that count toward `--trials`."""
-    return sum(map(counts_toward_trials, study.get_trials(deepcopy=False, states=FINISHED)))
+    return budget_used(study.get_trials(deepcopy=False), FINISHED)
 
 
 def untold_candidate(space: SearchSpace, trial: FrozenTrial):

@@ -250,3 +250,12 @@ def test_valid_candidates_are_the_candidates_no_rule_rejects_and_the_count_is_th
     assert [(c.dtype, c.cache_implementation) for c in rules.valid_candidates()] == [
         ("auto", "dynamic"), ("auto", "static"), ("float32", "dynamic"), ("float32", "static"),
         ("bfloat16", "dynamic")]
+
+
+def test_the_quick_space_builds_in_seconds_and_holds_a_win_on_a_code_model():
+    """The quickstart's space: nothing that compiles or quantizes (minutes to build, slower on a CPU), and prompt
+    lookup, which pays back on code prompts."""
+    quick = SearchSpace.load("quick")
+    valid = list(space_for(quick, "cpu").valid_candidates())
+    assert all(c.compile == "off" and c.quantization == "none" for c in valid)
+    assert any(c.decoding == "prompt_lookup" for c in valid) and Candidate() in valid

@@ -194,3 +194,24 @@ def test_dashboard_on_a_busy_port_says_so(study):
         run = run_cli("dashboard", "--study", "seen", "--port", str(busy.getsockname()[1]), cwd=study["dir"],
                       timeout=60)
     assert run.returncode == 2 and "--port" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_the_search_ends_with_what_it_found_and_show_folds_rather_than_cuts(study):
+    preset = next(e for e in study["events"] if e["event"] == "preset")
+    assert preset["outcome"].startswith(("best: ", "no configuration beat the baseline"))
+    assert preset["outcome"] in study["run"].stderr
+    table = run_cli("show", "--study", "seen", cwd=study["dir"], env={"COLUMNS": "100"})
+    assert table.returncode == 0 and "…" not in table.stdout
+
+
+def test_export_takes_a_chosen_feasible_trial(study, tmp_path):
+    rows = json.loads(run_cli("show", "--study", "seen", "--json", cwd=study["dir"]).stdout)
+    chosen = next(r for r in rows if r["feasible"] and not r["best"]) if sum(r["feasible"] for r in rows) > 1 \
+        else next(r for r in rows if r["feasible"])
+    out = tmp_path / "chosen.preset.json"
+    run = run_cli("export", "--study", "seen", "--trial", str(chosen["number"]), "-o", str(out), cwd=study["dir"])
+    assert run.returncode == 0, run.stderr
+    assert json.loads(out.read_text())["study"]["trial"] == chosen["number"]
+    refused = run_cli("export", "--study", "seen", "--trial", "99", "-o", str(tmp_path / "no.json"), cwd=study["dir"])
+    assert refused.returncode == 2 and "--trial 99: the study has no such trial" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "no.json").exists()

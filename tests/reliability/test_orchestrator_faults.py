@@ -14,6 +14,7 @@ from faultkit import (DATA, attrs, load, run_search, running_trial_worker, start
 from optuna.trial import TrialState
 
 from autotune.config.candidate import Candidate
+from autotune.tuner.trials import budget_used, retried_trial_number
 from autotune.tuner.storage import storage_for
 from autotune.config.settings import SearchSettings
 from autotune.tuner.loop import Tuner
@@ -116,7 +117,11 @@ def test_r11_ctrl_c_and_sigterm(workdir, sig, code):
     assert trial.state == TrialState.FAIL and attrs(trial)["failure_kind"] == "interrupted"
     run = run_search(workdir, 3)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert len([t for t in load(workdir).trials if t.state.is_finished()]) == 3
+    trials = load(workdir).trials
+    # the interrupted trial did not take a trial of the budget: its retry ran when the command was run again
+    retry = next(t for t in trials if retried_trial_number(t) == 1)
+    assert retry.state == TrialState.COMPLETE and retry.params == trial.params
+    assert budget_used(trials) == 3 and not [t for t in trials if not t.state.is_finished()]
 
 
 def test_r16_resume_continues_the_budget(workdir):
@@ -133,7 +138,9 @@ def test_r16_resume_continues_the_budget(workdir):
     run = run_search(workdir, 25)
     assert run.returncode == 0, run.stdout + run.stderr
     trials = load(workdir).trials
-    assert len([t for t in trials if t.state.is_finished()]) == 25
+    assert budget_used(trials) == 25 and not [t for t in trials if not t.state.is_finished()]
+    stale = [t for t in trials if t.state == TrialState.FAIL]
+    assert all(attrs(t)["failure_kind"] for t in stale)  # a trial failed on resume says why
     relaunched = [t for t in trials[10:] if t.state == TrialState.COMPLETE and attrs(t).get("duplicate_of") is None
                   and attrs(t)["candidate_key"] in measured_before and "reconciled_from" not in attrs(t)]
     assert relaunched == []  # completed configurations were not measured again

@@ -304,3 +304,28 @@ def test_an_enqueued_value_of_a_knob_that_does_not_apply_is_recorded_not_dropped
     ignored = study.trials[1]
     assert ignored.user_attrs["failure_kind"] == "invalid_combination"
     assert "does not take here" in ignored.user_attrs["message"] and "'compile': 'default'" in ignored.user_attrs["message"]
+
+
+def test_a_retry_runs_in_the_run_that_enqueued_it_in_the_failed_trials_place(settings, monkeypatch):
+    """A crashed trial's retry is not left WAITING for a larger --trials: the failed trial it replaces does not
+    count toward the budget, the retry does; the failure says its kind, and the table shows a waiting retry as
+    waiting."""
+    from autotune.present.tables import trial_rows
+    from autotune.tuner.trials import budget_used, retried_trial_number
+    from autotune.worker.faults import parse_spec
+
+    monkeypatch.setenv("AUTOTUNE_ALLOW_FAULTS", "1")
+    tuner = Tuner(SearchSettings(**{**settings.__dict__, "faults": tuple(parse_spec("1:kill"))}))
+    tuner.prepare()
+    tuner.enqueue_seeds()
+    study = tuner.run()
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert [(t.number, t.user_attrs["failure_kind"]) for t in failed] == [(1, "crash")]
+    retry = next(t for t in study.trials if retried_trial_number(t) == 1)
+    assert retry.state == TrialState.COMPLETE and retry.params == failed[0].params
+    assert not study.get_trials(states=(TrialState.WAITING,))
+    assert budget_used(study.trials) == 3 and len(study.trials) == 4
+
+    study.enqueue_trial(retry.params, user_attrs=dict(retry.user_attrs))  # as Optuna enqueues a retry
+    waiting = trial_rows(study, by_speed=False)[-1]
+    assert waiting["status"] == "waiting" and waiting["decode_tokens_per_s"] is None
