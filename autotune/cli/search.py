@@ -13,10 +13,11 @@ from autotune.cli.guard import guarded, on_interrupt
 from autotune.cli.options import option, options
 from autotune.cli.output import console, err_console
 from autotune.config import models
-from autotune.config.settings import SEARCH_OPTIONS, SearchSettings
+from autotune.config.settings import SEARCH_OPTIONS, SearchSettings, default_preset_path
 from autotune.errors import InputError
 from autotune.present.progress import JsonProgress, Progress
 from autotune.present.tables import SEARCH_VIEW, rich_table, trial_rows
+from autotune.tuner.storage_guard import check_export_target, storage_faults
 
 # `study create` takes the options of `search` but where the preset goes and how the workers run
 CREATE_OPTIONS = tuple(name for name in SEARCH_OPTIONS if name not in ("out", "gpus", "json_progress"))
@@ -60,20 +61,22 @@ def search(**options):
     if options["gpus"]:
         return search_on_gpus(options)
     settings = settings_from_options(options)
+    check_export_target(options["out"] or default_preset_path(settings.root, settings.study_name))
     out = err_console if options["json_progress"] else console
     report = JsonProgress() if options["json_progress"] else Progress(console, options["quiet"])
     tuner = Tuner(settings, report=report)
-    tuner.prepare()
-    out.print(f"study {settings.study_name!r} in {settings.storage_url}: {tuner.finished_count()} of "
-              f"{settings.trials} trials done")
-    try:
-        with on_interrupt("interrupted: the running trial was stopped and marked failed; rerun the same command "
-                          "to resume", out):
-            tuner.run()
-    finally:
-        if tuner.study is not None:
-            out.print(trials_table(tuner.study))
-    path = tuner.confirm_and_export(options["out"])
+    with storage_faults(settings.storage_url, settings.study_dir):
+        tuner.prepare()
+        out.print(f"study {settings.study_name!r} in {settings.storage_url}: {tuner.finished_count()} of "
+                  f"{settings.trials} trials done")
+        try:
+            with on_interrupt("interrupted: the running trial was stopped and marked failed; rerun the same "
+                              "command to resume", out):
+                tuner.run()
+        finally:
+            if tuner.study is not None:
+                out.print(trials_table(tuner.study))
+        path = tuner.confirm_and_export(options["out"])
     out.print(f"preset written to {path}")
     if options["json_progress"]:
         report("preset", path=str(path), best=tuner.best_value())
@@ -98,6 +101,7 @@ def search_on_gpus(options: dict) -> None:
     url = shared_storage_url(options["storage"], options["root"], name, len(gpus))
     report = Progress(console, options["quiet"])
     settings = settings_from_options(options, storage=url)
+    check_export_target(options["out"] or default_preset_path(settings.root, settings.study_name))
     creator = create_and_describe(settings, report)
     try:
         with on_interrupt("interrupted: the workers stopped and marked their trials failed; rerun the same command "
@@ -151,6 +155,7 @@ def worker(study_name, storage, gpu, root, quiet):
     identity = w.coordination.identity
     console.print(f"worker {identity['host']}:{identity['pid']} joined study {study_name!r}: "
                   f"{done} of {w.settings.trials} trials started")
-    with on_interrupt("interrupted: the running trial was stopped and marked failed", console):
+    with on_interrupt("interrupted: the running trial was stopped and marked failed", console), \
+            storage_faults(storage, w.settings.study_dir):
         w.run()
     console.print(f"the study's budget of {w.settings.trials} trials is reached")

@@ -65,7 +65,8 @@ _OPTIONS = (
     Option("out", ("-o", "--out"), "Preset path (default: <root>/<study>.preset.json).", None, "path"),
     Option("root", ("--root",), "Folder of the default storage, the studies' results and logs, and presets.",
            "studies"),
-    Option("new_study", ("--new-study",), "Delete an existing study of this name and start over.", False, "flag"),
+    Option("new_study", ("--new-study",), "Delete an existing study of this name and start over (its results "
+           "folder and preset are moved aside).", False, "flag"),
     Option("confirm", ("--confirm",), "Re-measure the best configuration this many times in fresh processes "
            "(stability check).", 3, "int"),
     Option("max_retry", ("--max-retry",), "Retries of a trial that crashed, hung or errored.", 1, "int"),
