@@ -102,15 +102,17 @@ def search_on_gpus(options: dict) -> None:
     report = Progress(console, options["quiet"])
     settings = settings_from_options(options, storage=url)
     check_export_target(options["out"] or default_preset_path(settings.root, settings.study_name))
-    creator = create_and_describe(settings, report)
-    try:
-        with on_interrupt("interrupted: the workers stopped and marked their trials failed; rerun the same command "
-                          "to resume", console):
-            run_local_workers(settings, gpus, report)
-    finally:
-        console.print(trials_table(creator.study))
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # the confirmation runs on the first device
-    console.print(f"preset written to {creator.confirm_and_export(options['out'])}")
+    with storage_faults(url, settings.study_dir):
+        creator = create_and_describe(settings, report)
+        try:
+            with on_interrupt("interrupted: the workers stopped and marked their trials failed; rerun the same "
+                              "command to resume", console):
+                run_local_workers(settings, gpus, report)
+        finally:
+            console.print(trials_table(creator.study))
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # the confirmation runs on the first device
+        path = creator.confirm_and_export(options["out"])
+    console.print(f"preset written to {path}")
 
 
 @click.group(help="Make a study once, for workers that share it (autotune worker).")

@@ -129,6 +129,7 @@ def open_study(settings: SearchSettings, attrs: dict, sampler, mode: str, report
         The study's handle, and whether this call made the study.
     """
     check_writable_dir(settings.root)
+    check_writable_dir(settings.study_dir)  # results, logs: its parent, the root, where it is not made yet
     lock_study(settings.storage_url)  # before --new-study: never start over a study another process runs
     storage = open_storage(settings)
     if settings.new_study and mode != "load":

@@ -11,10 +11,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import optuna
+import sqlalchemy.exc
 from faultkit import load, run_search, running_trial_worker, start_search, worker_processes
 from optuna.trial import TrialState
 
-pytestmark = pytest.mark.slow
+from autotune.config.settings import SearchSettings
+from autotune.config.workload import Workload
+from autotune.errors import StorageFaultError, StudyMismatchError
+from autotune.tuner.storage_guard import storage_faults
+from autotune.tuner.study import refuse_lost_study, start_over
+from support import run_cli
 
 
 def one_line_error(output: str) -> str:
@@ -55,6 +62,7 @@ def fill(folder: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow
 def test_r28_disk_full_while_a_trial_runs(workdir, small_fs):
     proc = start_search(workdir, 3, "--trial-timeout", "120", faults="1:slow8")
     running_trial_worker(workdir, 1)
@@ -85,6 +93,7 @@ def test_r28_disk_full_while_a_trial_runs(workdir, small_fs):
     assert "cannot write in" in one_line_error(readonly.stderr) and "Read-only file system" in readonly.stderr
 
 
+@pytest.mark.slow
 def test_r28_database_removed_while_a_search_runs(workdir):
     proc = start_search(workdir, 3, "--trial-timeout", "120", faults="1:slow8")
     running_trial_worker(workdir, 1)
@@ -108,3 +117,43 @@ def test_r28_database_removed_while_a_search_runs(workdir):
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
     aside = [p for p in (workdir / "studies").iterdir() if p.name.startswith("r.replaced-")]
     assert len(aside) == 1 and (aside[0] / "results" / "trial-00000.json").read_bytes() == baseline
+
+
+@pytest.mark.parametrize("fault,message", [
+    (OSError(28, "No space left on device", "studies/r/results/trial-00003.json"), "No space left on device"),
+    (OSError(30, "Read-only file system", "studies/r.db"), "Read-only file system"),
+    (sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database or disk is full")), "disk is full"),
+    (optuna.exceptions.StorageInternalError("attempt to write a readonly database"), "readonly database"),
+])
+def test_r28_storage_faults_become_one_line_with_what_to_do(fault, message):
+    with pytest.raises(StorageFaultError) as stopped:
+        with storage_faults("sqlite:///studies/r.db", "studies/r"):
+            raise fault
+    text = str(stopped.value)
+    assert message in text and "rerun the same command" in text and "\n" not in text
+    assert stopped.value.exit_code == 6
+    with pytest.raises(ValueError):  # anything else is not a storage fault: it stays what it is
+        with storage_faults("sqlite:///studies/r.db", "studies/r"):
+            raise ValueError("a bug")
+
+
+def test_r28_a_storage_without_the_study_never_gets_its_folder(tmp_path):
+    settings = SearchSettings(model="m", workload=Workload(prompts=("p",)), study_name="r", root=str(tmp_path))
+    results = tmp_path / "r" / "results"
+    results.mkdir(parents=True)
+    (results / "trial-00000.json").write_text("{}")
+    (tmp_path / "r.preset.json").write_text("{}")
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/r.db")
+    with pytest.raises(StudyMismatchError, match="put that database back"):
+        refuse_lost_study(settings, storage)
+    start_over(settings, storage, lambda *a, **k: None)  # --new-study: both moved aside, nothing deleted
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "r" not in names and "r.preset.json" not in names
+    assert any(n.startswith("r.replaced-") and n.endswith(".preset.json") for n in names)
+    refuse_lost_study(settings, storage)  # an empty folder: nothing to protect
+
+
+def test_r28_export_to_a_target_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = run_cli("export", "--study", "r", "-o", str(tmp_path / "file" / "p.json"), cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr
