@@ -70,9 +70,13 @@ def check_value(field: str, value: Any, allowed) -> None:
         fail(field, f"is {value!r}, not {names[allowed]}")
 
 
-def check_fields(field: str, data: Any, schema: dict) -> None:
-    """`data` is an object whose keys are in `schema` (key -> allowed, as `check_value` takes)."""
+def check_fields(field: str, data: Any, schema: dict, required: tuple[str, ...] = ()) -> None:
+    """`data` is an object whose keys are in `schema` (key -> allowed, as `check_value` takes), `required`
+    among them."""
     check_value(field, data, dict)
+    missing = [key for key in required if key not in data]
+    if missing:
+        fail(field, f"lacks {', '.join(missing)} (it needs {', '.join(required)})")
     for key, value in data.items():
         if key in CODE_KEYS:
             check_plain({key: value}, field)
@@ -137,9 +141,12 @@ def check_runtime(runtime: Any) -> None:
     """Only autotune's runtime hints (RUNTIME), each with its allowed values."""
     check_fields("runtime", runtime, RUNTIME)
     if "compile" in runtime:
-        check_fields("runtime.compile", runtime["compile"], COMPILE)
+        check_fields("runtime.compile", runtime["compile"], COMPILE, required=tuple(COMPILE))
     if "decode_loop" in runtime:
-        check_fields("runtime.decode_loop", runtime["decode_loop"], DECODE_LOOP)
+        loop = runtime["decode_loop"]
+        graph = isinstance(loop, dict) and loop.get("kind") == "graph"
+        check_fields("runtime.decode_loop", loop, DECODE_LOOP,
+                     required=("kind", "mode", "fullgraph") + (("steps",) if graph else ()))
     if "assistant_model" in runtime and not runtime["assistant_model"].strip():
         fail("runtime.assistant_model", "is empty; name the assistant model's folder or hub id")
 

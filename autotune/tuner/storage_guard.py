@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from autotune.errors import InputError, StorageFaultError, StudyBusyError
+from autotune.interrupt import Poll
 from autotune.tuner.storage import is_sqlite, sqlite_path, storage_unavailable
 
 _HELD: dict[str, int] = {}  # lock file -> its open descriptor, for this process
@@ -29,9 +30,10 @@ def lock_path(url: str) -> Path | None:
     return sqlite_path(url).with_name(sqlite_path(url).name + ".lock") if is_sqlite(url) else None
 
 
-def lock_study(url: str) -> None:
+def lock_study(url: str, wait_s: float = 0) -> None:
     """Hold the SQLite study's lock for this process's lifetime (release_study releases it earlier);
-    StudyBusyError naming the holder's pid when another process holds it."""
+    StudyBusyError naming the holder's pid when another process holds it for longer than `wait_s` (a wait
+    that a signal interrupts, as every wait of the tuner)."""
     path = lock_path(url)
     if path is None or str(path.resolve()) in _HELD:
         return
@@ -40,18 +42,36 @@ def lock_study(url: str) -> None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by the trials' worker processes
     except OSError as exc:
         raise not_writable(path.parent, exc) from None
+    poll = Poll(wait_s, 0.2)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        while not flocked(fd):
+            if poll.expired():
+                refuse_busy(url, fd)
+            poll.wait()
+    except BaseException:  # busy, or a signal during the wait
         os.close(fd)
-        raise StudyBusyError(
-            f"the SQLite study database {sqlite_path(url)} is in use by another autotune process (pid {holder}): "
-            "SQLite takes one process at a time; wait for it to finish or stop it, then rerun (several workers "
-            "need PostgreSQL or a journal file: search --gpus)") from None
+        raise
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _HELD[str(path.resolve())] = fd
+
+
+def flocked(fd: int) -> bool:
+    """Take the exclusive lock of `fd` if no other process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def refuse_busy(url: str, fd: int) -> None:
+    """StudyBusyError naming the pid the lock's holder wrote into it."""
+    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+    raise StudyBusyError(
+        f"the SQLite study database {sqlite_path(url)} is in use by another autotune process (pid {holder}): "
+        "SQLite takes one process at a time; wait for it to finish or stop it, then rerun (several workers "
+        "need PostgreSQL or a journal file: search --gpus)")
 
 
 def release_study(url: str) -> None:

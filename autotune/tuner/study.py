@@ -25,6 +25,7 @@ FOLDER_FILE = "STORAGE"  # in a study's folder: which storage's study the folder
 # How a study is opened: `search` makes or resumes it; `study create` makes it once (several started at the
 # same moment find the one that was made); a worker joins a study made before.
 OPEN_MODES = ("create_or_load", "create_once", "load")
+CREATE_WAIT_S = 60  # how long `study create` waits for another process's lock of a SQLite study
 # What a resumed study must keep, and how a refusal names it.
 SAME_STUDY = (("model", "model"), ("workload_fingerprint", "workload (prompts, batch size, new tokens)"),
               ("space_fingerprint", "search space"), ("machine_fingerprint", "machine (device)"),
@@ -130,7 +131,9 @@ def open_study(settings: SearchSettings, attrs: dict, sampler, mode: str, report
     """
     check_writable_dir(settings.root)
     check_writable_dir(settings.study_dir)  # results, logs: its parent, the root, where it is not made yet
-    lock_study(settings.storage_url)  # before --new-study: never start over a study another process runs
+    # before --new-study: never start over a study another process runs; `study create` is short, so several
+    # started at once take turns
+    lock_study(settings.storage_url, wait_s=CREATE_WAIT_S if mode == "create_once" else 0)
     storage = open_storage(settings)
     if settings.new_study and mode != "load":
         start_over(settings, storage, report)

@@ -54,7 +54,10 @@ MALFORMED = [
     (["generation_config", "watermarking_config"], {"a": 1}, "generation_config.watermarking_config"),
     (["runtime", "compile"], {"api": "explicit", "mode": "fastest", "fullgraph": True}, "runtime.compile.mode"),
     (["runtime", "compile"], "default", "runtime.compile"),
-    (["runtime", "decode_loop"], {"kind": "static", "steps": -1}, "runtime.decode_loop.steps"),
+    (["runtime", "decode_loop"], {"kind": "static", "mode": "default", "fullgraph": True, "steps": -1},
+     "runtime.decode_loop.steps"),
+    (["runtime", "decode_loop"], {"kind": "graph", "mode": "default", "fullgraph": True}, "lacks steps"),
+    (["runtime", "compile"], {"api": "explicit", "fullgraph": True}, "runtime.compile lacks mode"),
     (["runtime", "pad_to_multiple_of"], True, "runtime.pad_to_multiple_of"),
     (["runtime", "inductor"], {"freezing": "yes"}, "inductor"),
     (["runtime", "assistant_model"], 5, "runtime.assistant_model"),
@@ -106,3 +109,16 @@ def test_r24_preset_not_utf8_is_one_line(tmp_path):
     path.write_bytes(b'{"model": "\xff\xfe"}')
     with pytest.raises(PresetError, match="not UTF-8"):
         Preset.read(path)
+
+
+def test_r24_every_configuration_of_the_default_space_exports_a_preset_the_schema_takes():
+    from itertools import islice
+
+    from autotune.config.space import SearchSpace
+
+    count = 0
+    for candidate in islice(SearchSpace.load("default").valid_candidates(assistant="/models/draft"), 20000):
+        Preset(model="/m", load_kwargs=candidate.load_kwargs(), generation_config=candidate.generation_kwargs(),
+               runtime=candidate.runtime(), measurement={"candidate": candidate.to_dict()}, environment={})
+        count += 1
+    assert count > 100

@@ -39,6 +39,19 @@ def test_r26_the_lock_refuses_a_second_process_and_dies_with_its_holder(tmp_path
     release_study(url)
 
 
+def test_r26_study_create_waits_its_turn(tmp_path):
+    """`study create` (several may start at once) waits for a short holder instead of refusing."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD.replace("600", "1.5"), url], stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    lock_study(url, wait_s=30)
+    assert 0.5 < time.monotonic() - started < 30
+    release_study(url)
+    holder.wait(timeout=10)
+
+
 @pytest.mark.slow
 def test_r26_two_searches_on_one_sqlite_study(workdir):
     first = start_search(workdir, 2, "--trial-timeout", "120", faults="1:slow15")
