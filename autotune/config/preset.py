@@ -62,6 +62,8 @@ class Preset:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PresetError(f"the preset is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise PresetError("the preset nests too deeply to be a preset; export the preset again") from None
         if not isinstance(data, dict):
             raise PresetError("a preset is a JSON object")
         known = {f.name for f in fields(cls)}

@@ -26,13 +26,19 @@ BNB_FIELDS = {"load_in_8bit": bool, "load_in_4bit": bool, "llm_int8_threshold": 
               "bnb_4bit_use_double_quant": bool, "bnb_4bit_compute_dtype": DTYPES[1:],
               "bnb_4bit_quant_storage": DTYPES[1:] + ("uint8",), "quant_method": ("bitsandbytes",)}
 DEVICE_MAP = re.compile(r"^(auto|balanced|balanced_low_0|sequential|cpu|cuda|cuda:\d+|mps|meta)$")
-KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
+KEY = re.compile(r"[^\x00-\x1f\x7f]{1,200}")  # a key of a descriptive field: printable, bounded
 MAX_DEPTH = 8
 FIX = "fix that field or export the preset again (autotune export --study NAME)"
 
 
 def fail(field: str, what: str) -> None:
     raise PresetError(f"the preset's {field} {what}; {FIX}")
+
+
+def shown(value: Any) -> str:
+    """A value as a message shows it: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def check_plain(value: Any, field: str, depth: int = 0) -> None:
@@ -42,8 +48,8 @@ def check_plain(value: Any, field: str, depth: int = 0) -> None:
         fail(field, f"nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str) or not KEY.match(key):
-                fail(field, f"has the key {key!r}, which is not a plain name")
+            if not isinstance(key, str) or not KEY.fullmatch(key):
+                fail(field, f"has the key {shown(key)}, which is not a printable name of up to 200 characters")
             if key in CODE_KEYS:
                 fail(f"{field}.{key}", "would run code that is not autotune's (remote or custom code is never "
                                        "loaded from a preset): remove it")
@@ -52,7 +58,7 @@ def check_plain(value: Any, field: str, depth: int = 0) -> None:
         for index, item in enumerate(value):
             check_plain(item, f"{field}[{index}]", depth + 1)
     elif value is not None and not isinstance(value, (str, bool, int, float)):
-        fail(field, f"holds {type(value).__name__} {value!r}, not JSON")
+        fail(field, f"holds {type(value).__name__} {shown(value)}, not JSON")
 
 
 def check_value(field: str, value: Any, allowed) -> None:
@@ -60,14 +66,14 @@ def check_value(field: str, value: Any, allowed) -> None:
     dict; int and float exclude booleans, and an int is positive)."""
     if isinstance(allowed, tuple):
         if not (isinstance(value, str) and value in allowed):
-            fail(field, f"is {value!r}; allowed: {', '.join(allowed)}")
+            fail(field, f"is {shown(value)}; allowed: {', '.join(allowed)}")
         return
     if allowed in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))
                                     or (allowed is int and not isinstance(value, int)) or value <= 0):
-        fail(field, f"is {value!r}, not a positive {'integer' if allowed is int else 'number'}")
+        fail(field, f"is {shown(value)}, not a positive {'integer' if allowed is int else 'number'}")
     if allowed in (bool, str, list, dict) and not isinstance(value, allowed):
         names = {bool: "true or false", str: "a string", list: "a list", dict: "an object"}
-        fail(field, f"is {value!r}, not {names[allowed]}")
+        fail(field, f"is {shown(value)}, not {names[allowed]}")
 
 
 def check_fields(field: str, data: Any, schema: dict, required: tuple[str, ...] = ()) -> None:
@@ -92,7 +98,7 @@ def check_device_map(value: Any) -> None:
                                                                isinstance(v, int) and not isinstance(v, bool))
                                        for k, v in value.items()):
         return
-    fail("load_kwargs.device_map", f"is {value!r}; give 'auto', 'cpu', 'cuda', 'cuda:N' or a map of module "
+    fail("load_kwargs.device_map", f"is {shown(value)}; give 'auto', 'cpu', 'cuda', 'cuda:N' or a map of module "
                                    "names to devices")
 
 
@@ -160,14 +166,14 @@ def check_preset_fields(model: Any, load_kwargs: Any, generation_config: Any, ru
         others: the descriptive fields (measurement, environment, study, note) by name.
     """
     if not isinstance(model, str) or not model.strip() or any(ord(c) < 32 for c in model):
-        fail("model", f"is {model!r}; give the model folder, hub id or random:<architecture> it was tuned for")
+        fail("model", f"is {shown(model)}; give the model folder, hub id or random:<architecture> it was tuned for")
     check_load_kwargs(load_kwargs)
     check_generation_config(generation_config)
     check_runtime(runtime)
     for name, value in others.items():
         if name == "note":
             if value is not None and not isinstance(value, str):
-                fail("note", f"is {value!r}, not a string or null")
+                fail("note", f"is {shown(value)}, not a string or null")
             continue
         check_value(name, value, dict)
         check_plain(value, name)

@@ -97,6 +97,12 @@ def test_r24_load_preset_refuses_remote_code_before_loading(tmp_path, monkeypatc
         load_preset(path, device="cpu")
 
 
+def test_r24_a_huge_or_multiline_value_still_makes_one_short_line():
+    with pytest.raises(PresetError) as refused:
+        Preset.from_json(json.dumps(edited(["load_kwargs", "dtype"], "x\n" * 100_000)))
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 400
+
+
 def test_r24_values_that_are_not_json_are_refused():
     data = good()
     data["measurement"] = {"f": object()}
