@@ -27,7 +27,9 @@ FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno
 
 def lock_path(url: str) -> Path | None:
     """The lock file of a SQLite storage (`<db>.lock`); None for other storages (they take several workers)."""
-    return sqlite_path(url).with_name(sqlite_path(url).name + ".lock") if is_sqlite(url) else None
+    if not is_sqlite(url) or sqlite_path(url).name in ("", ":memory:"):  # in memory: one process's own
+        return None
+    return sqlite_path(url).with_name(sqlite_path(url).name + ".lock")
 
 
 def lock_study(url: str, wait_s: float = 0) -> None:
