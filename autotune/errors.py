@@ -62,3 +62,14 @@ class StorageUnavailableError(AutotuneError):
     """The study's storage (a database server) could not be reached for longer than a worker waits."""
 
     exit_code = 6
+
+
+class StorageFaultError(AutotuneError):
+    """The study's storage failed mid-run (a full disk, a removed or read-only database): the run stops; what
+    reached disk is kept, and rerunning the same command resumes once the storage is fixed."""
+
+    exit_code = 6
+
+
+class StudyBusyError(InputError):
+    """Another process runs the study on a storage that takes one process at a time (SQLite)."""

@@ -55,3 +55,33 @@ def remove_leftovers(path: str | Path) -> None:
     path = Path(path)
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):
         leftover.unlink(missing_ok=True)
+
+
+def read_text(path: str | Path, what: str, error: type[Exception], limit: int = 64 << 20) -> str:
+    """A text file a user gives (prompts, a search space, a preset), read as UTF-8, or `error` with one line
+    that names the file and says how to fix it: not UTF-8, larger than `limit` bytes, or unreadable.
+
+    Args:
+        path: the file.
+        what: what the file is, for the message ("prompt file").
+        error: the AutotuneError class to raise.
+        limit: the largest size read, in bytes.
+
+    Returns:
+        The file's text.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise error(f"{what} {str(path)!r} is {size} bytes, more than the {limit} this reads: give a smaller "
+                        "file")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}; check that it exists and is "
+                    "readable") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r});"
+                    " save it as UTF-8") from None

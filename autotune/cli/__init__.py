@@ -2,7 +2,7 @@
 
 Every option is made from its one declaration (autotune.config.settings, through `options`), and every command
 runs under one error guard (`guard.guarded`): a problem the user can fix is one line on stderr and its own exit
-code (2 bad input, 3 nothing feasible to export, 4 systemic failure, 5 study mismatch, 6 storage unavailable,
+code (2 bad input, 3 nothing feasible to export, 4 systemic failure, 5 study mismatch, 6 storage unavailable or failed,
 130 / 143 interrupted).
 """
 

@@ -79,9 +79,12 @@ def dashboard(study_name, storage, root, host, port):
 @guarded
 def export(study_name, storage, root, out, trial):
     from autotune.tuner.export import export_study
+    from autotune.tuner.storage_guard import check_export_target
 
+    out = out or default_preset_path(root, study_name)
+    check_export_target(out)
     study, _ = open_existing_study(study_name, storage, root)
-    path = export_study(study, out or default_preset_path(root, study_name), Path(root) / study_name, trial=trial)
+    path = export_study(study, out, Path(root) / study_name, trial=trial)
     console.print(f"preset written to {path}")
 
 

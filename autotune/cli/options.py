@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import click
 
-from autotune.config.settings import OPTIONS, Option
+from autotune.config.settings import OPTIONS, Option, check_study_name
+from autotune.errors import InputError
 
 
 def click_kwargs(option: Option) -> dict:
@@ -35,7 +36,20 @@ def option(name: str, **overrides):
     if unknown:
         raise TypeError(f"an option's default and kind are declared once, in autotune.config.settings; "
                         f"{sorted(unknown)} cannot be changed per command")
+    checks = {"study_name": plain_study_name}
+    if name in checks:
+        overrides = {**overrides, "callback": checks[name]}
     return click.option(*declared.flags, name, **{**click_kwargs(declared), **overrides})
+
+
+def plain_study_name(ctx, param, value):
+    """--study is checked before a command runs: a name that is not plain is bad input (exit 2)."""
+    if value is None:
+        return value
+    try:
+        return check_study_name(value)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def options(*names: str):

@@ -13,11 +13,12 @@ from autotune.cli.guard import guarded, on_interrupt
 from autotune.cli.options import option, options
 from autotune.cli.output import console, err_console
 from autotune.config import models
-from autotune.config.settings import SEARCH_OPTIONS, SearchSettings
+from autotune.config.settings import SEARCH_OPTIONS, SearchSettings, default_preset_path
 from autotune.errors import InputError
 from autotune.present.outcome import outcome_line
 from autotune.present.progress import JsonProgress, Progress
 from autotune.present.tables import SEARCH_VIEW, rich_table, trial_rows
+from autotune.tuner.storage_guard import check_export_target, storage_faults
 
 # `study create` takes the options of `search` but where the preset goes and how the workers run
 CREATE_OPTIONS = tuple(name for name in SEARCH_OPTIONS if name not in ("out", "gpus", "json_progress"))
@@ -67,20 +68,22 @@ def search_here(options: dict) -> None:
     from autotune.tuner.loop import Tuner
 
     settings = settings_from_options(options)
+    check_export_target(options["out"] or default_preset_path(settings.root, settings.study_name))
     out = err_console if options["json_progress"] else console
     report = JsonProgress() if options["json_progress"] else Progress(console, options["quiet"])
     tuner = Tuner(settings, report=report)
-    tuner.prepare()
-    out.print(f"study {settings.study_name!r} in {settings.storage_url}: {tuner.finished_count()} of "
-              f"{settings.trials} trials done")
-    try:
-        with on_interrupt("interrupted: the running trial was stopped and marked failed; rerun the same command "
-                          "to resume", out):
-            tuner.run()
-    finally:
-        if tuner.study is not None:
-            out.print(trials_table(tuner.study))
-    path = tuner.confirm_and_export(options["out"])
+    with storage_faults(settings.storage_url, settings.study_dir):
+        tuner.prepare()
+        out.print(f"study {settings.study_name!r} in {settings.storage_url}: {tuner.finished_count()} of "
+                  f"{settings.trials} trials done")
+        try:
+            with on_interrupt("interrupted: the running trial was stopped and marked failed; rerun the same "
+                              "command to resume", out):
+                tuner.run()
+        finally:
+            if tuner.study is not None:
+                out.print(trials_table(tuner.study))
+        path = tuner.confirm_and_export(options["out"])
     out.print(f"preset written to {path}")
     found = outcome_line(tuner.study)
     out.print(found)
@@ -107,15 +110,18 @@ def search_on_gpus(options: dict) -> None:
     url = shared_storage_url(options["storage"], options["root"], name, len(gpus))
     report = Progress(console, options["quiet"])
     settings = settings_from_options(options, storage=url)
-    creator = create_and_describe(settings, report)
-    try:
-        with on_interrupt("interrupted: the workers stopped and marked their trials failed; rerun the same command "
-                          "to resume", console):
-            run_local_workers(settings, gpus, report)
-    finally:
-        console.print(trials_table(creator.study))
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # the confirmation runs on the first device
-    console.print(f"preset written to {creator.confirm_and_export(options['out'])}")
+    check_export_target(options["out"] or default_preset_path(settings.root, settings.study_name))
+    with storage_faults(url, settings.study_dir):
+        creator = create_and_describe(settings, report)
+        try:
+            with on_interrupt("interrupted: the workers stopped and marked their trials failed; rerun the same "
+                              "command to resume", console):
+                run_local_workers(settings, gpus, report)
+        finally:
+            console.print(trials_table(creator.study))
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # the confirmation runs on the first device
+        path = creator.confirm_and_export(options["out"])
+    console.print(f"preset written to {path}")
     console.print(outcome_line(creator.study))
 
 
@@ -166,6 +172,7 @@ def run_worker(study_name: str, storage: str, gpu: str | None, root: str, quiet:
     identity = w.coordination.identity
     console.print(f"worker {identity['host']}:{identity['pid']} joined study {study_name!r}: "
                   f"{done} of {w.settings.trials} trials started")
-    with on_interrupt("interrupted: the running trial was stopped and marked failed", console):
+    with on_interrupt("interrupted: the running trial was stopped and marked failed", console), \
+            storage_faults(storage, w.settings.study_dir):
         w.run()
     console.print(f"the study's budget of {w.settings.trials} trials is reached")

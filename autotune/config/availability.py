@@ -135,7 +135,8 @@ def for_machine(space: SearchSpace, machine: Machine, *, batch_size: int, assist
     knobs, left_out = [], list(space.left_out)
     for knob in space.knobs:
         kept = tuple(v for v in knob.values if (knob.name, v) not in unavailable)
-        left_out += [(knob.name, v, unavailable[(knob.name, v)]) for v in knob.values if v not in kept]
+        left_out += [(knob.name, v, unavailable[(knob.name, v)]) for v in knob.values
+                     if (knob.name, v) in unavailable]  # a dict lookup per value: linear in the values
         knobs.append(Knob(knob.name, kept, knob.when))
     names = {k.name for k in knobs}
     extra = tuple(r for r in machine_rules(machine)

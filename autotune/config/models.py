@@ -13,6 +13,7 @@ without loading weights; the memory model sizes models with it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,8 @@ def default_study_name(model: str) -> str:
     """A study's name when none is given: the model folder's name, or `random-<architecture>`."""
     if is_random(model):
         return "random-" + random_name(model)
-    return Path(model.rstrip("/")).name or "study"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(model.rstrip("/")).name).lstrip("._-")[:100]
+    return name or "study"
 
 
 def resolve_model(model: str) -> str:

@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from autotune.config.candidate import INT8_KERNELS
+from autotune.config.preset_schema import check_preset_fields
 from autotune.errors import PresetError
-from autotune.files import remove_leftovers, write_atomic
+from autotune.files import read_text, remove_leftovers, write_atomic
 
 FORMAT = "autotune-preset/1"
 
@@ -46,9 +47,11 @@ class Preset:
         if self.format != FORMAT:
             raise PresetError(f"this preset has format {self.format!r}, but this autotune reads {FORMAT!r}: "
                               "export it again with this version (autotune export --study NAME)")
-        if not isinstance(self.model, str) or not self.model:
-            raise PresetError("a preset needs the model it was tuned for ('model')")
-        check_runtime_hints(self.runtime if isinstance(self.runtime, dict) else {})
+        if isinstance(self.runtime, dict):
+            check_runtime_hints(self.runtime)
+        check_preset_fields(self.model, self.load_kwargs, self.generation_config, self.runtime,
+                            {"measurement": self.measurement, "environment": self.environment, "study": self.study,
+                             "note": self.note})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=2) + "\n"
@@ -59,6 +62,8 @@ class Preset:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PresetError(f"the preset is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise PresetError("the preset nests too deeply to be a preset; export the preset again") from None
         if not isinstance(data, dict):
             raise PresetError("a preset is a JSON object")
         known = {f.name for f in fields(cls)}
@@ -76,7 +81,7 @@ class Preset:
         if not path.is_file():
             raise PresetError(f"preset file {str(path)!r} does not exist (autotune search or autotune export "
                               "writes it)")
-        return cls.from_json(path.read_text(encoding="utf-8"))
+        return cls.from_json(read_text(path, "preset file", PresetError))
 
     def write(self, path: str | Path) -> Path:
         """Write atomically (temporary file, fsync, rename, fsync of the folder), then read it back."""

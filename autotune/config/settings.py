@@ -8,6 +8,7 @@ CLI's help, which is generated from here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ from autotune.config.workload import Workload
 from autotune.errors import InputError
 
 DEVICES = ("auto", "cpu", "cuda")
+# A study's name becomes file names (<root>/<name>.db, <root>/<name>/) and part of a storage URL: letters,
+# digits, '_', '-' and '.', starting with a letter or digit, so that '.', '..', a path or a URL-significant
+# character ('?', '#', '%', ...) is never taken for a name.
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,8 @@ _OPTIONS = (
     Option("out", ("-o", "--out"), "Preset path (default: <root>/<study>.preset.json).", None, "path"),
     Option("root", ("--root",), "Folder of the default storage, the studies' results and logs, and presets.",
            "studies"),
-    Option("new_study", ("--new-study",), "Delete an existing study of this name and start over.", False, "flag"),
+    Option("new_study", ("--new-study",), "Delete an existing study of this name and start over (its results "
+           "folder and preset are moved aside).", False, "flag"),
     Option("confirm", ("--confirm",), "Re-measure the best configuration this many times in fresh processes "
            "(stability check).", 3, "int"),
     Option("max_retry", ("--max-retry",), "Retries of a trial that crashed, hung or errored.", 1, "int"),
@@ -155,8 +161,6 @@ class SearchSettings:
              "--max-retry and --confirm must be at least 0, --max-initial-failures at least 1"),
             (self.heartbeat_interval >= 1 and self.grace_period >= self.heartbeat_interval,
              "--heartbeat-interval must be at least 1 s and --grace-period at least as long"),
-            (bool(self.study_name) and "/" not in self.study_name,
-             f"--study must be a plain name (no '/'), got {self.study_name!r}"),
             (0 <= self.early_stop < 1, "--early-stop is a fraction of the best tok/s from 0 (never) to below 1, "
                                        f"got {self.early_stop}"),
             (self.vram is None or (isinstance(self.vram, int) and self.vram > 0),
@@ -166,6 +170,7 @@ class SearchSettings:
         for holds, message in checks:
             if not holds:
                 raise InputError(message)
+        check_study_name(self.study_name)
 
     @classmethod
     def from_options(cls, options: dict, **extra) -> "SearchSettings":
@@ -197,6 +202,21 @@ class SearchSettings:
     @property
     def storage_url(self) -> str:
         return self.storage or default_storage_url(self.root, self.study_name)
+
+
+def check_study_name(name) -> str:
+    """`name` if it is a plain study name (STUDY_NAME), else InputError saying what a name may hold.
+
+    Args:
+        name: a study name as a user gave it.
+
+    Returns:
+        The name.
+    """
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
+        raise InputError(f"--study {name!r} is not a plain name: use letters, digits, '_', '-' and '.', starting "
+                         "with a letter or digit, at most 100 characters (it names the study's files)")
+    return name
 
 
 def default_storage_url(root: str | Path, study_name: str) -> str:

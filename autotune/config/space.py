@@ -32,9 +32,15 @@ import yaml
 
 from autotune.config.candidate import KNOBS, Candidate, normalize_knob_value
 from autotune.errors import CandidateError, SpaceError
+from autotune.files import read_text
 
 _BASELINE = Candidate()
 _FILE_KEYS = {"knobs", "invalid", "description"}
+# A space is bounded: a knob lists at most MAX_VALUES values, an invalid-rule list at most MAX_RULES rules, a
+# file is at most MAX_FILE_BYTES; everything that handles a space is linear in its values.
+MAX_VALUES = 256
+MAX_RULES = 256
+MAX_FILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,8 @@ class SearchSpace:
         if path.suffix in (".yaml", ".yml") or path.exists():
             if not path.is_file():
                 raise SpaceError(f"search-space file {name_or_path!r} does not exist")
-            return cls.from_yaml(path.read_text(encoding="utf-8"), name=path.stem, source=str(path))
+            text = read_text(path, "search-space file", SpaceError, limit=MAX_FILE_BYTES)
+            return cls.from_yaml(text, name=path.stem, source=str(path))
         bundled = resources.files("autotune.config.search_spaces") / f"{name_or_path}.yaml"
         if not bundled.is_file():
             names = sorted(p.name[:-5] for p in resources.files("autotune.config.search_spaces").iterdir()
@@ -149,6 +156,8 @@ class SearchSpace:
         if extra:
             raise SpaceError(f"search-space file {source}: unknown top-level key(s) {sorted(extra)}; "
                              f"allowed: {sorted(_FILE_KEYS)}")
+        if len(data.get("invalid") or []) > MAX_RULES:
+            raise SpaceError(f"search-space file {source} lists more than {MAX_RULES} invalid rules: merge them")
         try:
             knobs = tuple(_parse_knob(knob, spec, source, recorded) for knob, spec in data["knobs"].items())
             rules = tuple(_parse_rule(i, spec, source) for i, spec in enumerate(data.get("invalid") or []))
@@ -323,6 +332,8 @@ def _parse_conditions(spec: Any, where: str) -> tuple[tuple[str, tuple], ...]:
     conditions = []
     for knob, values in spec.items():
         values = values if isinstance(values, list) else [values]
+        if len(values) > MAX_VALUES:
+            raise SpaceError(f"{where} lists more than {MAX_VALUES} values of {knob!r}")
         conditions.append((knob, tuple(normalize_knob_value(knob, v) for v in values)))
     return tuple(conditions)
 
@@ -335,6 +346,9 @@ def _parse_knob(name: str, spec: Any, source: str, recorded: bool = False) -> Kn
                     if spec.get("when") else ())
     if not isinstance(spec, dict) or not isinstance(spec.get("values"), list) or not spec["values"]:
         raise SpaceError(f"search-space file {source}: knob {name!r} needs a non-empty list under 'values'")
+    if len(spec["values"]) > MAX_VALUES:
+        raise SpaceError(f"search-space file {source}: knob {name!r} lists {len(spec['values'])} values, more than "
+                         f"the {MAX_VALUES} a study can measure: list the values worth measuring")
     unknown = set(spec) - {"values", "when"}
     if unknown:
         raise SpaceError(f"search-space file {source}: knob {name!r} has unknown key(s) {sorted(unknown)}; "

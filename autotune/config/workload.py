@@ -9,6 +9,9 @@ from importlib import resources
 from pathlib import Path
 
 from autotune.errors import WorkloadError
+from autotune.files import read_text
+
+MAX_PROMPT_FILE_BYTES = 64 << 20  # far more text than a study measures; the model's context bounds each prompt
 
 
 def read_prompts_jsonl(path: str | Path) -> tuple[str, ...]:
@@ -18,7 +21,8 @@ def read_prompts_jsonl(path: str | Path) -> tuple[str, ...]:
         raise WorkloadError(f"prompt file {str(path)!r} does not exist: give a JSONL file with one "
                             '{"prompt": "..."} object per line')
     prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    text = read_text(path, "prompt file", WorkloadError, limit=MAX_PROMPT_FILE_BYTES)
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

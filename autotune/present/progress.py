@@ -49,7 +49,7 @@ LINES = {
                           "processes ...", False),
     "confirmed": (_confirmed, False),
     "deleted": (lambda i: f"deleted the earlier study {i['study']!r} (--new-study)", False),
-    "moved_aside": (lambda i: f"its results and logs were moved to {i['path']}", False),
+    "moved_aside": (lambda i: f"kept, moved aside: {i['path']}", False),
     # several workers on one study
     "waiting_baseline": (lambda i: f"trial {i['number']} waits for the study's baseline (measured by another "
                                    "worker)", True),

@@ -19,7 +19,7 @@ from autotune.config.settings import DEVICES
 from autotune.config.space import SearchSpace
 from autotune.config.workload import Workload
 from autotune.errors import InputError
-from autotune.interrupt import interruptible
+from autotune.interrupt import check as check_interrupt, interruptible
 
 
 def probe(device: str = "auto", timeout: float = 300.0) -> dict:
@@ -72,5 +72,6 @@ def searched_space(base: SearchSpace, env: dict, workload: Workload, assistant: 
     Returns:
         The space with what cannot run here left out (with reasons) and the machine's invalid combinations.
     """
+    check_interrupt()  # a Ctrl-C noted during the probe stops start-up here, where no storage call is open
     return for_machine(base, Machine.from_environment(env), batch_size=workload.batch_size, assistant=assistant,
                        random_weights=models.is_random(model))

@@ -17,6 +17,7 @@ from autotune.config.space import SearchSpace
 from autotune.config.workload import Workload
 from autotune.errors import CandidateError, InputError
 from autotune.memory import Estimator, MemoryEstimate, over_budget_message
+from autotune.memory.context import check_prompts_fit
 from autotune.worker import faults
 
 
@@ -39,6 +40,9 @@ class Prescreen:
             if vram is not None:
                 raise
             estimator = None
+        if estimator is not None:  # a prompt that cannot run fails the study now, not every trial
+            check_prompts_fit(estimator.config, estimator.prompt_lengths, estimator.lengths_from,
+                              workload.max_new_tokens)
         return cls(space, estimator, vram, device, assistant)
 
     def estimate(self, candidate: Candidate) -> MemoryEstimate | None:

@@ -11,12 +11,13 @@ from typing import Callable
 import optuna
 
 from autotune import __version__
-from autotune.config.settings import SearchSettings, default_storage_url
+from autotune.config.settings import SearchSettings, default_preset_path, default_storage_url
 from autotune.config.space import SearchSpace
 from autotune.errors import InputError, StudyMismatchError
 from autotune.tuner.handle import StudyHandle
 from autotune.tuner.machine import fingerprint
 from autotune.tuner.storage import sqlite_path, storage_for, storage_label
+from autotune.tuner.storage_guard import check_writable_dir, lock_study, release_study
 from autotune.tuner.trials import OBJECTIVE
 
 STUDY_ATTR = "autotune"  # the study user attribute holding what it was made with
@@ -24,6 +25,7 @@ FOLDER_FILE = "STORAGE"  # in a study's folder: which storage's study the folder
 # How a study is opened: `search` makes or resumes it; `study create` makes it once (several started at the
 # same moment find the one that was made); a worker joins a study made before.
 OPEN_MODES = ("create_or_load", "create_once", "load")
+CREATE_WAIT_S = 60  # how long `study create` waits for another process's lock of a SQLite study
 # What a resumed study must keep, and how a refusal names it.
 SAME_STUDY = (("model", "model"), ("workload_fingerprint", "workload (prompts, batch size, new tokens)"),
               ("space_fingerprint", "search space"), ("machine_fingerprint", "machine (device)"),
@@ -72,7 +74,7 @@ def claim_folder(settings: SearchSettings) -> None:
 
 
 def start_over(settings: SearchSettings, storage, report: Callable[..., None]) -> None:
-    """--new-study: delete the study of this name, and move its folder aside (its results are kept)."""
+    """--new-study: delete the study of this name, and move its folder and its preset aside (kept)."""
     try:
         optuna.delete_study(study_name=settings.study_name, storage=storage)
         report("deleted", study=settings.study_name)
@@ -82,6 +84,25 @@ def start_over(settings: SearchSettings, storage, report: Callable[..., None]) -
         aside = settings.study_dir.with_name(f"{settings.study_name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
         settings.study_dir.rename(aside)
         report("moved_aside", path=str(aside))
+    preset = default_preset_path(settings.root, settings.study_name)
+    if preset.exists():
+        aside = preset.with_name(f"{settings.study_name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}.preset.json")
+        preset.rename(aside)
+        report("moved_aside", path=str(aside))
+
+
+def refuse_lost_study(settings: SearchSettings, storage) -> None:
+    """A study's folder with results, of a study its storage does not have (the database was removed or
+    replaced): a new study there would overwrite them, trial by trial, and then its preset. Refused."""
+    if not any((settings.study_dir / "results").glob("trial-*.json")):
+        return
+    if settings.study_name in optuna.get_all_study_names(storage):
+        return
+    raise StudyMismatchError(
+        f"the folder {settings.study_dir} holds results of a study {settings.study_name!r} that "
+        f"{settings.storage_url} does not have (its database was removed or replaced): put that database back "
+        "and rerun, or pass --new-study to start over (the folder and the preset are moved aside, nothing is "
+        "deleted), or choose another --study or --root")
 
 
 def open_storage(settings: SearchSettings):
@@ -108,9 +129,16 @@ def open_study(settings: SearchSettings, attrs: dict, sampler, mode: str, report
     Returns:
         The study's handle, and whether this call made the study.
     """
+    check_writable_dir(settings.root)
+    check_writable_dir(settings.study_dir)  # results, logs: its parent, the root, where it is not made yet
+    # before --new-study: never start over a study another process runs; `study create` is short, so several
+    # started at once take turns
+    lock_study(settings.storage_url, wait_s=CREATE_WAIT_S if mode == "create_once" else 0)
     storage = open_storage(settings)
     if settings.new_study and mode != "load":
         start_over(settings, storage, report)
+    if mode != "load":
+        refuse_lost_study(settings, storage)
     study, created = create_or_load(settings.study_name, storage, sampler, mode)
     existing = study.user_attrs.get(STUDY_ATTR)
     if existing is None:
@@ -123,6 +151,8 @@ def open_study(settings: SearchSettings, attrs: dict, sampler, mode: str, report
     else:
         check_same_study(settings.study_name, existing, attrs, ignore)
     claim_folder(settings)
+    if mode == "create_once":  # `study create` makes the study for workers: one of them may hold it next
+        release_study(settings.storage_url)
     return StudyHandle.of(study, storage), created
 
 
