@@ -234,7 +234,7 @@ def test_default_space_candidates_honour_the_machine():
         assert candidate.compile == "off" or candidate.cache_implementation == "static"
 
 
-@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.slow)])  # cuda: 1.6M combinations
 def test_valid_candidates_are_the_candidates_no_rule_rejects_and_the_count_is_the_enumeration(device):
     """The walk that stops at a rejected branch gives what filtering every combination gives, in the same order;
     the count of every combination is made without making them."""

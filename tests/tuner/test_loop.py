@@ -13,6 +13,9 @@ from autotune.tuner.loop import Tuner
 from autotune.tuner.trials import counts_toward_trials
 from autotune.config.workload import Workload
 
+# Each test runs a study's trials in worker processes: out of the quick subset.
+pytestmark = pytest.mark.slow
+
 SPACE = """
 knobs:
   decoding: {values: [standard, prompt_lookup]}
