@@ -188,32 +188,28 @@ class SearchSpace:
     def candidates(self) -> Iterator[Candidate]:
         """Every Candidate `suggest` can produce, each once, in knob order: a knob is varied only where its
         `when` condition holds (as in `suggest`). Invalid combinations (`invalid_reason`) are included."""
-        def walk(index: int, chosen: dict) -> Iterator[Candidate]:
-            if index == len(self.knobs):
-                yield Candidate(**chosen)
-                return
-            knob = self.knobs[index]
-            if not knob.values or not knob.applies(chosen):
-                yield from walk(index + 1, chosen)
-                return
-            for value in knob.values:
-                yield from walk(index + 1, {**chosen, knob.name: value})
-
-        return walk(0, {})
+        return self._walk(None, lambda candidate: candidate)
 
     def valid_candidates(self, assistant: str | None = None) -> Iterator[Candidate]:
         """Every configuration a study of this space may launch: `candidates()` as the study runs them
         (assisted decoding with `assistant`), invalid combinations left out. A branch of the walk ends as soon
         as a rule whose knobs are all chosen holds, so the work follows the valid candidates, not the product
         of every knob's values."""
-        checks = rules_by_depth(self)
+        def launchable(candidate: Candidate) -> Candidate | None:
+            candidate = candidate.with_assistant(assistant)
+            return candidate if self.invalid_reason(candidate) is None else None
 
+        return self._walk(rules_by_depth(self), launchable)
+
+    def _walk(self, checks: list[list] | None, keep: Callable[[Candidate], Candidate | None]) -> Iterator[Candidate]:
+        """The candidates in knob order, a knob varied only where its `when` condition holds; a branch ends where
+        one of `checks` (per depth) holds; `keep` maps each candidate to what is yielded (None: nothing)."""
         def walk(index: int, chosen: _Chosen) -> Iterator[Candidate]:
-            if any(rule.holds(chosen) for rule in checks[index]):
+            if checks is not None and any(rule.holds(chosen) for rule in checks[index]):
                 return
             if index == len(self.knobs):
-                candidate = Candidate(**chosen).with_assistant(assistant)
-                if self.invalid_reason(candidate) is None:
+                candidate = keep(Candidate(**chosen))
+                if candidate is not None:
                     yield candidate
                 return
             knob = self.knobs[index]
