@@ -80,15 +80,13 @@ def start_over(settings: SearchSettings, storage, report: Callable[..., None]) -
         report("deleted", study=settings.study_name)
     except KeyError:
         pass
-    if settings.study_dir.exists():
-        aside = settings.study_dir.with_name(f"{settings.study_name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
-        settings.study_dir.rename(aside)
-        report("moved_aside", path=str(aside))
+    # one stamp for the folder and the preset, so that the two kept halves of one study read as a pair
+    replaced = f"{settings.study_name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"
     preset = default_preset_path(settings.root, settings.study_name)
-    if preset.exists():
-        aside = preset.with_name(f"{settings.study_name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}.preset.json")
-        preset.rename(aside)
-        report("moved_aside", path=str(aside))
+    for path, aside in ((settings.study_dir, replaced), (preset, f"{replaced}.preset.json")):
+        if path.exists():
+            path.rename(path.with_name(aside))
+            report("moved_aside", path=str(path.with_name(aside)))
 
 
 def refuse_lost_study(settings: SearchSettings, storage) -> None:
