@@ -18,24 +18,17 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from autotune.errors import CandidateError
+# the runtime hints' names and limits (re-exported: the space, the memory model and the schema read them here)
+from autotune.runtime.hints import (DECODE_PRODUCT_ROWS, GRAPH_STEPS, INT8_KERNELS,  # noqa: F401
+                                    INT8_PREFILL_CHUNK_ELEMENTS)
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 STATIC_CACHES = ("static", "offloaded_static")
 # the decode loops: transformers' generate(), and autotune's two static-cache loops
 LOOPS = ("generate", "static_loop", "graph_loop")
-# decode steps per CUDA graph in the graph loop (one replay and one look at the finished rows per chunk)
-GRAPH_STEPS = 16
 BNB_QUANTIZATIONS = ("bnb_8bit", "bnb_4bit")
 # autotune's own weight-only int8 (autotune.runtime.quant.quantize), applied after loading: a runtime hint
 WEIGHT_ONLY_QUANTIZATIONS = ("int8_weight_only",)
-INT8_KERNELS = ("inductor", "triton")
-# The most rows (batch x new tokens) a decode step's product takes as a matrix-vector product: through the
-# Triton int8 kernel (autotune.runtime.quant.int8_gemv.MAX_ROWS), and stacked siblings
-# (autotune.runtime.quant.fusion); more run as matrix products
-DECODE_PRODUCT_ROWS = 8
-# Weights a prefill of weight-only int8 dequantizes at a time (autotune.runtime.quant.quantize): 16 Mi, 64 MiB
-# in float32, then a copy in the model's dtype (the memory model counts them)
-INT8_PREFILL_CHUNK_ELEMENTS = 1 << 24
 
 # knob -> allowed values (a tuple), or a type (int, float) for numeric knobs. Search spaces may use any subset.
 KNOBS: dict[str, tuple | type] = {

@@ -23,10 +23,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from autotune.config.candidate import INT8_KERNELS
 from autotune.config.preset_schema import check_preset_fields
 from autotune.errors import PresetError
 from autotune.files import read_text, remove_leftovers, write_atomic
+from autotune.runtime.hints import check_inductor_hint, check_weight_hints
 
 FORMAT = "autotune-preset/1"
 
@@ -91,32 +91,6 @@ class Preset:
         if Preset.read(path) != self:
             raise PresetError(f"{path} did not read back as written")
         return path
-
-
-# Inductor options a preset's `runtime.inductor` may set: nothing else of torch's configuration is touched.
-INDUCTOR_OPTIONS = ("coordinate_descent_tuning", "freezing")
-
-
-def check_inductor_hint(hint) -> None:
-    """An `inductor` hint names Inductor options this autotune sets (INDUCTOR_OPTIONS), each to true or false
-    (a preset is data); ValueError otherwise."""
-    if hint is None:
-        return
-    if not isinstance(hint, dict) or set(hint) - set(INDUCTOR_OPTIONS) or \
-            not all(isinstance(value, bool) for value in hint.values()):
-        raise ValueError(f"runtime.inductor {hint!r} is not a map of known Inductor options to true/false "
-                         f"(known: {sorted(INDUCTOR_OPTIONS)})")
-
-
-def check_weight_hints(runtime: dict) -> None:
-    """`int8_kernel` names a kernel of weight-only int8 (`INT8_KERNELS`) and `fuse_projections` is true or
-    false; ValueError otherwise."""
-    kernel = runtime.get("int8_kernel", "inductor")
-    if kernel not in INT8_KERNELS:
-        raise ValueError(f"runtime.int8_kernel {kernel!r} is not one of {', '.join(INT8_KERNELS)}")
-    fuse = runtime.get("fuse_projections", False)
-    if not isinstance(fuse, bool):
-        raise ValueError(f"runtime.fuse_projections {fuse!r} is not true or false")
 
 
 def check_runtime_hints(runtime: dict) -> None:

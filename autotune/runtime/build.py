@@ -13,7 +13,6 @@ built for any prompt: its loop sizes its cache by the first call and grows it wh
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +20,8 @@ from typing import Any
 from autotune.config.candidate import STATIC_CACHES, Candidate
 from autotune.config.preset import Preset
 from autotune.config.workload import Workload
-from autotune.runtime import attention, compiling, decode
+from autotune.runtime import attention, tuning
 from autotune.runtime.loading import load_model, load_tokenizer
-from autotune.runtime.quant import apply_weight_hints
 
 
 @dataclass(frozen=True)
@@ -81,13 +79,8 @@ class Built:
 
     def bind_generate(self) -> None:
         """Make `model.generate` generate as `generate` does, for code that calls it directly (a loaded
-        preset): the decode loop (falling back to generate() for what it does not do), the assistant model,
-        the SDPA backend."""
-        if self.loop is not None:
-            decode.bind_to_generate(self.model, self.loop)
-        if self.assistant is not None:
-            self.model.generate = functools.partial(self.model.generate, assistant_model=self.assistant)
-        attention.generate_in_sdpa_backend(self.model, self.runtime.get("sdpa_backend"))
+        preset): `tuning.bind_generate`."""
+        tuning.bind_generate(self.model, self.runtime, self.loop, self.assistant)
 
 
 def build(recipe: Recipe, device: str, workload: Workload | None = None) -> Built:
@@ -111,19 +104,17 @@ def build(recipe: Recipe, device: str, workload: Workload | None = None) -> Buil
     if recipe.runtime.get("assistant_model"):
         # the assistant runs in the target's dtype, so the two exchange logits of one precision
         assistant = load_model(recipe.runtime["assistant_model"], {"dtype": model.dtype}, device)
-    apply_weight_hints(model, recipe.runtime)
-    attention.fit_flex_attention(model)
+    tuning.prepare_weights(model, recipe.runtime)
     if device == "cuda":
         torch.cuda.synchronize()
     load_s = time.perf_counter() - started
-    compiling.apply_inductor_config(recipe.runtime.get("inductor"))  # before anything is compiled
     max_cache_len = None
     if workload is not None and recipe.generation.get("cache_implementation") in STATIC_CACHES:
         max_cache_len = static_cache_length(tokenizer, workload, recipe.runtime.get("pad_to_multiple_of"))
     config = generation_config_for(model, recipe.generation, tokenizer, workload, max_cache_len)
-    compiling.apply_compile(model, config, recipe.runtime.get("compile"))
-    hint = recipe.runtime.get("decode_loop")
-    loop = decode.loop_for(model, hint, max_cache_len) if hint else None
+    # a preset's loop starts at the length its trial measured with, and grows for a longer call
+    loop_length = max_cache_len if workload is not None else recipe.generation.get("max_cache_len")
+    loop = tuning.prepare_generation(model, recipe.runtime, config, loop_length, grow=workload is None)
     return Built(model, tokenizer, config, assistant, recipe.runtime, device, load_s, max_cache_len, loop)
 
 

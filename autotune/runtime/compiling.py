@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-from autotune.config.preset import check_inductor_hint
+from autotune.runtime.hints import check_inductor_hint
 
 # torch.compile modes that capture CUDA graphs (each replay overwrites the previous replay's outputs)
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from autotune.config.candidate import GRAPH_STEPS
+from autotune.runtime.hints import GRAPH_STEPS
 from autotune.runtime.decode.generation import eos_ids, first_true, pad_id
 from autotune.runtime.decode.static import StaticDecodeLoop
 
@@ -84,11 +84,11 @@ class GraphDecodeLoop(StaticDecodeLoop):
     `capture=False` (the default off CUDA) runs the same chunks uncaptured, for checks on a CPU."""
 
     def __init__(self, model, max_cache_len: int | None = None, compile_mode: str | None = "default",
-                 fullgraph: bool = True, steps: int = GRAPH_STEPS, capture: bool | None = None):
+                 fullgraph: bool = True, steps: int = GRAPH_STEPS, capture: bool | None = None, grow: bool = False):
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         super().__init__(model, max_cache_len, compile_mode=NO_CUDA_GRAPHS.get(compile_mode, compile_mode),
-                         fullgraph=fullgraph, sync_every=steps)
+                         fullgraph=fullgraph, sync_every=steps, grow=grow)
         self.steps = steps
         self.capture = capture
         self.states: dict[int, GraphState] = {}

@@ -36,10 +36,12 @@ SYNC_EVERY = 8
 class StaticDecodeLoop:
     """`generate(input_ids, attention_mask, generation_config=..., streamer=...)` through a StaticCache of
     `max_cache_len` tokens and a decode step compiled with `compile_mode` (None: eager) and `fullgraph`.
-    One cache per batch size is kept and reset between calls."""
+    One cache per batch size is kept and reset between calls. With `grow`, `max_cache_len` is where the cache
+    starts (a preset's measured length, so a call of the measured shape attends over what its trial did), and a
+    call that needs more grows it."""
 
     def __init__(self, model, max_cache_len: int | None = None, compile_mode: str | None = "reduce-overhead",
-                 fullgraph: bool = True, offloading: bool = False, sync_every: int = SYNC_EVERY):
+                 fullgraph: bool = True, offloading: bool = False, sync_every: int = SYNC_EVERY, grow: bool = False):
         if sync_every < 1:
             raise ValueError(f"sync_every must be at least 1, got {sync_every}")
         self.model = model
@@ -48,7 +50,7 @@ class StaticDecodeLoop:
         self.offloading = offloading
         self.compile_mode = compile_mode
         self.caches: dict[int, object] = {}
-        self.fixed_length = max_cache_len is not None
+        self.fixed_length = max_cache_len is not None and not grow
         # later transformers 5 releases rename `past_key_values` to `cache` (the old name warns, then goes)
         self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         step = self.decode_step

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from autotune.config.candidate import DECODE_PRODUCT_ROWS
+from autotune.runtime.hints import DECODE_PRODUCT_ROWS
 
 try:
     import triton

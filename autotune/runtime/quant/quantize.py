@@ -22,18 +22,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autotune.config.candidate import INT8_KERNELS, INT8_PREFILL_CHUNK_ELEMENTS
-from autotune.runtime.quant import int8_gemv
+from autotune.runtime.hints import INT8_KERNELS, INT8_PREFILL_CHUNK_ELEMENTS
+from autotune.runtime.quant.int8_gemv import GROUP_SIZE as GEMV_GROUP_SIZE
+from autotune.runtime.quant.int8_gemv import MAX_ROWS, available, int8_linear
 
 INT8_WEIGHT_ONLY = "int8"
 # Up to this many rows (batch x new tokens) a forward is a matrix-vector product bound by reading the
 # weights, and runs as product + sum; above it, as a matrix product of a float copy of the weight.
-GEMV_ROWS = int8_gemv.MAX_ROWS
+GEMV_ROWS = MAX_ROWS
 # Input features per scale. One scale per whole output row loses agreement with a bf16 baseline (0.988
 # top-1 on codelm-12m, under the 0.99 bar); one per 128 input features keeps it (1.000), for 3 % more bytes
 # (a float32 scale per 128 int8 weights). Layers whose input width is not a multiple of it keep one scale per
 # row.
-GROUP_SIZE = int8_gemv.GROUP_SIZE
+GROUP_SIZE = GEMV_GROUP_SIZE
 # Weights a prefill dequantizes at a time.
 PREFILL_CHUNK_ELEMENTS = INT8_PREFILL_CHUNK_ELEMENTS
 
@@ -96,8 +97,8 @@ def int8_forward(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bi
     where `kernel` is "triton" and it can run `x`, else as `grouped_product` (its input behind a barrier where
     one of `barrier_widths` needs it, when compiled); a prefill's as `dequantized_linear`."""
     rows = x.numel() // x.shape[-1]
-    if kernel == "triton" and int8_gemv.available(x, scales):
-        out = int8_gemv.int8_linear(x, weight, scales)
+    if kernel == "triton" and available(x, scales):
+        out = int8_linear(x, weight, scales)
     elif rows <= GEMV_ROWS:
         if torch.compiler.is_compiling() and any(needs_barrier(i, o) for i, o in barrier_widths):
             x = materialize(x)
