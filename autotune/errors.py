@@ -73,3 +73,10 @@ class StorageFaultError(AutotuneError):
 
 class StudyBusyError(InputError):
     """Another process runs the study on a storage that takes one process at a time (SQLite)."""
+
+
+class FolderExportError(AutotuneError):
+    """A preset could not be written as a model folder (its model did not load or save on this machine); the
+    preset JSON is kept."""
+
+    exit_code = 4

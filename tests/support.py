@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -55,3 +56,49 @@ def build_candidate(model: str, candidate, workload, device: str = "cpu"):
     from autotune.runtime.build import Recipe, build
 
     return build(Recipe.of_candidate(str(model), candidate), device, workload)
+
+
+FOLDER_PROMPTS = ["def fib(n):", "import os\nclass Config:\n    def __init__(self):"]
+FOLDER_NEW_TOKENS = 12
+# A process that runs an exported model folder with plain transformers: any import of autotune in it fails.
+PLAIN_TRANSFORMERS = f"""
+import sys
+sys.modules["autotune"] = None
+import json
+from transformers import AutoModelForCausalLM, AutoTokenizer
+folder, how = sys.argv[1], sys.argv[2]
+tokenizer = AutoTokenizer.from_pretrained(folder)
+tokenizer.padding_side = "left"
+inputs = tokenizer({FOLDER_PROMPTS!r}, return_tensors="pt", padding=True)
+if how == "load":
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+    out = model.generate(**inputs, max_new_tokens={FOLDER_NEW_TOKENS})
+else:  # the folder's generation code asked for at the call
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    out = model.generate(**inputs, max_new_tokens={FOLDER_NEW_TOKENS}, custom_generate=folder, trust_remote_code=True)
+print(json.dumps({{"tokens": out[:, inputs["input_ids"].shape[1]:].tolist(),
+                  "loop": hasattr(model, "autotune_decode_loop"),
+                  "down_proj": type(model.model.layers[0].mlp.down_proj).__name__,
+                  "attention": model.config._attn_implementation}}))
+"""
+
+
+def tokens_as_built(preset) -> list:
+    """The greedy tokens of FOLDER_PROMPTS by the preset built as its trial was (autotune.runtime.build)."""
+    from autotune.runtime.build import Recipe, build
+
+    built = build(Recipe.of_preset(preset), "cpu")
+    built.bind_generate()
+    inputs = built.tokenize(FOLDER_PROMPTS)
+    with built.runtime_context():
+        out = built.model.generate(**inputs, generation_config=built.generation_config)
+    return out[:, inputs["input_ids"].shape[1]:].tolist()
+
+
+def run_plain(folder, how: str = "load") -> dict:
+    """Run FOLDER_PROMPTS through an exported folder in a process without autotune (`how`: load it with
+    trust_remote_code, or pass custom_generate at the call); its tokens, loop, int8 layer and attention."""
+    run = subprocess.run([sys.executable, "-c", PLAIN_TRANSFORMERS, str(folder), how], capture_output=True,
+                         text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])

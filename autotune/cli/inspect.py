@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
 from autotune.cli.guard import guarded
 from autotune.cli.options import option, options
-from autotune.cli.output import console
+from autotune.cli.output import console, print_export
 from autotune.config.settings import default_preset_path
 from autotune.present.tables import SHOW_VIEW, rich_table, trial_rows
 
@@ -71,21 +72,26 @@ def dashboard(study_name, storage, root, host, port):
 
 
 @click.command(help="Export a study's best feasible trial (or the feasible trial --trial names) as a preset JSON "
-                    "file.")
+                    "file, and with --folder as a model folder that plain transformers runs as tuned.")
 @study_options
 @option("out")
+@option("folder")
 @click.option("--trial", type=int, help="Number of the feasible trial to export instead of the best "
                                         "('autotune show' lists them).")
 @guarded
-def export(study_name, storage, root, out, trial):
+def export(study_name, storage, root, out, folder, trial):
     from autotune.tuner.export import export_study
     from autotune.tuner.storage_guard import check_export_target
 
     out = out or default_preset_path(root, study_name)
-    check_export_target(out)
+    folder = folder and os.path.join(folder, "")  # a folder target ends in a separator
+    for target in (out, folder):
+        if target:
+            check_export_target(target)
     study, _ = open_existing_study(study_name, storage, root)
-    path = export_study(study, out, Path(root) / study_name, trial=trial)
-    console.print(f"preset written to {path}")
+    for target in (out, folder):
+        if target:
+            print_export(export_study(study, target, Path(root) / study_name, trial=trial))
 
 
 @click.command(help="Import measurements whose result was saved but never told to Optuna (after a crash of the "

@@ -24,6 +24,8 @@ def click_kwargs(option: Option) -> dict:
         kwargs["type"] = {"int": int, "float": float}[kind]
     elif kind == "path":
         kwargs["type"] = click.Path(dir_okay=False)
+    elif kind == "target":
+        kwargs["type"] = click.Path()
     if option.default is not None:
         kwargs.update(default=option.default, show_default=True)
     return kwargs

@@ -11,7 +11,7 @@ import click
 from autotune import interrupt
 from autotune.cli.guard import guarded, on_interrupt
 from autotune.cli.options import option, options
-from autotune.cli.output import console, err_console
+from autotune.cli.output import console, err_console, print_export
 from autotune.config import models
 from autotune.config.settings import SEARCH_OPTIONS, SearchSettings, default_preset_path
 from autotune.errors import InputError
@@ -84,7 +84,7 @@ def search_here(options: dict) -> None:
             if tuner.study is not None:
                 out.print(trials_table(tuner.study))
         path = tuner.confirm_and_export(options["out"])
-    out.print(f"preset written to {path}")
+    print_export(path, out)
     found = outcome_line(tuner.study)
     out.print(found)
     if options["json_progress"]:
@@ -121,7 +121,7 @@ def search_on_gpus(options: dict) -> None:
             console.print(trials_table(creator.study))
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]  # the confirmation runs on the first device
         path = creator.confirm_and_export(options["out"])
-    console.print(f"preset written to {path}")
+    print_export(path)
     console.print(outcome_line(creator.study))
 
 

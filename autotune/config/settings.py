@@ -25,7 +25,8 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 @dataclass(frozen=True)
 class Option:
-    """One setting as a user gives it. `kind`: "text", "int", "float", "path" (a file), "flag" (on when
+    """One setting as a user gives it. `kind`: "text", "int", "float", "path" (a file), "target" (a file,
+    or a folder), "flag" (on when
     given), "switch" (--x/--no-x), or a tuple of choices."""
 
     name: str
@@ -63,7 +64,12 @@ _OPTIONS = (
     Option("trial_timeout", ("--trial-timeout",), "Seconds before a trial's worker is killed.", 900, "float"),
     Option("repeats", ("--repeats",), "Measured passes over the prompts (median).", 3, "int"),
     Option("warmup", ("--warmup",), "Unmeasured passes first (compilation happens here).", 1, "int"),
-    Option("out", ("-o", "--out"), "Preset path (default: <root>/<study>.preset.json).", None, "path"),
+    Option("out", ("-o", "--out"), "Preset path (default: <root>/<study>.preset.json); a path ending in '/' (or "
+           "an existing folder) gets a model folder that plain transformers runs, with the preset inside.", None,
+           "target"),
+    Option("folder", ("--folder",), "Also write the preset as a model folder here: weights, tokenizer, "
+           "generation_config.json and custom_generate/, which from_pretrained(FOLDER, trust_remote_code=True) "
+           "runs as tuned.", None, "target"),
     Option("root", ("--root",), "Folder of the default storage, the studies' results and logs, and presets.",
            "studies"),
     Option("new_study", ("--new-study",), "Delete an existing study of this name and start over (its results "

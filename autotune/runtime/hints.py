@@ -41,3 +41,8 @@ def check_weight_hints(runtime: dict) -> None:
     fuse = runtime.get("fuse_projections", False)
     if not isinstance(fuse, bool):
         raise ValueError(f"runtime.fuse_projections {fuse!r} is not true or false")
+
+
+# The preset inside an exported model folder: what the folder's generation code reads its hints from, and
+# what `autotune verify` re-measures.
+PRESET_IN_FOLDER = "autotune_preset.json"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -9,7 +12,8 @@ import optuna
 from autotune.config import models
 from autotune.config.candidate import STATIC_CACHES, Candidate
 from autotune.config.preset import Preset
-from autotune.errors import InputError
+from autotune.errors import FolderExportError, InputError
+from autotune.runtime.hints import PRESET_IN_FOLDER
 from autotune.tuner.records import Records
 from autotune.tuner.study import recorded
 from autotune.tuner.trials import best_feasible_trial, is_feasible, role
@@ -84,12 +88,12 @@ def export_study(study: optuna.Study, out: str | Path, study_dir: str | Path, tr
 
     Args:
         study: a study made by autotune.
-        out: the preset's path.
+        out: the preset's path, or a model folder's (`is_folder_target`): `write_folder`.
         study_dir: the study's folder (its result files hold the full measurement).
         trial: the number of a feasible trial to export instead of the best.
 
     Returns:
-        The path written. Raises NoFeasibleTrialError where no trial is feasible, InputError where `trial` is not
+        The path written (a folder's preset: `<folder>/autotune_preset.json`). Raises NoFeasibleTrialError where no trial is feasible, InputError where `trial` is not
         a feasible trial (nothing is written).
     """
     attrs = recorded(study)
@@ -100,4 +104,41 @@ def export_study(study: optuna.Study, out: str | Path, study_dir: str | Path, tr
     stability = study.user_attrs.get(STABILITY_ATTR)
     if stability and stability.get("trial") in (best.number, number):
         measurement["stability"] = stability
-    return preset_from_trial(best, attrs, measurement).write(out)
+    preset = preset_from_trial(best, attrs, measurement)
+    if is_folder_target(out):
+        return write_folder(preset, out) / PRESET_IN_FOLDER
+    return preset.write(out)
+
+
+def is_folder_target(out: str | Path) -> bool:
+    """An export target that is a model folder: a path ending in '/', or an existing folder."""
+    return str(out).endswith(("/", os.sep)) or Path(out).is_dir()
+
+
+# the folder is written on the CPU: the orchestrator holds no device, and saving needs none
+FOLDER_ENV = {"CUDA_VISIBLE_DEVICES": ""}
+
+
+def write_folder(preset: Preset, folder: str | Path) -> Path:
+    """Write `preset` as a model folder that plain transformers runs (autotune.runtime.folder), in a process of
+    its own, so that the orchestrator never loads a model.
+
+    Args:
+        preset: the preset.
+        folder: the folder (replaced where an earlier export wrote it).
+
+    Returns:
+        The folder. FolderExportError (with the exporter's last words) where it could not be written.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staged = preset.write(folder.with_name(f".{folder.name}.preset.json"))
+    try:
+        done = subprocess.run([sys.executable, "-m", "autotune.runtime.folder", str(staged), str(folder)],
+                              capture_output=True, text=True, env={**os.environ, **FOLDER_ENV})
+    finally:
+        staged.unlink(missing_ok=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise FolderExportError(f"the preset could not be written as a model folder at {folder}: {last}")
+    return folder

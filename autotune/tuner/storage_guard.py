@@ -115,9 +115,17 @@ def check_export_target(path: str | Path) -> None:
     Args:
         path: the preset's path.
     """
+    from autotune.runtime.hints import PRESET_IN_FOLDER
+    from autotune.tuner.export import is_folder_target
+
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"the preset path {path} is a folder: give a file path with -o/--out")
+    if is_folder_target(path):
+        if path.is_dir() and any(path.iterdir()) and not (path / PRESET_IN_FOLDER).is_file():
+            raise InputError(f"the model folder {path} holds other files: give a new or empty folder (an earlier "
+                             "export there is replaced)")
+        path = path / PRESET_IN_FOLDER
+    elif path.exists() and not path.is_file():
+        raise InputError(f"the preset path {path} is not a file: give a file path with -o/--out")
     try:
         check_writable_dir(path.parent)
     except InputError as exc:

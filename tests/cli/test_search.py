@@ -8,7 +8,7 @@ import sys
 
 import optuna
 import pytest
-from support import SMALL_PROMPTS, run_cli
+from support import SMALL_PROMPTS, run_cli, run_plain, tokens_as_built
 
 from autotune.tuner.trials import counts_toward_trials
 
@@ -120,3 +120,17 @@ def test_two_exports_are_byte_identical(demo):
                 and all(v <= 0 for v in t.constraints.values())), key=lambda t: (t.value, -t.number))
     assert preset["study"]["trial"] == best.number
     assert preset["measurement"]["decode_tokens_per_s"] == pytest.approx(best.value)
+
+
+def test_exported_folder_generates_the_trials_tokens_without_autotune(demo):
+    """`export --folder`: the best trial as a model folder, run by plain transformers in a process where
+    autotune cannot be imported, generates what the trial's configuration generates (built as the worker
+    built it)."""
+    from autotune.config.preset import Preset
+
+    done = run_cli("export", "--study", "demo", "-o", "best.json", "--folder", "best", cwd=demo["dir"])
+    assert done.returncode == 0, done.stderr
+    assert "model folder written to best/" in done.stdout and "trust_remote_code=True" in done.stdout
+    preset = Preset.read(demo["dir"] / "best" / "autotune_preset.json")
+    assert preset == Preset.read(demo["dir"] / "best.json")
+    assert run_plain(demo["dir"] / "best")["tokens"] == tokens_as_built(preset)

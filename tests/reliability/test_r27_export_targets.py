@@ -1,5 +1,5 @@
-"""R27: an export target that cannot be written (its parent is a file, it is a folder, its folder is on a
-read-only filesystem or not writable) is refused before the first trial, with one line and exit code 2, not
+"""R27: an export target that cannot be written (its parent is a file, it is a folder of other files, its
+folder is on a read-only filesystem or not writable) is refused before the first trial, with one line and exit code 2, not
 after every trial with a traceback."""
 
 from __future__ import annotations
@@ -28,11 +28,21 @@ def test_r27_parent_is_a_file(workdir):
     refused_before_any_trial(workdir, workdir / "file" / "deeper" / "p.json", "is a file")
 
 
-def test_r27_target_is_a_folder(workdir):
+def test_r27_target_is_a_folder_of_other_files(workdir):
+    """A folder target gets a model folder: one that holds other files is never replaced by it."""
     (workdir / "out").mkdir()
-    with pytest.raises(InputError, match="is a folder"):
+    (workdir / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="holds other files"):
         check_export_target(workdir / "out")
-    refused_before_any_trial(workdir, workdir / "out", "is a directory")  # click's own check of -o
+    refused_before_any_trial(workdir, f"{workdir / 'out'}/", "holds other files")
+    assert (workdir / "out" / "notes.txt").read_text() == "mine"
+
+
+def test_r27_a_new_or_empty_folder_is_a_model_folder_target(workdir):
+    (workdir / "empty").mkdir()
+    check_export_target(workdir / "empty")
+    check_export_target(f"{workdir / 'new'}/")
+    assert not (workdir / "new").exists()
 
 
 def test_r27_a_missing_folder_is_fine(workdir):
