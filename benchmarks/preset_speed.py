@@ -54,24 +54,16 @@ class FirstToken:
         pass
 
 
-def child(args) -> int:
-    """One run: load the preset, warm up, time the passes; print the figures as JSON."""
+def batched_inputs(tokenizer, prompts: list[str], batch_size: int, pad: int | None, device) -> list[dict]:
+    """The prompts in full batches of `batch_size`, left-padded (to a multiple of `pad` where given)."""
+    batches = [prompts[i:i + batch_size] for i in range(0, len(prompts) // batch_size * batch_size, batch_size)]
+    return [tokenizer(b, return_tensors="pt", padding=True, pad_to_multiple_of=pad).to(device) for b in batches]
+
+
+def time_passes(model, gen, inputs: list[dict], repeats: int) -> dict:
+    """One warm-up pass (compilation happens here), then `repeats` timed passes over the batches with
+    `model.generate(**batch, generation_config=gen)`: decode tok/s per pass, their median, the warm-up's s."""
     import torch
-
-    import autotune
-
-    preset = json.loads(Path(args.preset).read_text(encoding="utf-8"))
-    started = time.perf_counter()
-    model, gen = autotune.load_preset(args.preset)
-    load_s = time.perf_counter() - started
-    gen.max_new_tokens = gen.min_new_tokens = args.max_new_tokens
-    tokenizer = tokenizer_for(preset["model"])
-    prompts = read_prompts(args.prompts)
-    batches = [prompts[i:i + args.batch_size] for i in range(0, len(prompts) // args.batch_size * args.batch_size,
-                                                            args.batch_size)]
-    pad = (preset.get("runtime") or {}).get("pad_to_multiple_of")
-    inputs = [tokenizer(b, return_tensors="pt", padding=True, pad_to_multiple_of=pad).to(model.device)
-              for b in batches]
 
     def run_pass() -> float:
         decode_tokens = decode_s = 0.0
@@ -91,9 +83,24 @@ def child(args) -> int:
     started = time.perf_counter()
     run_pass()
     warmup_s = time.perf_counter() - started
-    passes = [run_pass() for _ in range(args.repeats)]
-    print(json.dumps({"decode_tokens_per_s": statistics.median(passes), "passes": passes, "load_s": load_s,
-                      "warmup_s": warmup_s, "autotune_file": autotune.__file__}))
+    passes = [run_pass() for _ in range(repeats)]
+    return {"decode_tokens_per_s": statistics.median(passes), "passes": passes, "warmup_s": warmup_s}
+
+
+def child(args) -> int:
+    """One run: load the preset, warm up, time the passes; print the figures as JSON."""
+    import autotune
+
+    preset = json.loads(Path(args.preset).read_text(encoding="utf-8"))
+    started = time.perf_counter()
+    model, gen = autotune.load_preset(args.preset)
+    load_s = time.perf_counter() - started
+    gen.max_new_tokens = gen.min_new_tokens = args.max_new_tokens
+    pad = (preset.get("runtime") or {}).get("pad_to_multiple_of")
+    inputs = batched_inputs(tokenizer_for(preset["model"]), read_prompts(args.prompts), args.batch_size, pad,
+                            model.device)
+    figures = time_passes(model, gen, inputs, args.repeats)
+    print(json.dumps({**figures, "load_s": load_s, "autotune_file": autotune.__file__}))
     return 0
 
 
