@@ -21,6 +21,7 @@ Run as `python -m autotune.runtime.folder PRESET FOLDER`, which the tuner does i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -104,7 +105,10 @@ def reuse_weights(preset: Preset, folder: Path, partial: Path) -> bool:
         return False
     for name in WEIGHT_FILES + tuple(p.name for p in folder.glob("model-*.safetensors")):
         if (folder / name).exists():
-            shutil.copy2(folder / name, partial / name)
+            try:  # a second name for the same file: gigabytes of weights are not copied
+                os.link(folder / name, partial / name)
+            except OSError:
+                shutil.copy2(folder / name, partial / name)
     return (partial / "config.json").exists()
 
 
