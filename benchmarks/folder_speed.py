@@ -25,7 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from preset_speed import ROOT, batched_inputs, environment, read_prompts, time_passes  # noqa: E402
 
-WAYS = ("load_preset", "folder", "native")
+# load_preset_saved: load_preset of the same preset with its model read from the folder's saved weights (for a
+# `random:` model, the weights it builds, saved): what separates the two loading paths from the two generates
+WAYS = ("load_preset", "folder", "native", "load_preset_saved")
 PRESET_IN_FOLDER = "autotune_preset.json"
 
 
@@ -33,10 +35,14 @@ def load_way(way: str, preset_path: str, folder: str, device: str):
     """(model, GenerationConfig, tokenizer, pad_to_multiple_of) as `way` loads the preset."""
     preset = json.loads(Path(preset_path).read_text(encoding="utf-8"))
     pad = (preset.get("runtime") or {}).get("pad_to_multiple_of")
-    if way == "load_preset":
+    if way in ("load_preset", "load_preset_saved"):
         import autotune
         from autotune.runtime.loading import load_tokenizer
 
+        if way == "load_preset_saved":
+            preset.update(model=str(Path(folder).resolve()), note=None)
+            preset_path = str(Path(folder).with_name(f"{Path(folder).name}-saved.preset.json"))
+            Path(preset_path).write_text(json.dumps(preset), encoding="utf-8")
         model, gen = autotune.load_preset(preset_path, device=device)
         return model, gen, load_tokenizer(preset["model"]), pad
     sys.modules["autotune"] = None  # the folder's ways run where autotune cannot be imported
