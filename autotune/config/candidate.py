@@ -314,8 +314,9 @@ class Candidate:
         if self.compile == "off":
             changes.update(compile_fullgraph=False, compile_api="explicit", compile_tuning="default",
                            compile_freezing=False)
-        if self.compile == "max-autotune":
-            changes.update(compile_tuning="default")  # max-autotune tunes by coordinate descent already
+        if self.compile == "max-autotune" or self.quantization in TORCHAO_QUANTIZATIONS:
+            # max-autotune tunes by coordinate descent already; torchao's quantization switches it on itself
+            changes.update(compile_tuning="default")
         if not self.uses_static_loop():
             changes.update(decode_loop="generate")
         else:

@@ -110,7 +110,17 @@ def test_torchao_candidates_build_with_from_pretrained_alone():
     int4 = Candidate(quantization="torchao_int4_weight_only")
     assert "bfloat16 only" in space.invalid_reason(int4)
     assert space.invalid_reason(Candidate(dtype="bfloat16", quantization="torchao_int4_weight_only")) is None
-    fused = Candidate(quantization="torchao_int8_weight_only", fuse_projections=True, int8_kernel="triton")
+    fused = Candidate(quantization="torchao_int8_weight_only", fuse_projections=True, int8_kernel="triton",
+                      compile_tuning="coordinate_descent")
     assert fused.runtime() == {"padding_side": "left"}  # no weight hint: from_pretrained quantizes
     assert fused.effective() == Candidate(quantization="torchao_int8_weight_only")
     assert fused.describe() == "quant=torchao_int8_weight_only"
+
+
+def test_coordinate_descent_is_no_separate_candidate_with_torchao_which_switches_it_on_itself():
+    tuned = Candidate(quantization="torchao_int8_weight_only", cache_implementation="static", compile="default",
+                      compile_tuning="coordinate_descent")
+    assert tuned.key() == Candidate(quantization="torchao_int8_weight_only", cache_implementation="static",
+                                    compile="default").key()
+    assert Candidate(cache_implementation="static", compile="default", compile_tuning="coordinate_descent").key() \
+        != Candidate(cache_implementation="static", compile="default").key()
