@@ -1,7 +1,10 @@
 """autotune: find the fastest transformers inference configuration whose outputs still match the
 unoptimized model, by measurement, and export it as a preset any code can load."""
 
+from autotune.logs import drop_library_noise
+
 __version__ = "0.1.0"
+drop_library_noise()
 
 
 def load_preset(path, device=None):

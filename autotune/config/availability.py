@@ -11,11 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from autotune.config.candidate import COMPILE_MODES, DECODE_PRODUCT_ROWS
+from autotune.config.candidate import COMPILE_MODES, DECODE_PRODUCT_ROWS, TORCHAO_QUANTIZATIONS
 from autotune.config.space import Knob, Rule, SearchSpace
 
 SLOW_FLOAT16 = "float16 matmuls are emulated and slow on CPU"
 NO_BITSANDBYTES = "bitsandbytes is not installed (pip install bitsandbytes)"
+NO_TORCHAO = "torchao is not installed (pip install 'autotune[torchao]')"
+TORCHAO_FLOAT8 = ("torchao_float8_weight_only", "torchao_float8_dynamic")
+NO_FLOAT8 = "torchao's float8 formats need a CUDA GPU of compute capability 8.9 or newer"
+NO_INT4 = ("torchao's int4 weight-only packs for aten's tinygemm kernel, which needs CUDA and bfloat16 (its other "
+           "layouts need the mslk package, or Arm and XPU/NPU kernels)")
 RANDOM_DRAFTS = ("random weights repeat one token, so every draft is accepted: speculative decoding's speed on "
                  "them is not real (measure it on a trained model)")
 
@@ -27,7 +32,8 @@ class Machine:
     `has_bitsandbytes`: bitsandbytes imports. `bnb_compileable`: the installed transformers marks bitsandbytes
     models compileable (`hf_quantizer.is_compileable`); where it does not, generate() skips its compilation
     of such a model, so bitsandbytes + compile is marked invalid rather than measured under a name it does
-    not deserve.
+    not deserve. `has_torchao`: torchao imports. `has_float8`: a CUDA device of compute capability 8.9 or
+    newer, where torchao's float8 formats run.
     """
 
     device: str
@@ -37,6 +43,8 @@ class Machine:
     has_triton: bool = False
     has_bitsandbytes: bool = False
     bnb_compileable: bool = False
+    has_torchao: bool = False
+    has_float8: bool = False
 
     def __post_init__(self):
         if self.device not in ("cpu", "cuda"):
@@ -86,6 +94,7 @@ def unavailable_values(machine: Machine, *, batch_size: int, assistant: str | No
     if not machine.has_bitsandbytes:
         for value in ("bnb_8bit", "bnb_4bit"):
             leave_out("quantization", value, NO_BITSANDBYTES)
+    leave_out_torchao(machine, leave_out)
     if assistant is None:
         leave_out("decoding", "assisted", "no assistant model given (--assistant)")
     for value in ("prompt_lookup", "assisted"):
@@ -99,6 +108,19 @@ def unavailable_values(machine: Machine, *, batch_size: int, assistant: str | No
         leave_out("int8_kernel", "triton", why)
         leave_out("fuse_projections", True, why)
     return unavailable
+
+
+def leave_out_torchao(machine: Machine, leave_out) -> None:
+    """torchao's values where it is not installed, float8 below compute capability 8.9, int4 off CUDA or
+    without bfloat16 (`leave_out(knob, value, why)`)."""
+    if not machine.has_torchao:
+        for value in TORCHAO_QUANTIZATIONS:
+            leave_out("quantization", value, NO_TORCHAO)
+    if not machine.has_float8:
+        for value in TORCHAO_FLOAT8:
+            leave_out("quantization", value, NO_FLOAT8)
+    if machine.device != "cuda" or not machine.has_bf16:
+        leave_out("quantization", "torchao_int4_weight_only", NO_INT4)
 
 
 def machine_rules(machine: Machine) -> list[Rule]:

@@ -3,7 +3,8 @@
 A Candidate holds knob values (the fields named in `KNOBS`). From them it derives its three parts:
 
 - `load_kwargs()`: keyword arguments of `AutoModelForCausalLM.from_pretrained`, JSON-plain (a
-  bitsandbytes quantization is a plain `quantization_config` dict, which `from_pretrained` accepts);
+  bitsandbytes or torchao quantization is a plain `quantization_config` dict, which `from_pretrained`
+  accepts and quantizes with as it loads);
 - `generation_kwargs()`: fields of `transformers.GenerationConfig`;
 - `runtime()`: what neither holds (torch.compile settings, the SDPA backend, padding, the assistant model).
 
@@ -29,6 +30,21 @@ LOOPS = ("generate", "static_loop", "graph_loop")
 BNB_QUANTIZATIONS = ("bnb_8bit", "bnb_4bit")
 # autotune's own weight-only int8 (autotune.runtime.quant.quantize), applied after loading: a runtime hint
 WEIGHT_ONLY_QUANTIZATIONS = ("int8_weight_only",)
+# torchao's formats through transformers' TorchAoConfig: value -> (torchao config class, the fields it sets
+# away from the class's defaults, in torchao's own JSON encoding). int4 packs for the tinygemm kernel of
+# aten (CUDA, bfloat16): torchao's default int4 layout needs the separate mslk package.
+TORCHAO_CONFIGS: dict[str, tuple[str, dict]] = {
+    "torchao_int8_weight_only": ("Int8WeightOnlyConfig", {}),
+    "torchao_int4_weight_only": ("Int4WeightOnlyConfig", {
+        "group_size": 128, "int4_packing_format": {"_type": "Int4PackingFormat", "_data": "TILE_PACKED_TO_4D"}}),
+    "torchao_float8_weight_only": ("Float8WeightOnlyConfig", {}),
+    "torchao_float8_dynamic": ("Float8DynamicActivationFloat8WeightConfig", {}),
+}
+TORCHAO_QUANTIZATIONS = tuple(TORCHAO_CONFIGS)
+# the torchao config version these encodings are written for (torchao 0.18's `version` of each class)
+TORCHAO_CONFIG_VERSION = 2
+# quantizations that from_pretrained applies as it loads: their layers are not stacked (fuse_projections)
+LOADED_QUANTIZATIONS = BNB_QUANTIZATIONS + TORCHAO_QUANTIZATIONS
 
 # knob -> allowed values (a tuple), or a type (int, float) for numeric knobs. Search spaces may use any subset.
 KNOBS: dict[str, tuple | type] = {
@@ -37,8 +53,9 @@ KNOBS: dict[str, tuple | type] = {
     # torch.nn.attention.sdpa_kernel(SDPBackend...) around generate; "auto" lets PyTorch choose.
     "sdpa_backend": ("auto", "flash", "efficient", "math", "cudnn"),
     # bitsandbytes through BitsAndBytesConfig: LLM.int8() or 4-bit (nf4/fp4) weights; or weight-only int8
-    # in plain torch (autotune.runtime.quant.quantize), fast when compiled.
-    "quantization": ("none",) + BNB_QUANTIZATIONS + WEIGHT_ONLY_QUANTIZATIONS,
+    # in plain torch (autotune.runtime.quant.quantize), fast when compiled; or torchao's weight-only int8,
+    # int4 or float8, or float8 weights and activations (TorchAoConfig).
+    "quantization": ("none",) + BNB_QUANTIZATIONS + WEIGHT_ONLY_QUANTIZATIONS + TORCHAO_QUANTIZATIONS,
     # weight-only int8's decode-step product: "inductor" (plain torch, compiled into Inductor's reductions) or
     # "triton" (autotune.runtime.quant.int8_gemv, one kernel per product; CUDA with Triton). A runtime hint.
     "int8_kernel": INT8_KERNELS,
@@ -108,6 +125,23 @@ def normalize_knob_value(knob: str, value: Any) -> Any:
     raise CandidateError(f"knob {knob!r} has no value {value!r}; allowed: {', '.join(map(str, domain))}")
 
 
+def torchao_quantization_config(value: str) -> dict:
+    """`TorchAoConfig(config).to_dict()`'s shape for a torchao value of the quantization knob, with only the
+    fields that differ from the torchao class's defaults (torchao fills in the rest as it reads the dict, so
+    one dict serves the torchao versions that share those defaults; tests/config/test_torchao_config.py checks
+    that it reads back as torchao's own config).
+
+    Args:
+        value: one of TORCHAO_QUANTIZATIONS.
+
+    Returns:
+        {"quant_method": "torchao", "quant_type": {"default": {"_type", "_version", "_data"}}}.
+    """
+    name, data = TORCHAO_CONFIGS[value]
+    encoded = {"_type": name, "_version": TORCHAO_CONFIG_VERSION, "_data": json.loads(json.dumps(data))}
+    return {"quant_method": "torchao", "quant_type": {"default": encoded}}
+
+
 # Knobs added after studies were recorded, with the default that leaves them out of `Candidate.key()`.
 KEY_NEUTRAL_DEFAULTS = {"compile_tuning": "default", "compile_freezing": False, "int8_kernel": "inductor",
                         "fuse_projections": False}
@@ -161,9 +195,12 @@ class Candidate:
     # ---- the three parts -------------------------------------------------------------------------
 
     def quantization_config(self) -> dict | None:
-        """The `BitsAndBytesConfig` fields as a plain dict (None without quantization). `from_pretrained`
-        takes it as it is (`quantization_config=dict` goes through `AutoQuantizationConfig.from_dict` in
-        transformers 5.17 and 5.24 alike); `BitsAndBytesConfig(**d)` makes the object when one is wanted."""
+        """The `BitsAndBytesConfig` fields, or `TorchAoConfig.to_dict()`'s shape, as a plain dict (None
+        without either). `from_pretrained` takes it as it is (`quantization_config=dict` goes through
+        `AutoQuantizationConfig.from_dict` in transformers 5.17 through 5.25); `BitsAndBytesConfig(**d)` or
+        `TorchAoConfig.from_dict(d)` makes the object when one is wanted."""
+        if self.quantization in TORCHAO_CONFIGS:
+            return torchao_quantization_config(self.quantization)
         if self.quantization == "bnb_8bit":
             config: dict[str, Any] = {"load_in_8bit": True}
             if self.llm_int8_threshold is not None:
@@ -222,7 +259,7 @@ class Candidate:
             hints["weight_quantization"] = "int8"
             if self.int8_kernel != "inductor":
                 hints["int8_kernel"] = self.int8_kernel
-        if self.fuse_projections and self.quantization not in BNB_QUANTIZATIONS:
+        if self.fuse_projections and self.quantization not in LOADED_QUANTIZATIONS:
             hints["fuse_projections"] = True
         inductor = {}
         if self.compile in ("default", "reduce-overhead") and self.compile_tuning == "coordinate_descent":
@@ -265,13 +302,14 @@ class Candidate:
             changes.update(bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype="float32")
         if self.quantization != "int8_weight_only":
             changes.update(int8_kernel="inductor")
-        if self.quantization in BNB_QUANTIZATIONS:
-            changes.update(fuse_projections=False)  # bitsandbytes layers are not stacked
+        if self.quantization in LOADED_QUANTIZATIONS:
+            changes.update(fuse_projections=False)  # bitsandbytes and torchao layers are not stacked
         if self.compile == "off":
             changes.update(compile_fullgraph=False, compile_api="explicit", compile_tuning="default",
                            compile_freezing=False)
-        if self.compile == "max-autotune":
-            changes.update(compile_tuning="default")  # max-autotune tunes by coordinate descent already
+        if self.compile == "max-autotune" or self.quantization in TORCHAO_QUANTIZATIONS:
+            # max-autotune tunes by coordinate descent already; torchao's quantization switches it on itself
+            changes.update(compile_tuning="default")
         if not self.uses_static_loop():
             changes.update(decode_loop="generate")
         else:

@@ -25,6 +25,18 @@ BNB_FIELDS = {"load_in_8bit": bool, "load_in_4bit": bool, "llm_int8_threshold": 
               "llm_int8_skip_modules": list, "bnb_4bit_quant_type": ("nf4", "fp4"),
               "bnb_4bit_use_double_quant": bool, "bnb_4bit_compute_dtype": DTYPES[1:],
               "bnb_4bit_quant_storage": DTYPES[1:] + ("uint8",), "quant_method": ("bitsandbytes",)}
+# torchao's quantization_config (TorchAoConfig.to_dict()): its quant_type is torchao's JSON encoding of a
+# config object, {"_type": class name, "_version": n, "_data": fields}, which torchao turns back into the class
+# it names; only the config classes autotune exports, and the value types they hold, are accepted.
+TORCHAO_FIELDS = {"quant_method": ("torchao",), "quant_type": dict, "modules_to_not_convert": list,
+                  "include_input_output_embeddings": bool, "untie_embedding_weights": bool}
+TORCHAO_CONFIG_TYPES = ("Int8WeightOnlyConfig", "Int4WeightOnlyConfig", "Float8WeightOnlyConfig",
+                        "Float8DynamicActivationFloat8WeightConfig")
+TORCHAO_VALUE_TYPES = ("PerRow", "PerTensor", "PerGroup", "PerAxis", "PerToken", "PerBlock", "Float8MMConfig")
+TORCHAO_ENUM_TYPES = ("Int4PackingFormat", "Int4ChooseQParamsAlgorithm", "Float8PackingFormat", "KernelPreference")
+TORCH_DTYPES = ("float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "int8", "uint8", "int4", "uint4")
+ENUM_MEMBER = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 DEVICE_MAP = re.compile(r"^(auto|balanced|balanced_low_0|sequential|cpu|cuda|cuda:\d+|mps|meta)$")
 KEY = re.compile(r"[^\x00-\x1f\x7f]{1,200}")  # a key of a descriptive field: printable, bounded
 MAX_DEPTH = 8
@@ -115,13 +127,55 @@ def check_load_kwargs(load_kwargs: Any) -> None:
     if "device_map" in load_kwargs:
         check_device_map(load_kwargs["device_map"])
     quantization = load_kwargs.get("quantization_config")
-    if quantization is not None:
+    if isinstance(quantization, dict) and quantization.get("quant_method") == "torchao":
+        check_torchao_config(quantization)
+    elif quantization is not None:
         check_fields("load_kwargs.quantization_config", quantization, BNB_FIELDS)
         if not (quantization.get("load_in_8bit") or quantization.get("load_in_4bit")):
             fail("load_kwargs.quantization_config", "sets neither load_in_8bit nor load_in_4bit (a bitsandbytes "
                                                      "quantization is the only one a preset holds)")
         for module in quantization.get("llm_int8_skip_modules", []):
             check_value("load_kwargs.quantization_config.llm_int8_skip_modules[]", module, str)
+
+
+def check_torchao_config(config: dict) -> None:
+    """A torchao quantization (TORCHAO_FIELDS) whose quant_type is {"default": one of TORCHAO_CONFIG_TYPES}."""
+    field = "load_kwargs.quantization_config"
+    check_plain(config, field)
+    check_fields(field, {k: v for k, v in config.items() if v is not None or k not in TORCHAO_FIELDS},
+                 TORCHAO_FIELDS, required=("quant_method", "quant_type"))
+    for module in config.get("modules_to_not_convert") or []:
+        check_value(f"{field}.modules_to_not_convert[]", module, str)
+    quant_type = config["quant_type"]
+    if list(quant_type) != ["default"]:
+        fail(f"{field}.quant_type", "holds other keys than 'default' (TorchAoConfig writes {\"default\": config})")
+    check_torchao_object(quant_type["default"], f"{field}.quant_type.default", TORCHAO_CONFIG_TYPES)
+
+
+def check_torchao_object(value: Any, field: str, types: tuple[str, ...], depth: int = 0) -> None:
+    """One object of torchao's JSON encoding: `_type` among `types`, a positive `_version`, and `_data` as the
+    type takes it (a dtype's name, an enum member's name, or fields of JSON values and nested objects)."""
+    if depth > MAX_DEPTH:
+        fail(field, f"nests deeper than {MAX_DEPTH} levels")
+    check_fields(field, value, {"_type": types, "_version": int, "_data": object}, required=("_type", "_data"))
+    kind, data = value["_type"], value["_data"]
+    if kind == "torch.dtype":
+        check_value(f"{field}._data", data, TORCH_DTYPES)
+    elif kind in TORCHAO_ENUM_TYPES:
+        if not (isinstance(data, str) and ENUM_MEMBER.match(data)):
+            fail(f"{field}._data", f"is {shown(data)}, not the name of a {kind} member")
+    else:
+        check_value(f"{field}._data", data, dict)
+        for key, item in data.items():
+            if not FIELD_NAME.match(key):
+                fail(f"{field}._data", f"has the key {shown(key)}, which is not a field name")
+            for index, element in enumerate(item if isinstance(item, list) else [item]):
+                where = f"{field}._data.{key}" + (f"[{index}]" if isinstance(item, list) else "")
+                if isinstance(element, (dict, list)):
+                    check_torchao_object(element, where, ("torch.dtype",) + TORCHAO_VALUE_TYPES + TORCHAO_ENUM_TYPES,
+                                         depth + 1)
+                elif element is not None and not isinstance(element, (str, bool, int, float)):
+                    fail(where, f"holds {type(element).__name__} {shown(element)}, not JSON")
 
 
 def check_generation_config(generation_config: Any) -> None:

@@ -54,18 +54,19 @@ def describe(device: str = "auto", with_imports: bool = False) -> dict:
         "has_flex_attention": importlib.util.find_spec("torch.nn.attention.flex_attention") is not None,
     }
     if with_imports:
-        env.update(bitsandbytes_support(), has_triton=triton_imports())
+        env.update(bitsandbytes_support(), has_triton=triton_imports(), **torchao_support())
     if device == "cuda":
         if not cuda:
             raise InputError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu")
         props = torch.cuda.get_device_properties(0)
         env.update(device_name=props.name, total_memory_bytes=props.total_memory,
-                   has_bf16=torch.cuda.is_bf16_supported(), cuda=torch.version.cuda)
+                   has_bf16=torch.cuda.is_bf16_supported(), cuda=torch.version.cuda,
+                   has_float8=torch.cuda.get_device_capability(0) >= (8, 9))
     else:
         import psutil
 
         env.update(device_name=platform.processor() or platform.machine(),
-                   total_memory_bytes=psutil.virtual_memory().total, has_bf16=True)
+                   total_memory_bytes=psutil.virtual_memory().total, has_bf16=True, has_float8=False)
     if os.environ.get("AUTOTUNE_ALLOW_FAULTS") == "1" and os.environ.get("AUTOTUNE_FAKE_DEVICE_NAME"):
         env["device_name"] = os.environ["AUTOTUNE_FAKE_DEVICE_NAME"]  # tests of the machine check (R17)
     return env
@@ -87,6 +88,15 @@ def bitsandbytes_support() -> dict:
     except Exception:
         compileable = False
     return {"has_bitsandbytes": True, "bnb_compileable": bool(compileable)}
+
+
+def torchao_support() -> dict:
+    """Whether torchao imports here, and its version (None without it)."""
+    try:
+        import torchao
+    except Exception:  # not installed, or built for another torch
+        return {"has_torchao": False, "torchao": None}
+    return {"has_torchao": True, "torchao": torchao.__version__}
 
 
 if __name__ == "__main__":

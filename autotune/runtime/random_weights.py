@@ -3,7 +3,8 @@
 Every parameter is drawn from its own seeded generator in float32, then cast to the load dtype, so two
 trials of one study (another dtype, another attention, quantized or not) get the same weights up to rounding.
 The state dict goes through `from_pretrained(None, config=..., state_dict=...)` with the candidate's load
-kwargs, the path a checkpoint takes. Random models have no tokenizer: the bundled codelm-4m one is used where
+kwargs, the path a checkpoint takes; a torchao quantization is applied to the built model instead
+(`autotune.runtime.quant.ao`), on the linears `from_pretrained` would quantize. Random models have no tokenizer: the bundled codelm-4m one is used where
 the source tree holds it, else a byte-level one built in memory (every built-in architecture has a vocabulary
 of at least 32000, so either tokenizer's ids are valid as they are).
 """
@@ -14,6 +15,7 @@ import zlib
 from pathlib import Path
 
 from autotune.config.models import ARCHITECTURES, config_for, random_name
+from autotune.runtime.quant import ao
 
 BUNDLED_TOKENIZER = Path(__file__).resolve().parents[2] / "examples" / "models" / "codelm-4m"
 
@@ -73,10 +75,15 @@ def load_random_model(model_id: str, load_kwargs: dict, device: str, seed: int =
     if device.startswith("cuda"):  # the float32 draws stay reserved by the caching allocator otherwise
         torch.cuda.empty_cache()   # (2 GB for gemma-2b's embedding), which no checkpoint load would cost
     kwargs = {**load_kwargs, "dtype": dtype}
+    torchao = ao.is_torchao(kwargs.get("quantization_config"))
+    if torchao:  # quantized once built: through the state dict, int4 failed to convert (H200, torchao 0.18)
+        quantization = kwargs.pop("quantization_config")
     if device != "cpu":
         kwargs.setdefault("device_map", device)
     model = model_class(config).from_pretrained(None, config=config, state_dict=state, **kwargs)
     del state
+    if torchao:
+        ao.quantize_as_loaded(model, quantization)
     return model.eval()
 
 

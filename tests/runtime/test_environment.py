@@ -17,3 +17,11 @@ def test_with_imports_it_says_whether_bitsandbytes_and_triton_work_here():
     env = environment.describe("cpu", with_imports=True)
     assert env["has_bitsandbytes"] == (importlib.util.find_spec("bitsandbytes") is not None)
     assert isinstance(env["bnb_compileable"], bool) and isinstance(env["has_triton"], bool)
+
+
+def test_with_imports_it_says_whether_torchao_imports_and_a_cpu_has_no_float8():
+    import importlib.util
+
+    env = environment.describe("cpu", with_imports=True)
+    assert env["has_torchao"] == (importlib.util.find_spec("torchao") is not None)
+    assert (env["torchao"] is not None) == env["has_torchao"] and env["has_float8"] is False
