@@ -9,6 +9,7 @@ import optuna
 from autotune.config import models
 from autotune.config.candidate import STATIC_CACHES, Candidate
 from autotune.config.preset import Preset
+from autotune.config.workload import Workload
 from autotune.errors import InputError
 from autotune.tuner.records import Records
 from autotune.tuner.study import recorded
@@ -60,6 +61,7 @@ def preset_from_trial(trial, study_attrs: dict, measurement: dict) -> Preset:
         study={"name": study_attrs["study_name"], "trial": trial.number, "role": role(trial),
                "device": study_attrs["device"], "min_agreement": study_attrs["min_agreement"],
                "command": study_attrs.get("command")},
+        workload=Workload.from_dict(workload).record(),
         note=models.describe(model) if models.is_random(model) else None,
     )
 
