@@ -52,3 +52,17 @@ def signal_handlers_put_back():
     if taken is not None:
         pytest.exit(f"stopped by {signal.Signals(taken).name}", returncode=128 + taken)
     assert not changed, f"the test left its own handlers for {changed}"
+
+
+@pytest.fixture(scope="session")
+def searched(tmp_path_factory, bundled_model):
+    """A short real search on the bundled model through the Python API (2 trials, 1 confirmation, 8 new tokens),
+    shared by the tests of `autotune.search` and `autotune verify`: (its SearchResult, its folder)."""
+    import autotune
+    from support import SMALL_PROMPTS
+
+    root = tmp_path_factory.mktemp("searched")
+    result = autotune.search(model=str(bundled_model), device="cpu", space="quick", trials=2, confirm=1,
+                             prompts=str(SMALL_PROMPTS), max_new_tokens=8, repeats=1, study_name="v",
+                             root=str(root / "studies"), quiet=True)
+    return result, root
