@@ -5,6 +5,9 @@ from autotune.logs import drop_library_noise
 
 __version__ = "0.1.0"
 drop_library_noise()
+# The name on PyPI: `autotune` there is an unrelated 2018 package with its own `autotune` module and command.
+# The import and the command stay `autotune`.
+DISTRIBUTION = "transformers-autotune"
 
 
 def load_preset(path, device=None):
@@ -22,4 +25,14 @@ def load_preset(path, device=None):
     return _load_preset(path, device=device)
 
 
-__all__ = ["__version__", "load_preset"]
+def __getattr__(name):
+    """`autotune.search` and `autotune.verify` (autotune.api), imported when first asked for, so that `import
+    autotune` stays light; their signatures list the commands' options with their declared defaults."""
+    if name in ("search", "verify", "SearchResult"):
+        from autotune import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'autotune' has no attribute {name!r}")
+
+
+__all__ = ["DISTRIBUTION", "SearchResult", "__version__", "load_preset", "search", "verify"]

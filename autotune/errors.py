@@ -71,6 +71,13 @@ class StorageFaultError(AutotuneError):
     exit_code = 6
 
 
+class VerificationFailedError(AutotuneError):
+    """`autotune verify`: the preset ran here slower than recorded, beyond the threshold, or below its agreement
+    bar."""
+
+    exit_code = 7
+
+
 class StudyBusyError(InputError):
     """Another process runs the study on a storage that takes one process at a time (SQLite)."""
 

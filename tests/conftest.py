@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -52,3 +53,25 @@ def signal_handlers_put_back():
     if taken is not None:
         pytest.exit(f"stopped by {signal.Signals(taken).name}", returncode=128 + taken)
     assert not changed, f"the test left its own handlers for {changed}"
+
+
+@pytest.fixture(scope="session")
+def searched(tmp_path_factory, bundled_model):
+    """A short real search on the bundled model through the Python API (2 trials, 1 confirmation, 16 new tokens),
+    shared by the tests of `autotune.search` and `autotune verify`: (its SearchResult, its folder)."""
+    import autotune
+    from support import ONE_THREAD, SMALL_PROMPTS
+
+    root = tmp_path_factory.mktemp("searched")
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ.update(ONE_THREAD)  # the workers inherit it
+    try:
+            result = autotune.search(model=str(bundled_model), device="cpu", space="quick", trials=2, confirm=1,
+                                 prompts=str(SMALL_PROMPTS), max_new_tokens=16, repeats=1, study_name="v",
+                                 root=str(root / "studies"), quiet=True)
+    finally:
+        if before is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+    return result, root

@@ -12,6 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = ROOT / "examples" / "models" / "codelm-4m"
 SHARED_FIXTURES = Path(os.environ.get("AUTOTUNE_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 SMALL_PROMPTS = ROOT / "tests" / "data" / "prompts.jsonl"
+# Workers measured for their speed run one torch thread: with another process on this 2-core machine, two
+# spinning threads made one run of the bundled model 15 times slower than the next.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def load_benchmark(name: str):

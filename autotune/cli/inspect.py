@@ -10,7 +10,7 @@ import click
 
 from autotune.cli.guard import guarded
 from autotune.cli.options import option, options
-from autotune.cli.output import console, print_export
+from autotune.cli.output import console
 from autotune.config.settings import default_preset_path
 from autotune.present.tables import SHOW_VIEW, rich_table, trial_rows
 
@@ -80,6 +80,7 @@ def dashboard(study_name, storage, root, host, port):
                                         "('autotune show' lists them).")
 @guarded
 def export(study_name, storage, root, out, folder, trial):
+    from autotune.present.outcome import export_lines
     from autotune.tuner.export import export_study
     from autotune.tuner.storage_guard import check_export_target
 
@@ -91,7 +92,8 @@ def export(study_name, storage, root, out, folder, trial):
     study, _ = open_existing_study(study_name, storage, root)
     for target in (out, folder):
         if target:
-            print_export(export_study(study, target, Path(root) / study_name, trial=trial))
+            for line in export_lines(export_study(study, target, Path(root) / study_name, trial=trial)):
+                console.print(line)
 
 
 @click.command(help="Import measurements whose result was saved but never told to Optuna (after a crash of the "

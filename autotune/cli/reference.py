@@ -10,7 +10,7 @@ HEADER = """# Command reference
 
 Generated from the commands' own `--help` by `python -m autotune.cli.reference > docs/cli.md`; a test keeps it
 current. Exit codes: 0 done, 2 bad input, 3 nothing feasible to export, 4 systemic failure, 5 study mismatch,
-6 storage unavailable or failed, 130 / 143 interrupted.
+6 storage unavailable or failed, 7 a preset that failed `autotune verify`, 130 / 143 interrupted.
 """
 
 

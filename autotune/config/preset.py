@@ -13,7 +13,8 @@ through `AutoQuantizationConfig.from_dict`; `BitsAndBytesConfig(**d)` makes the 
 `runtime` holds what neither half can (torch.compile settings, the SDPA backend, padding, the assistant
 model, autotune's weight-only int8 quantization); `autotune.load_preset(path)` applies it (docs/preset.md says
 how to apply each without autotune). `measurement` is what the chosen trial measured and `environment` where
-(library versions, device). A preset of a `random:` model says so in `note`: `from_pretrained` cannot load
+(library versions, device), and `workload` what was measured (prompts, batch size, new tokens, sampling), so
+that `autotune verify` measures it again. A preset of a `random:` model says so in `note`: `from_pretrained` cannot load
 such a model; `load_preset` builds it again.
 """
 
@@ -26,7 +27,8 @@ from pathlib import Path
 from autotune.config.preset_schema import check_preset_fields
 from autotune.errors import PresetError
 from autotune.files import read_text, remove_leftovers, write_atomic
-from autotune.runtime.hints import check_inductor_hint, check_weight_hints
+# PRESET_IN_FOLDER: the preset's file name inside a model folder (`autotune export --folder DIR`, `autotune verify DIR`)
+from autotune.runtime.hints import PRESET_IN_FOLDER, check_inductor_hint, check_weight_hints
 
 FORMAT = "autotune-preset/1"
 
@@ -40,6 +42,7 @@ class Preset:
     measurement: dict
     environment: dict
     study: dict = field(default_factory=dict)
+    workload: dict = field(default_factory=dict)  # empty in a preset exported before workloads were recorded
     note: str | None = None
     format: str = FORMAT
 
@@ -51,7 +54,7 @@ class Preset:
             check_runtime_hints(self.runtime)
         check_preset_fields(self.model, self.load_kwargs, self.generation_config, self.runtime,
                             {"measurement": self.measurement, "environment": self.environment, "study": self.study,
-                             "note": self.note})
+                             "workload": self.workload, "note": self.note})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=2) + "\n"
@@ -82,6 +85,19 @@ class Preset:
             raise PresetError(f"preset file {str(path)!r} does not exist (autotune search or autotune export "
                               "writes it)")
         return cls.from_json(read_text(path, "preset file", PresetError))
+
+    @classmethod
+    def read_in(cls, path: str | Path) -> "Preset":
+        """The preset of a file, or of a model folder that holds one as PRESET_IN_FOLDER (PresetError where it
+        does not)."""
+        path = Path(path)
+        if path.is_dir():
+            inside = path / PRESET_IN_FOLDER
+            if not inside.is_file():
+                raise PresetError(f"the folder {str(path)!r} holds no {PRESET_IN_FOLDER}: give a preset file, or a "
+                                  "folder written by autotune export --folder")
+            path = inside
+        return cls.read(path)
 
     def write(self, path: str | Path) -> Path:
         """Write atomically (temporary file, fsync, rename, fsync of the folder), then read it back."""

@@ -211,13 +211,34 @@ def check_runtime(runtime: Any) -> None:
         fail("runtime.assistant_model", "is empty; name the assistant model's folder or hub id")
 
 
+WORKLOAD = {"prompts": list, "prompt_count": int, "prompts_sha256": str, "batch_size": int, "max_new_tokens": int,
+            "sampling": bool, "seed": object}
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_workload(workload: Any) -> None:
+    """What was measured (`autotune verify` measures it again): WORKLOAD's keys, the prompts (when kept) as
+    strings, their hash as hex SHA-256, the sampling seed a non-negative integer. Empty: not recorded."""
+    check_value("workload", workload, dict)
+    if not workload:
+        return
+    check_fields("workload", workload, WORKLOAD, required=tuple(k for k in WORKLOAD if k != "prompts"))
+    for index, prompt in enumerate(workload.get("prompts", [])):
+        check_value(f"workload.prompts[{index}]", prompt, str)
+    if not SHA256.fullmatch(workload["prompts_sha256"]):
+        fail("workload.prompts_sha256", f"is {shown(workload['prompts_sha256'])}, not a hex SHA-256")
+    seed = workload["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        fail("workload.seed", f"is {shown(seed)}, not an integer of at least 0")
+
+
 def check_preset_fields(model: Any, load_kwargs: Any, generation_config: Any, runtime: Any, others: dict) -> None:
     """Every field of a preset, as this module's docstring says (PresetError naming the first bad one).
 
     Args:
         model: the model folder or hub id.
         load_kwargs, generation_config, runtime: the three halves a model is built from.
-        others: the descriptive fields (measurement, environment, study, note) by name.
+        others: the descriptive fields (measurement, environment, study, workload, note) by name.
     """
     if not isinstance(model, str) or not model.strip() or any(ord(c) < 32 for c in model):
         fail("model", f"is {shown(model)}; give the model folder, hub id or random:<architecture> it was tuned for")
@@ -229,5 +250,7 @@ def check_preset_fields(model: Any, load_kwargs: Any, generation_config: Any, ru
             if value is not None and not isinstance(value, str):
                 fail("note", f"is {shown(value)}, not a string or null")
             continue
+        if name == "workload":
+            check_workload(value)
         check_value(name, value, dict)
         check_plain(value, name)

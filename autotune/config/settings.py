@@ -96,6 +96,10 @@ _OPTIONS = (
            "device) on a shared storage: --storage postgresql://..., or by default a journal file "
            "<root>/<study>.log. A SQLite --storage is refused for more than one."),
     Option("as_json", ("--json",), "Print JSON instead of a table.", False, "flag"),
+    Option("runs", ("--runs",), "Measured runs of the preset's configuration, each in a fresh process (their median "
+           "and spread are judged).", 3, "int"),
+    Option("threshold", ("--threshold",), "Fail when the median decode tok/s is more than this fraction below the "
+           "preset's recorded figure.", 0.1, "float"),
 )
 OPTIONS: dict[str, Option] = {option.name: option for option in _OPTIONS}
 
@@ -113,6 +117,9 @@ SEARCH_OPTIONS = ("model", "study_name", "trials", "device", "storage", "space",
                   "trial_timeout", "repeats", "warmup", "out", "root", "new_study", "confirm", "max_retry",
                   "early_stop", "cover", "max_initial_failures", "heartbeat_interval", "grace_period", "quiet",
                   "json_progress", "gpus")
+
+# The options of `autotune verify` (and of `autotune.verify`): how the preset is measured again.
+VERIFY_OPTIONS = ("device", "runs", "threshold", "prompts", "repeats", "warmup", "trial_timeout", "as_json")
 
 
 def workload_from_options(options: dict) -> Workload:

@@ -12,6 +12,9 @@ from autotune.errors import WorkloadError
 from autotune.files import read_text
 
 MAX_PROMPT_FILE_BYTES = 64 << 20  # far more text than a study measures; the model's context bounds each prompt
+# Prompts up to this size are kept in a preset's workload record; larger ones by their hash only, and
+# `autotune verify` asks for their file.
+MAX_RECORDED_PROMPT_BYTES = 256 << 10
 
 
 def read_prompts_jsonl(path: str | Path) -> tuple[str, ...]:
@@ -107,3 +110,46 @@ class Workload:
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def prompts_sha256(self) -> str:
+        return prompts_sha256(self.prompts)
+
+    def record(self) -> dict:
+        """What a preset keeps of the workload to measure it again: the settings, the prompts' count and hash,
+        and the prompts themselves up to MAX_RECORDED_PROMPT_BYTES."""
+        data = {"batch_size": self.batch_size, "max_new_tokens": self.max_new_tokens, "sampling": self.sampling,
+                "seed": self.seed, "prompt_count": len(self.prompts), "prompts_sha256": self.prompts_sha256()}
+        if sum(len(p.encode()) for p in self.prompts) <= MAX_RECORDED_PROMPT_BYTES:
+            data["prompts"] = list(self.prompts)
+        return data
+
+    @classmethod
+    def from_record(cls, record: dict, prompts_file: str | Path | None = None) -> "Workload":
+        """The workload a preset's record describes; its prompts from `prompts_file` where given (or where the
+        record holds only their hash), which must be the recorded ones (WorkloadError otherwise).
+
+        Args:
+            record: a preset's `workload` (`record()`).
+            prompts_file: a JSONL prompt file, or None.
+
+        Returns:
+            The Workload, with the recorded prompts.
+        """
+        if prompts_file is not None:
+            prompts = read_prompts_jsonl(prompts_file)
+        elif "prompts" in record:
+            prompts = tuple(record["prompts"])
+        else:
+            raise WorkloadError(f"the preset keeps its {record['prompt_count']} prompts by their hash only (they "
+                                "are large): give the prompt file it was measured with, --prompts FILE")
+        if prompts_sha256(prompts) != record["prompts_sha256"]:
+            source = f"the prompts of {prompts_file}" if prompts_file is not None else "the preset's prompts"
+            raise WorkloadError(f"{source} ({len(prompts)}) are not the {record['prompt_count']} prompts the preset "
+                                "was measured with (their SHA-256 differs): give the prompt file of its study")
+        return cls(prompts=prompts, batch_size=record["batch_size"], max_new_tokens=record["max_new_tokens"],
+                   sampling=record["sampling"], seed=record["seed"])
+
+
+def prompts_sha256(prompts) -> str:
+    """The hex SHA-256 of a list of prompts (as one JSON list)."""
+    return hashlib.sha256(json.dumps(list(prompts)).encode()).hexdigest()

@@ -45,3 +45,18 @@ def outcome_line(study: optuna.Study) -> str:
         agreement = f"top-1 agreement {best.user_attrs.get('top1_agreement', 0.0):.3f}"
     return (f"best: {best.user_attrs.get('config') or 'the baseline'}, {best.value / baseline.value:.2f}x the "
             f"baseline's decode tok/s ({best.value:.1f} against {baseline.value:.1f}) at {agreement}{confirmed}")
+
+
+def export_lines(path) -> list[str]:
+    """What an export says: where the preset went, and for a model folder how to run it."""
+    from pathlib import Path
+
+    from autotune.runtime.hints import PRESET_IN_FOLDER
+
+    path = Path(path)
+    if path.name != PRESET_IN_FOLDER:
+        return [f"preset written to {path}"]
+    return [f"model folder written to {path.parent}/ (its preset: {path})",
+            f"run it without autotune: AutoModelForCausalLM.from_pretrained({str(path.parent)!r}, "
+            "trust_remote_code=True).generate(...)"]
+

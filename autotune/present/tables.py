@@ -154,3 +154,8 @@ def html_table(rows: list[dict], view: tuple[str, ...]) -> str:
         marked = ' class="best"' if r["best"] else ""
         lines.append(f"<tr{marked}>{cells}</tr>")
     return "\n".join(lines + ["</table>"])
+
+
+def trials_table(study):
+    """The table a search ends with: every trial, in trial order."""
+    return rich_table(trial_rows(study, by_speed=False), SEARCH_VIEW, f"study {study.study_name}")

@@ -14,6 +14,7 @@ import platform
 import socket
 import sys
 
+from autotune import __version__
 from autotune.errors import InputError
 
 
@@ -44,6 +45,7 @@ def describe(device: str = "auto", with_imports: bool = False) -> dict:
         device = "cuda" if cuda else "cpu"
     env = {
         "device": device,
+        "autotune": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,

@@ -12,6 +12,7 @@ import optuna
 from autotune.config import models
 from autotune.config.candidate import STATIC_CACHES, Candidate
 from autotune.config.preset import Preset
+from autotune.config.workload import Workload
 from autotune.errors import FolderExportError, InputError
 from autotune.runtime.hints import PRESET_IN_FOLDER
 from autotune.tuner.records import Records
@@ -64,6 +65,7 @@ def preset_from_trial(trial, study_attrs: dict, measurement: dict) -> Preset:
         study={"name": study_attrs["study_name"], "trial": trial.number, "role": role(trial),
                "device": study_attrs["device"], "min_agreement": study_attrs["min_agreement"],
                "command": study_attrs.get("command")},
+        workload=Workload.from_dict(workload).record(),
         note=models.describe(model) if models.is_random(model) else None,
     )
 

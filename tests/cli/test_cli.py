@@ -129,7 +129,7 @@ def test_trials_table_shows_recompiles_and_marks_random_weight_agreement():
     import optuna
     from rich.console import Console
 
-    from autotune.cli.search import trials_table
+    from autotune.present.tables import trials_table
 
     study = optuna.create_study(study_name="t", direction="maximize")
     attrs = {"role": "baseline", "config": "baseline", "status": "ok", "decode_tokens_per_s": 50.0,

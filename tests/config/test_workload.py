@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from autotune.errors import WorkloadError
@@ -42,3 +44,18 @@ def test_json_round_trip_and_fingerprint():
     w = Workload.default(batch_size=2, max_new_tokens=8)
     assert Workload.from_json(w.to_json()) == w
     assert w.fingerprint() != Workload.default(batch_size=2, max_new_tokens=9).fingerprint()
+
+
+def test_a_preset_records_the_workload_and_large_prompts_by_their_hash_only(tmp_path):
+    from autotune.config.workload import MAX_RECORDED_PROMPT_BYTES
+
+    small = Workload(prompts=("a", "b"), batch_size=2, max_new_tokens=9, sampling=True, seed=3)
+    assert Workload.from_record(small.record()) == small
+    large = Workload(prompts=("x" * MAX_RECORDED_PROMPT_BYTES, "y"))
+    record = large.record()
+    assert "prompts" not in record and record["prompt_count"] == 2
+    with pytest.raises(WorkloadError, match="--prompts FILE"):
+        Workload.from_record(record)
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in large.prompts))
+    assert Workload.from_record(record, path) == large

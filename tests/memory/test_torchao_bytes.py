@@ -4,7 +4,6 @@ float8 weight-only; int4 packs for CUDA only, so its formula is checked on a lay
 from __future__ import annotations
 
 import pytest
-import torch
 
 from autotune.config.candidate import Candidate
 from autotune.memory.inventory import load_config, parameter_inventory
