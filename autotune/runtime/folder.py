@@ -30,6 +30,7 @@ from autotune.config.preset import Preset
 from autotune.files import current_umask
 from autotune.runtime.hints import PRESET_IN_FOLDER
 from autotune.runtime.loading import load_model, load_tokenizer
+from autotune.runtime.quant.ao import is_torchao
 from autotune.runtime.shipping import write_custom_generate
 
 WEIGHT_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json")
@@ -88,9 +89,14 @@ def readable_as_umask_says(folder: Path) -> None:
 
 
 def save_weights(preset: Preset, folder: Path) -> None:
-    """The model as the preset's load kwargs load it (its dtype, a quantization of transformers), saved."""
+    """The model as the preset's load kwargs load it (its dtype, a quantization of transformers), saved. A
+    torchao quantization is made on the GPU where there is one (float8 and int4 run only there); anything else
+    on the CPU, which needs no device memory."""
+    import torch
+
     kwargs = {k: v for k, v in preset.load_kwargs.items() if k not in RUN_ONLY_LOAD_KWARGS}
-    model = load_model(preset.model, kwargs, "cpu")
+    device = "cuda" if is_torchao(kwargs.get("quantization_config")) and torch.cuda.is_available() else "cpu"
+    model = load_model(preset.model, kwargs, device)
     model.save_pretrained(folder)
 
 

@@ -117,13 +117,11 @@ def is_folder_target(out: str | Path) -> bool:
     return str(out).endswith(("/", os.sep)) or Path(out).is_dir()
 
 
-# the folder is written on the CPU: the orchestrator holds no device, and saving needs none
-FOLDER_ENV = {"CUDA_VISIBLE_DEVICES": ""}
 
 
 def write_folder(preset: Preset, folder: str | Path) -> Path:
     """Write `preset` as a model folder that plain transformers runs (autotune.runtime.folder), in a process of
-    its own, so that the orchestrator never loads a model.
+    its own, so that the orchestrator never loads a model (nor touches a device).
 
     Args:
         preset: the preset.
@@ -137,7 +135,7 @@ def write_folder(preset: Preset, folder: str | Path) -> Path:
     staged = preset.write(folder.with_name(f".{folder.name}.preset.json"))
     try:
         done = subprocess.run([sys.executable, "-m", "autotune.runtime.folder", str(staged), str(folder)],
-                              capture_output=True, text=True, env={**os.environ, **FOLDER_ENV})
+                              capture_output=True, text=True)
     finally:
         staged.unlink(missing_ok=True)
     if done.returncode != 0:

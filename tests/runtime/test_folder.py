@@ -83,3 +83,15 @@ def test_folder_runs_the_compiled_decode_loop_without_autotune(tmp_path):
     folder = export_folder(preset, tmp_path / "looped")
     ran = run_plain(folder)
     assert ran["loop"] and ran["tokens"] == tokens_as_built(preset)
+
+
+@pytest.mark.slow
+def test_a_torchao_folder_loads_quantized_and_generates_as_built(tmp_path):
+    """torchao's int8 is saved quantized: plain transformers loads the folder with torchao's tensors."""
+    pytest.importorskip("torchao")
+    candidate = Candidate(dtype="float32", quantization="torchao_int8_weight_only")
+    preset = preset_of(candidate)
+    folder = export_folder(preset, tmp_path / "ao")
+    assert json.loads((folder / "config.json").read_text())["quantization_config"]["quant_method"] == "torchao"
+    ran = run_plain(folder)
+    assert ran["down_proj"] == "Linear" and ran["tokens"] == tokens_as_built(preset)
