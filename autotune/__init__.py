@@ -14,7 +14,8 @@ def load_preset(path, device=None):
     """Load a preset's model and GenerationConfig with its runtime hints applied.
 
     Args:
-        path: the preset JSON file (`autotune search` or `autotune export` writes it).
+        path: the preset JSON file (`autotune search` or `autotune export` writes it), or a model folder
+            exported with its preset (`autotune export --folder`).
         device: "cpu" or "cuda" (default: CUDA when available).
 
     Returns:

@@ -21,7 +21,8 @@ def load_preset(path: str | Path, device: str | None = None):
     `runtime.pad_to_multiple_of`, when present, is a tokenizer setting for the caller to pass.
 
     Args:
-        path: the preset JSON file (`autotune search` or `autotune export` writes it).
+        path: the preset JSON file (`autotune search` or `autotune export` writes it), or a model folder
+            exported with its preset (`autotune export --folder`).
         device: "cpu" or "cuda" (default: CUDA when available).
 
     Returns:
@@ -29,7 +30,7 @@ def load_preset(path: str | Path, device: str | None = None):
     """
     import torch
 
-    preset = Preset.read(path)
+    preset = Preset.read_in(path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         built = build(Recipe.of_preset(preset), device)

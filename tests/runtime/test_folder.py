@@ -95,3 +95,12 @@ def test_a_torchao_folder_loads_quantized_and_generates_as_built(tmp_path):
     assert json.loads((folder / "config.json").read_text())["quantization_config"]["quant_method"] == "torchao"
     ran = run_plain(folder)
     assert ran["down_proj"] == "Linear" and ran["tokens"] == tokens_as_built(preset)
+
+
+def test_load_preset_takes_an_exported_folder(tmp_path):
+    import autotune
+
+    folder = export_folder(preset_of(INT8_EAGER), tmp_path / "tuned")
+    model, gen = autotune.load_preset(folder, device="cpu")
+    assert type(model.model.layers[0].mlp.down_proj).__name__ == "Int8WeightOnlyLinear"
+    assert gen.max_new_tokens == FOLDER_NEW_TOKENS
