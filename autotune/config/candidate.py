@@ -20,8 +20,8 @@ from typing import Any
 
 from autotune.errors import CandidateError
 # the runtime hints' names and limits (re-exported: the space, the memory model and the schema read them here)
-from autotune.runtime.hints import (DECODE_PRODUCT_ROWS, GRAPH_STEPS, INT8_KERNELS,  # noqa: F401
-                                    INT8_PREFILL_CHUNK_ELEMENTS)
+from autotune.runtime.hints import (ATTENTION_IMPLEMENTATIONS, DECODE_PRODUCT_ROWS, GRAPH_STEPS,  # noqa: F401
+                                    INT8_KERNELS, INT8_PREFILL_CHUNK_ELEMENTS)
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 STATIC_CACHES = ("static", "offloaded_static")
@@ -49,7 +49,7 @@ LOADED_QUANTIZATIONS = BNB_QUANTIZATIONS + TORCHAO_QUANTIZATIONS
 # knob -> allowed values (a tuple), or a type (int, float) for numeric knobs. Search spaces may use any subset.
 KNOBS: dict[str, tuple | type] = {
     "dtype": ("auto", "float32", "float16", "bfloat16"),
-    "attn_implementation": ("auto", "eager", "sdpa", "flash_attention_2", "flex_attention"),
+    "attn_implementation": ("auto",) + ATTENTION_IMPLEMENTATIONS,
     # torch.nn.attention.sdpa_kernel(SDPBackend...) around generate; "auto" lets PyTorch choose.
     "sdpa_backend": ("auto", "flash", "efficient", "math", "cudnn"),
     # bitsandbytes through BitsAndBytesConfig: LLM.int8() or 4-bit (nf4/fp4) weights; or weight-only int8

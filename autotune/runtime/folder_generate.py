@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from autotune.runtime.hints import PRESET_IN_FOLDER, check_inductor_hint, check_weight_hints
+from autotune.runtime.hints import (ATTENTION_IMPLEMENTATIONS, PRESET_IN_FOLDER, check_inductor_hint,
+                                    check_weight_hints)
 from autotune.runtime.tuning import bind_generate, prepare_generation, prepare_weights
 
 
@@ -45,6 +46,11 @@ def read_preset(model) -> dict:
         raise ValueError(f"{path} holds no runtime hints and load kwargs: export the folder again")
     check_inductor_hint(runtime.get("inductor"))
     check_weight_hints(runtime)
+    attention = preset["load_kwargs"].get("attn_implementation")
+    if attention is not None and attention not in ATTENTION_IMPLEMENTATIONS:
+        # a name outside these may be a kernel repository that transformers would fetch and run
+        raise ValueError(f"{path}: load_kwargs.attn_implementation {attention!r} is not one of "
+                         f"{', '.join(ATTENTION_IMPLEMENTATIONS)}: export the folder again")
     return preset
 
 

@@ -17,6 +17,8 @@ DECODE_PRODUCT_ROWS = 8
 # Weights a prefill of weight-only int8 dequantizes at a time (quantize): 16 Mi, 64 MiB in float32, then a
 # copy in the model's dtype (the memory model counts them)
 INT8_PREFILL_CHUNK_ELEMENTS = 1 << 24
+# the attention implementations a preset may load with (autotune's `attn_implementation` knob, but "auto")
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flex_attention")
 # Inductor options a preset's `runtime.inductor` may set: nothing else of torch's configuration is touched.
 INDUCTOR_OPTIONS = ("coordinate_descent_tuning", "freezing")
 

@@ -65,14 +65,18 @@ def test_reexport_keeps_the_weights_unless_they_change(tmp_path):
     assert not list(tmp_path.glob(".tuned.*"))
 
 
-def test_a_tampered_folder_preset_is_refused_before_anything_runs(tmp_path):
+@pytest.mark.parametrize("field, value, message", [
+    ("runtime", {"inductor": {"cpp.cxx": "rm -rf /"}}, "is not a map of known Inductor options"),
+    ("load_kwargs", {"attn_implementation": "kernels-community/anything"}, "is not one of eager"),
+])
+def test_a_tampered_folder_preset_is_refused_before_anything_runs(tmp_path, field, value, message):
     folder = export_folder(preset_of(INT8_EAGER), tmp_path / "tuned")
     data = json.loads((folder / PRESET_IN_FOLDER).read_text())
-    data["runtime"]["inductor"] = {"cpp.cxx": "rm -rf /"}
+    data[field].update(value)
     (folder / PRESET_IN_FOLDER).write_text(json.dumps(data))
     run = subprocess.run([sys.executable, "-c", PLAIN_TRANSFORMERS, str(folder), "load"], capture_output=True,
                          text=True, timeout=600)
-    assert run.returncode != 0 and "is not a map of known Inductor options" in run.stderr
+    assert run.returncode != 0 and message in run.stderr
 
 
 @pytest.mark.slow
