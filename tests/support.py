@@ -94,7 +94,8 @@ def tokens_as_built(preset) -> list:
     built.bind_generate()
     inputs = built.tokenize(FOLDER_PROMPTS)
     with built.runtime_context():
-        out = built.model.generate(**inputs, generation_config=built.generation_config)
+        out = built.model.generate(**inputs, generation_config=built.generation_config,
+                                   max_new_tokens=FOLDER_NEW_TOKENS)  # as many as run_plain asks for
     return out[:, inputs["input_ids"].shape[1]:].tolist()
 
 
