@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from preset_speed import ROOT, batched_inputs, environment, read_prompts, time_passes  # noqa: E402
+from preset_speed import (ROOT, add_workload_arguments, batched_inputs, environment, medians_of,  # noqa: E402
+                          read_prompts, time_passes)
 
 # load_preset_saved: load_preset of the same preset with its model read from the folder's saved weights (for a
 # `random:` model, the weights it builds, saved): what separates the two loading paths from the two generates
@@ -102,8 +102,7 @@ def parent(args) -> int:
                 continue
             runs[way].append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(f"{way} run {index}: {runs[way][-1]['decode_tokens_per_s']:.1f} decode tok/s", flush=True)
-    medians = {way: statistics.median([r["decode_tokens_per_s"] for r in rs if r]) if any(rs) else None
-               for way, rs in runs.items()}
+    medians = medians_of(runs)
     ratios = {f"{way}/load_preset": medians[way] / medians["load_preset"]
               for way in args.ways if way != "load_preset" and medians.get(way) and medians.get("load_preset")}
     for name, ratio in ratios.items():
@@ -124,10 +123,7 @@ def main(argv=None) -> int:
     parser.add_argument("--folder", required=True, help="the preset's model folder (exported here if needed)")
     parser.add_argument("--way", choices=WAYS, help="(child) how to load")
     parser.add_argument("--ways", nargs="+", default=list(WAYS), choices=WAYS)
-    parser.add_argument("--prompts", default=str(ROOT / "benchmarks" / "data" / "one-prompt.jsonl"))
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes per run (median)")
+    add_workload_arguments(parser)
     parser.add_argument("--runs", type=int, default=2, help="fresh processes per way")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--timeout", type=float, default=600)

@@ -139,8 +139,7 @@ def parent(args) -> int:
                 continue
             runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(f"{name} run {index}: {runs[name][-1]['decode_tokens_per_s']:.1f} decode tok/s", flush=True)
-    medians = {name: statistics.median([r["decode_tokens_per_s"] for r in rs if r]) if any(rs) else None
-               for name, rs in runs.items()}
+    medians = medians_of(runs)
     result = {"preset": args.preset, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
               "prompts": args.prompts, "repeats": args.repeats, "trees": trees, "runs": runs, "medians": medians,
               "environment": environment(), "command": " ".join(sys.argv)}
@@ -153,14 +152,25 @@ def parent(args) -> int:
     return 0 if all(medians.values()) else 1
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="parent", choices=["parent", "child"])
-    parser.add_argument("--preset", required=True)
+def medians_of(runs: dict[str, list]) -> dict:
+    """Per name, the median decode tok/s of its runs that finished (None where none did)."""
+    return {name: statistics.median([r["decode_tokens_per_s"] for r in rs if r]) if any(rs) else None
+            for name, rs in runs.items()}
+
+
+def add_workload_arguments(parser) -> None:
+    """What a run measures: the prompts, their batch size, the new tokens and the timed passes."""
     parser.add_argument("--prompts", default=str(ROOT / "benchmarks" / "data" / "one-prompt.jsonl"))
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per run (median)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", default="parent", choices=["parent", "child"])
+    parser.add_argument("--preset", required=True)
+    add_workload_arguments(parser)
     parser.add_argument("--runs", type=int, default=3, help="fresh processes per tree")
     parser.add_argument("--tree", action="append", default=[], help="NAME=PATH of an autotune source tree")
     parser.add_argument("--timeout", type=float, default=900)
