@@ -115,7 +115,7 @@ import optuna
 from autotune.config.candidate import Candidate
 from autotune.config.space import SearchSpace
 from autotune.tuner.storage import storage_for
-from autotune.tuner.trials import best_feasible_trial, counts_toward_trials, untold_candidate
+from autotune.tuner.trials import best_feasible_trial, budget_used, untold_candidate
 
 
 def storage_of(name):
@@ -159,7 +159,7 @@ for candidate, origin in wanted:
     have.add(candidate.key())
     added += 1
     print(f"enqueued {candidate.describe()} ({origin})")
-print(sum(map(counts_toward_trials, trials)) + added)
+print(budget_used(trials) + added)  # a trial cut off and retried counts once, as search counts it
 EOF
 }
 
