@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    prompts = list(read_prompts_jsonl(args.prompts))
+    prompts = list(read_prompts_jsonl(args.prompts)[0])
     rows = [row for dtype in args.dtypes for row in measure(args.model, args.assistant, prompts, dtype,
                                                             args.assistant_tokens, args.new_tokens, args.device)]
     if args.out:

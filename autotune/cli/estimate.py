@@ -78,7 +78,8 @@ def estimate(model, vram, space, device, prompts, batch_size, max_new_tokens, as
     from autotune.memory import format_bytes
     from autotune.tuner.estimates import estimate_space
 
-    workload = workload_from_options(dict(prompts=prompts, batch_size=batch_size, max_new_tokens=max_new_tokens))
+    workload = workload_from_options(dict(model=model, prompts=prompts, batch_size=batch_size,
+                                          max_new_tokens=max_new_tokens))
     result = estimate_space(model, space, device, workload, assistant, vram)
     if as_json:
         click.echo(json.dumps(result.to_json_rows(), indent=1))

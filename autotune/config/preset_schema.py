@@ -212,7 +212,7 @@ def check_runtime(runtime: Any) -> None:
 
 
 WORKLOAD = {"prompts": list, "prompt_count": int, "prompts_sha256": str, "batch_size": int, "max_new_tokens": int,
-            "sampling": bool, "seed": object}
+            "sampling": bool, "seed": object, "chat": bool}
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -222,7 +222,7 @@ def check_workload(workload: Any) -> None:
     check_value("workload", workload, dict)
     if not workload:
         return
-    check_fields("workload", workload, WORKLOAD, required=tuple(k for k in WORKLOAD if k != "prompts"))
+    check_fields("workload", workload, WORKLOAD, required=tuple(k for k in WORKLOAD if k not in ("prompts", "chat")))
     for index, prompt in enumerate(workload.get("prompts", [])):
         check_value(f"workload.prompts[{index}]", prompt, str)
     if not SHA256.fullmatch(workload["prompts_sha256"]):

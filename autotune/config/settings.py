@@ -46,7 +46,8 @@ _OPTIONS = (
     Option("storage", ("--storage",), "Optuna storage URL (default: sqlite:///<root>/<study>.db)."),
     Option("space", ("--space",), "Search space: a bundled one (default: every knob; quick: a first look on a CPU, "
            "no compiling) or a YAML file.", "default"),
-    Option("prompts", ("--prompts",), 'JSONL file, one {"prompt": ...} per line (default: built-in code prompts).',
+    Option("prompts", ("--prompts",), 'JSONL file, one {"prompt": ...} or {"messages": [...]} (a chat, rendered '
+           "with the model's chat template) per line, or a built-in set: code (the default), chat.",
            None, "path"),
     Option("batch_size", ("--batch-size",), "Prompts per generate call.", 1, "int"),
     Option("max_new_tokens", ("--max-new-tokens",), "Tokens generated per prompt.", 64, "int"),
@@ -127,7 +128,9 @@ def workload_from_options(options: dict) -> Workload:
     get = {name: options.get(name, default(name)) for name in WORKLOAD_OPTIONS}
     settings = dict(batch_size=get["batch_size"], max_new_tokens=get["max_new_tokens"], sampling=get["sampling"],
                     seed=get["sampling_seed"])
-    return Workload.from_file(get["prompts"], **settings) if get["prompts"] else Workload.default(**settings)
+    if get["prompts"]:
+        return Workload.from_file(get["prompts"], model=options.get("model"), **settings)
+    return Workload.default(**settings)
 
 
 @dataclass(frozen=True)

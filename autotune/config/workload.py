@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from autotune.config.chat import check_messages, render_conversations
 from autotune.errors import WorkloadError
 from autotune.files import read_text
 
@@ -17,13 +19,21 @@ MAX_PROMPT_FILE_BYTES = 64 << 20  # far more text than a study measures; the mod
 MAX_RECORDED_PROMPT_BYTES = 256 << 10
 
 
-def read_prompts_jsonl(path: str | Path) -> tuple[str, ...]:
-    """Read a JSONL file with one `{"prompt": "..."}` object per line (blank lines are skipped)."""
+def read_prompt_lines(path: str | Path) -> tuple[tuple, bool]:
+    """The lines of a JSONL prompt file: `{"prompt": "..."}` objects, or `{"messages": [...]}` conversations
+    (one kind per file; blank lines are skipped).
+
+    Args:
+        path: the file.
+
+    Returns:
+        (the prompts as strings, or the conversations as tuples of messages; whether they are conversations).
+    """
     path = Path(path)
     if not path.is_file():
         raise WorkloadError(f"prompt file {str(path)!r} does not exist: give a JSONL file with one "
-                            '{"prompt": "..."} object per line')
-    prompts = []
+                            '{"prompt": "..."} or {"messages": [...]} object per line')
+    items, kinds = [], set()
     text = read_text(path, "prompt file", WorkloadError, limit=MAX_PROMPT_FILE_BYTES)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -32,19 +42,65 @@ def read_prompts_jsonl(path: str | Path) -> tuple[str, ...]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise WorkloadError(f"{path}:{number}: not valid JSON ({exc.msg}); each line must be "
-                                '{"prompt": "..."}') from None
-        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"]:
-            raise WorkloadError(f'{path}:{number}: expected an object with a non-empty string "prompt"')
-        prompts.append(record["prompt"])
-    if not prompts:
+                                '{"prompt": "..."} or {"messages": [...]}') from None
+        if isinstance(record, dict) and "messages" in record and "prompt" not in record:
+            items.append(check_messages(record["messages"], f"{path}:{number}"))
+            kinds.add("messages")
+        elif isinstance(record, dict) and isinstance(record.get("prompt"), str) and record["prompt"]:
+            items.append(record["prompt"])
+            kinds.add("prompt")
+        else:
+            raise WorkloadError(f'{path}:{number}: expected an object with a non-empty string "prompt" or a '
+                                '"messages" list')
+        if len(kinds) > 1:
+            raise WorkloadError(f'{path}:{number}: the file mixes "prompt" and "messages" lines: give one kind')
+    if not items:
         raise WorkloadError(f"{path} holds no prompts")
-    return tuple(prompts)
+    return tuple(items), kinds == {"messages"}
+
+
+def read_prompts_jsonl(path: str | Path, model: str | None = None) -> tuple[tuple[str, ...], bool]:
+    """The prompt texts of a JSONL prompt file, conversations rendered with `model`'s chat template.
+
+    Args:
+        path: the file (`read_prompt_lines`).
+        model: the model folder or hub id, where the file holds conversations.
+
+    Returns:
+        (the prompt texts; whether they are rendered conversations).
+    """
+    items, chat = read_prompt_lines(path)
+    return (render_conversations(model, items, str(path)), True) if chat else (items, False)
+
+
+def bundled_prompt_sets() -> list[str]:
+    """The names of the built-in prompt sets (`--prompts code`, `--prompts chat`)."""
+    return sorted(p.name[:-6] for p in resources.files("autotune.config.prompts").iterdir() if p.name.endswith(".jsonl"))
+
+
+def prompt_file(name_or_path: str | Path):
+    """The prompt file a `--prompts` value names: a path (it ends in .jsonl or exists), else a built-in set.
+
+    Args:
+        name_or_path: a JSONL file's path, or a built-in set's name (`bundled_prompt_sets`).
+
+    Returns:
+        A context manager giving the file's path (a built-in set's may be extracted from the package).
+    """
+    path = Path(name_or_path)
+    if path.suffix == ".jsonl" or path.exists() or path.name != str(name_or_path):
+        return nullcontext(path)
+    bundled = resources.files("autotune.config.prompts") / f"{name_or_path}.jsonl"
+    if not bundled.is_file():
+        raise WorkloadError(f"no prompt file or built-in prompt set named {str(name_or_path)!r}: give a JSONL file "
+                            f"or one of {bundled_prompt_sets()}")
+    return resources.as_file(bundled)
 
 
 def default_prompts() -> tuple[str, ...]:
-    """The built-in prompt set: Python code of varied length, which suits code models like the bundled one."""
-    with resources.as_file(resources.files("autotune.config.prompts") / "default.jsonl") as path:
-        return read_prompts_jsonl(path)
+    """The built-in prompt set `code`: Python code of varied length, which suits code models like the bundled one."""
+    with prompt_file("code") as path:
+        return read_prompts_jsonl(path)[0]
 
 
 @dataclass(frozen=True)
@@ -58,6 +114,7 @@ class Workload:
     on the baseline's own sampled continuation; `prefix_match` is None.
     Every trial generates exactly `max_new_tokens` per sequence (EOS is suppressed while measuring) so
     that all configurations do the same amount of work.
+    `chat=True` says the prompts are conversations rendered with the model's chat template (`autotune.config.chat`).
     """
 
     prompts: tuple[str, ...]
@@ -65,6 +122,7 @@ class Workload:
     max_new_tokens: int = 64
     sampling: bool = False
     seed: int = 0
+    chat: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "prompts", tuple(self.prompts))
@@ -77,14 +135,28 @@ class Workload:
                                 "lower --batch-size or give more prompts with --prompts")
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 2:
             raise WorkloadError(f"max new tokens must be an integer of at least 2, got {self.max_new_tokens!r}")
+        if not isinstance(self.chat, bool):
+            raise WorkloadError(f"chat must be true or false, got {self.chat!r}")
 
     @classmethod
     def default(cls, **settings) -> "Workload":
         return cls(prompts=default_prompts(), **settings)
 
     @classmethod
-    def from_file(cls, path: str | Path, **settings) -> "Workload":
-        return cls(prompts=read_prompts_jsonl(path), **settings)
+    def from_file(cls, path: str | Path, model: str | None = None, **settings) -> "Workload":
+        """The workload of a JSONL prompt file; conversations are rendered with `model`'s chat template.
+
+        Args:
+            path: the prompt file (`read_prompt_lines`), or a built-in set's name (`prompt_file`).
+            model: the model folder or hub id (needed where the file holds conversations).
+            settings: the other fields (batch_size, max_new_tokens, sampling, seed).
+
+        Returns:
+            The Workload.
+        """
+        with prompt_file(path) as found:
+            prompts, chat = read_prompts_jsonl(found, model)
+        return cls(prompts=prompts, chat=chat, **settings)
 
     def batches(self) -> list[tuple[str, ...]]:
         """Prompts grouped into batches of `batch_size`; a last partial batch is dropped so every
@@ -95,6 +167,8 @@ class Workload:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["prompts"] = list(self.prompts)
+        if not self.chat:  # absent, as before chat workloads existed: the fingerprints of older studies hold
+            del data["chat"]
         return data
 
     @classmethod
@@ -121,22 +195,27 @@ class Workload:
                 "seed": self.seed, "prompt_count": len(self.prompts), "prompts_sha256": self.prompts_sha256()}
         if sum(len(p.encode()) for p in self.prompts) <= MAX_RECORDED_PROMPT_BYTES:
             data["prompts"] = list(self.prompts)
+        if self.chat:
+            data["chat"] = True
         return data
 
     @classmethod
-    def from_record(cls, record: dict, prompts_file: str | Path | None = None) -> "Workload":
+    def from_record(cls, record: dict, prompts_file: str | Path | None = None,
+                    model: str | None = None) -> "Workload":
         """The workload a preset's record describes; its prompts from `prompts_file` where given (or where the
         record holds only their hash), which must be the recorded ones (WorkloadError otherwise).
 
         Args:
             record: a preset's `workload` (`record()`).
             prompts_file: a JSONL prompt file, or None.
+            model: the preset's model, whose chat template renders a prompt file of conversations.
 
         Returns:
             The Workload, with the recorded prompts.
         """
         if prompts_file is not None:
-            prompts = read_prompts_jsonl(prompts_file)
+            with prompt_file(prompts_file) as found:
+                prompts = read_prompts_jsonl(found, model)[0]
         elif "prompts" in record:
             prompts = tuple(record["prompts"])
         else:
@@ -147,7 +226,7 @@ class Workload:
             raise WorkloadError(f"{source} ({len(prompts)}) are not the {record['prompt_count']} prompts the preset "
                                 "was measured with (their SHA-256 differs): give the prompt file of its study")
         return cls(prompts=prompts, batch_size=record["batch_size"], max_new_tokens=record["max_new_tokens"],
-                   sampling=record["sampling"], seed=record["seed"])
+                   sampling=record["sampling"], seed=record["seed"], chat=bool(record.get("chat", False)))
 
 
 def prompts_sha256(prompts) -> str:

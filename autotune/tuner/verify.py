@@ -107,7 +107,7 @@ def recorded_workload(preset: Preset, prompts: str | None) -> Workload:
     if not preset.workload:
         raise PresetError(f"the preset records no workload (prompts, batch size, new tokens), so it cannot be "
                           f"measured again as it was; {AGAIN}")
-    return Workload.from_record(preset.workload, prompts)
+    return Workload.from_record(preset.workload, prompts, model=preset.model)
 
 
 def recorded_speed(measurement: dict) -> tuple[float, str]:
