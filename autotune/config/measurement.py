@@ -20,7 +20,7 @@ INFEASIBLE_STATUSES = ("oom", "unsupported")
 METRIC_FIELDS = (
     "decode_tokens_per_s", "e2e_tokens_per_s", "ttft_s", "itl_p50_s", "itl_p95_s", "peak_memory_bytes",
     "load_s", "warmup_s", "recompiles", "prefix_match", "top1_agreement", "mean_kl", "divergence_margin",
-    "estimated_memory_bytes",
+    "estimated_memory_bytes", "float32_top1_agreement", "float32_mean_kl", "floor_top1_agreement", "floor_mean_kl",
 )
 
 
@@ -52,6 +52,12 @@ class Measurement:
     top1_agreement: float | None = None
     mean_kl: float | None = None
     divergence_margin: float | None = None
+    # The same scores against the model in float32, and the baseline's own (the noise floor): see
+    # autotune.config.gate. None where no float32 reference was made (random weights, or it did not fit).
+    float32_top1_agreement: float | None = None
+    float32_mean_kl: float | None = None
+    floor_top1_agreement: float | None = None
+    floor_mean_kl: float | None = None
     # False for random-weight models: their text is degenerate, their agreement figures prove nothing
     equivalence_meaningful: bool = True
     max_cache_len: int | None = None  # the static cache's length (longest padded prompt + new tokens)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from autotune.config.gate import DEFAULT_GATE, GATES, Gate
 from autotune.config.workload import Workload
 from autotune.errors import InputError
 
@@ -53,8 +54,12 @@ _OPTIONS = (
     Option("max_new_tokens", ("--max-new-tokens",), "Tokens generated per prompt.", 64, "int"),
     Option("assistant", ("--assistant",), "Assistant model for assisted decoding (folder or hub id); enables that "
            "knob."),
-    Option("min_agreement", ("--min-agreement",), "Constraint: teacher-forced top-1 agreement with the baseline.",
-           0.99, "float"),
+    Option("min_agreement", ("--min-agreement",), "Constraint: teacher-forced top-1 agreement with the baseline "
+           "(--gate baseline), or how far below the baseline's own agreement with float32 a candidate's may fall, as "
+           "1 - this (--gate noise-floor).", 0.99, "float"),
+    Option("gate", ("--gate",), "Equivalence rule: noise-floor judges each candidate against the model in float32, "
+           "relative to the baseline's own distance from it (top-1 and KL); baseline: top-1 agreement with the "
+           "baseline at least --min-agreement.", DEFAULT_GATE, GATES),
     Option("sampling", ("--sampling",), "Measure seeded sampling instead of greedy decoding (equivalence: "
            "teacher-forced distributions).", False, "flag"),
     Option("sampling_seed", ("--sampling-seed",), "Seed of the sampled workload (torch is seeded with it before "
@@ -114,7 +119,7 @@ def default(name: str) -> Any:
 # preset goes, how progress is shown, which GPUs run workers).
 WORKLOAD_OPTIONS = ("prompts", "batch_size", "max_new_tokens", "sampling", "sampling_seed")
 SEARCH_OPTIONS = ("model", "study_name", "trials", "device", "storage", "space", "prompts", "batch_size",
-                  "max_new_tokens", "assistant", "min_agreement", "sampling", "sampling_seed", "vram", "seed",
+                  "max_new_tokens", "assistant", "min_agreement", "gate", "sampling", "sampling_seed", "vram", "seed",
                   "trial_timeout", "repeats", "warmup", "out", "root", "new_study", "confirm", "max_retry",
                   "early_stop", "cover", "max_initial_failures", "heartbeat_interval", "grace_period", "quiet",
                   "json_progress", "gpus")
@@ -148,6 +153,7 @@ class SearchSettings:
     root: str = default("root")
     assistant: str | None = None
     min_agreement: float = default("min_agreement")
+    gate: str = default("gate")
     seed: int = default("seed")
     trial_timeout: float = default("trial_timeout")
     repeats: int = default("repeats")
@@ -182,6 +188,7 @@ class SearchSettings:
             (self.vram is None or (isinstance(self.vram, int) and self.vram > 0),
              f"--vram must be a positive number of bytes, got {self.vram!r}"),
             (self.device in DEVICES, f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}"),
+            (self.gate in GATES, f"--gate is one of {', '.join(GATES)}, got {self.gate!r}"),
         )
         for holds, message in checks:
             if not holds:
@@ -210,6 +217,10 @@ class SearchSettings:
         values["workload"] = Workload.from_dict(values["workload"])
         values["faults"] = tuple(tuple(item) for item in values.get("faults", ()))
         return cls(**{**values, **changes})
+
+    @property
+    def equivalence_gate(self) -> Gate:
+        return Gate(self.gate, self.min_agreement)
 
     @property
     def study_dir(self) -> Path:

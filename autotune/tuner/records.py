@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autotune.config.candidate import Candidate
+from autotune.config.gate import Gate
 from autotune.config.measurement import METRIC_FIELDS, Measurement
 from autotune.files import write_atomic
 from autotune.tuner.handle import StudyHandle
@@ -35,14 +36,14 @@ def trial_attrs(candidate: Candidate, m: Measurement, duplicate_of: int | None) 
     }
 
 
-def constraint_values(m: Measurement, min_agreement: float) -> dict:
-    """Optuna constraints (feasible when <= 0): agreement with the baseline, and having run at all.
+def constraint_values(m: Measurement, gate: Gate) -> dict:
+    """Optuna constraints (feasible when <= 0): equivalence by the study's gate (under its historical name,
+    `top1_agreement`, so that studies of every version keep one set of constraints), and having run at all.
     Random weights give degenerate text: their agreement is recorded but cannot be judged, so the
     agreement constraint holds for them (a trained model is what judges equivalence)."""
     if m.ok:
-        gap = min_agreement - (m.top1_agreement or 0.0) if m.equivalence_meaningful else 0.0
-        return {"top1_agreement": gap, "runs": 0.0}
-    return {"top1_agreement": min_agreement, "runs": 1.0}
+        return {"top1_agreement": gate.gap(m) if m.equivalence_meaningful else 0.0, "runs": 0.0}
+    return {"top1_agreement": gate.min_agreement, "runs": 1.0}
 
 
 def objective_value(m: Measurement) -> float:
@@ -53,12 +54,12 @@ class Records:
     """A study's measurements: saved under `<study_dir>/results/`, then told to Optuna; reconciled when the
     tell never happened."""
 
-    def __init__(self, handle: StudyHandle, study_dir: str | Path, min_agreement: float, max_retry: int,
+    def __init__(self, handle: StudyHandle, study_dir: str | Path, gate: Gate, max_retry: int,
                  grace_period: float, report: Callable[..., None] | None = None):
         self.handle = handle
         self.study = handle.study
         self.study_dir = Path(study_dir)
-        self.min_agreement = min_agreement
+        self.gate = gate
         self.max_retry = max_retry
         self.grace_period = grace_period
         self.report = report or (lambda event, **info: None)
@@ -96,7 +97,7 @@ class Records:
         for key, value in trial_attrs(candidate, m, duplicate_of).items():
             trial.set_user_attr(key, value)
         if m.ok or m.infeasible:
-            for key, value in constraint_values(m, self.min_agreement).items():
+            for key, value in constraint_values(m, self.gate).items():
                 trial.set_constraint(key, value)
             self.study.tell(trial, objective_value(m))
             return
@@ -138,7 +139,7 @@ class Records:
                             record: dict) -> int:
         attrs = {**failed.user_attrs, **trial_attrs(candidate, m, record.get("duplicate_of")),
                  "reconciled_from": failed.number}
-        system = {f"constraints:{k}": v for k, v in constraint_values(m, self.min_agreement).items()}
+        system = {f"constraints:{k}": v for k, v in constraint_values(m, self.gate).items()}
         self.study.add_trial(optuna.create_trial(
             state=TrialState.COMPLETE, value=objective_value(m), params=failed.params,
             distributions=failed.distributions, user_attrs=attrs, system_attrs=system))
@@ -159,5 +160,5 @@ def reconcile_study(study_name: str, storage_url: str, root: str | Path, grace_p
     from autotune.tuner.study import load_handle, recorded
 
     handle = load_handle(study_name, storage_url)
-    return Records(handle, Path(root) / study_name, recorded(handle.study)["min_agreement"], 0, grace_period,
+    return Records(handle, Path(root) / study_name, Gate.of_attrs(recorded(handle.study)), 0, grace_period,
                    report).reconcile()

@@ -29,7 +29,10 @@ CREATE_WAIT_S = 60  # how long `study create` waits for another process's lock o
 # What a resumed study must keep, and how a refusal names it.
 SAME_STUDY = (("model", "model"), ("workload_fingerprint", "workload (prompts, batch size, new tokens)"),
               ("space_fingerprint", "search space"), ("machine_fingerprint", "machine (device)"),
-              ("min_agreement", "--min-agreement"), ("assistant", "--assistant"), ("vram", "--vram"))
+              ("min_agreement", "--min-agreement"), ("gate", "--gate"), ("assistant", "--assistant"),
+              ("vram", "--vram"))
+# What a study made by an older version recorded implicitly: it judged equivalence by the baseline rule.
+LEGACY_ATTRS = {"gate": "baseline"}
 
 
 def study_attrs(settings: SearchSettings, model: str, assistant: str | None, space: SearchSpace,
@@ -40,16 +43,18 @@ def study_attrs(settings: SearchSettings, model: str, assistant: str | None, spa
         "workload": settings.workload.to_dict(), "workload_fingerprint": settings.workload.fingerprint(),
         "space": space.to_dict(), "space_fingerprint": space.fingerprint(), "device": environment["device"],
         "machine_fingerprint": fingerprint(environment), "min_agreement": settings.min_agreement,
-        "vram": settings.vram, "objective": OBJECTIVE, "command": settings.command, "settings": settings.to_dict(),
+        "gate": settings.gate, "vram": settings.vram, "objective": OBJECTIVE, "command": settings.command,
+        "settings": settings.to_dict(),
     }
 
 
 def check_same_study(name: str, existing: dict, attrs: dict, ignore: tuple[str, ...] = ()) -> None:
     """StudyMismatchError naming the first of SAME_STUDY that differs (those in `ignore` aside)."""
     for key, what in SAME_STUDY:
-        if key not in ignore and existing.get(key) != attrs.get(key):
+        before = existing.get(key, LEGACY_ATTRS.get(key))
+        if key not in ignore and before != attrs.get(key):
             raise StudyMismatchError(
-                f"study {name!r} was created with another {what} ({existing.get(key)!r}, now {attrs.get(key)!r}): "
+                f"study {name!r} was created with another {what} ({before!r}, now {attrs.get(key)!r}): "
                 "resume it with the same settings, choose another --study name, or pass --new-study to start "
                 "it over")
 

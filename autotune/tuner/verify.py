@@ -4,8 +4,8 @@ it recorded.
 The baseline (the model as `from_pretrained` loads it) runs first and makes the reference, as a study's trial 0
 does; then the preset's configuration (`measurement.candidate`) runs `runs` times, each in a fresh process,
 compared with that reference, on the workload the preset records. Two checks: speed (the median decode tok/s
-against the recorded figure; more than `threshold` below it fails) and equivalence (the lowest top-1 agreement
-of the runs against the preset's bar, `study.min_agreement`).
+against the recorded figure; more than `threshold` below it fails) and equivalence (the run furthest from the
+preset's gate, autotune.config.gate, by its rule `study.gate` and bar `study.min_agreement`).
 
 A preset is data: its schema (autotune.config.preset_schema) checks it before anything starts, and its
 candidate must be the configuration its `load_kwargs`, `generation_config` and `runtime` describe, so that what
@@ -23,6 +23,7 @@ from typing import Callable
 
 from autotune.config import models
 from autotune.config.candidate import Candidate
+from autotune.config.gate import Gate
 from autotune.config.measurement import Measurement
 from autotune.config.preset import Preset
 from autotune.config.settings import SearchSettings, default
@@ -148,22 +149,38 @@ def speed_check(measured: list[Measurement], recorded: float, source: str, thres
     return Check("speed", below <= threshold, summary, figures)
 
 
-def equivalence_check(measured: list[Measurement], bar: float, recorded: dict) -> Check:
-    """The lowest top-1 agreement of the runs with the baseline rebuilt here, against the preset's bar."""
+def equivalence_check(measured: list[Measurement], gate: Gate, recorded: dict) -> Check:
+    """The run furthest from the preset's gate (its rule and bar, `study.gate` and `study.min_agreement`),
+    scored against the baseline and the float32 reference rebuilt here."""
     ok = [m for m in measured if m.ok and m.top1_agreement is not None]
     if not ok:
-        return Check("equivalence", False, f"no run compared ({why_none(measured)})", {"bar": bar})
-    worst, kl = min(m.top1_agreement for m in ok), max((m.mean_kl or 0.0) for m in ok)
+        return Check("equivalence", False, f"no run compared ({why_none(measured)})",
+                     {"bar": gate.min_agreement, "gate": gate.rule})
+    worst = max(ok, key=gate.gap)
+    low, kl = min(m.top1_agreement for m in ok), max((m.mean_kl or 0.0) for m in ok)
     was = recorded.get("top1_agreement")
-    summary = (f"top-1 agreement {worst:.3f} (the lowest of {len(ok)} runs"
-               + (f"; recorded {was:.3f}" if isinstance(was, (int, float)) else "") +
-               f"), mean KL {kl:.3g}, against the bar {bar:g}")
+    summary = (f"top-1 agreement with the baseline {low:.3f} (the lowest of {len(ok)} runs"
+               + (f"; recorded {was:.3f}" if isinstance(was, (int, float)) else "") + f"), mean KL {kl:.3g}")
+    if gate.rule != "baseline" and gate.floor_known(worst):
+        summary += (f"; against float32 top-1 {worst.float32_top1_agreement:.3f}, mean KL "
+                    f"{worst.float32_mean_kl:.3g}")
+    summary += f"; the gate: {gate.describe(worst)}"
     meaningful = all(m.equivalence_meaningful for m in ok)
     if not meaningful:
         summary += ": not judged (random weights give degenerate text; judge equivalence on a trained model)"
-    figures = {"top1_agreement": worst, "mean_kl": kl, "bar": bar, "recorded_top1_agreement": was,
-               "meaningful": meaningful}
-    return Check("equivalence", worst >= bar or not meaningful, summary, figures)
+    figures = {"top1_agreement": low, "mean_kl": kl, "bar": gate.min_agreement, "gate": gate.rule,
+               "gap": gate.gap(worst), "float32_top1_agreement": worst.float32_top1_agreement,
+               "float32_mean_kl": worst.float32_mean_kl, "floor_top1_agreement": worst.floor_top1_agreement,
+               "floor_mean_kl": worst.floor_mean_kl, "recorded_top1_agreement": was, "meaningful": meaningful}
+    return Check("equivalence", gate.passes(worst) or not meaningful, summary, figures)
+
+
+def preset_gate(preset) -> Gate:
+    """The gate a preset was judged by; InputError naming the field where it is not one."""
+    try:
+        return Gate.of_attrs(preset.study)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"preset field study.gate or study.min_agreement: {exc}") from None
 
 
 def check_verify_options(runs, threshold, repeats, warmup, trial_timeout) -> None:
@@ -198,6 +215,7 @@ def verify_preset(path: str | Path, device: str = default("device"), runs: int =
     check_verify_options(runs, threshold, repeats, warmup, trial_timeout)
     preset = Preset.read_in(path)
     candidate = preset_candidate(preset)
+    gate = preset_gate(preset)
     workload = recorded_workload(preset, prompts)
     recorded, source = recorded_speed(preset.measurement)
     model = models.resolve_model(preset.model)
@@ -220,11 +238,10 @@ def verify_preset(path: str | Path, device: str = default("device"), runs: int =
             m = measured[-1]
             say(f"  {m.decode_tokens_per_s:.1f} decode tok/s, top-1 agreement {m.top1_agreement:.3f}" if m.ok
                 else f"  {why_none([m])}")
-    bar = preset.study.get("min_agreement", default("min_agreement"))
     return Verification(
         preset=str(path), model=model, device=env["device"], device_name=env.get("device_name"),
         recorded_device_name=preset.environment.get("device_name"),
         baseline_tokens_per_s=baseline.decode_tokens_per_s,
-        checks=(speed_check(measured, recorded, source, threshold), equivalence_check(measured, bar, preset.measurement)),
+        checks=(speed_check(measured, recorded, source, threshold), equivalence_check(measured, gate, preset.measurement)),
         runs=tuple({k: getattr(m, k) for k in ("status", "decode_tokens_per_s", "top1_agreement", "mean_kl",
                                                "prefix_match", "message")} for m in measured))

@@ -12,6 +12,8 @@ A candidate is compared on the same prompts:
   baseline's top-k tokens are stored, so the KL is taken over the partition {each top-k token, all other
   tokens}: by the data-processing inequality this is a lower bound of the full-vocabulary KL, and it is
   exact up to the tail mass, which for k=32 is small for trained models;
+- `float32_top1_agreement`, `float32_mean_kl`: the same two against the model in float32 (the baseline trial
+  scores it too), beside the baseline's own (`floor_*`, the noise floor): `autotune.config.gate` judges them;
 - `divergence_margin`: at the first differing token of each prompt, the baseline's log-probability
   margin between its two most likely tokens; the largest over prompts is reported. A divergence at a
   near-tie (small margin) is benign; one at a wide margin is a real change.
@@ -44,9 +46,9 @@ def prompt_token_ids(tokenizer, prompts) -> list[list[int]]:
     return [tokenizer(p)["input_ids"] for p in prompts]
 
 
-def build_reference(model, tokenizer, prompts, continuations: list[list[int]], device: str) -> dict:
-    """The Baseline's reference: continuations and their teacher-forced top-k log-probabilities."""
-    prompt_ids = prompt_token_ids(tokenizer, prompts)
+def scored_set(model, prompt_ids: list[list[int]], continuations: list[list[int]], device: str) -> dict:
+    """What a reference keeps of one model: per prompt, the argmax and the top-k log-probabilities of its
+    teacher-forced scoring of `continuations`."""
     topk_ids, topk_logprobs, argmax = [], [], []
     for ids, continuation in zip(prompt_ids, continuations):
         logprobs = teacher_forced_logprobs(model, ids, continuation, device)
@@ -57,8 +59,33 @@ def build_reference(model, tokenizer, prompts, continuations: list[list[int]], d
         # and candidates are compared with argmax.
         argmax.append(logprobs.argmax(-1).cpu())
         del logprobs
-    return {"prompt_ids": prompt_ids, "continuations": continuations, "argmax": argmax,
-            "topk_ids": topk_ids, "topk_logprobs": topk_logprobs}
+    return {"argmax": argmax, "topk_ids": topk_ids, "topk_logprobs": topk_logprobs}
+
+
+def build_reference(model, tokenizer, prompts, continuations: list[list[int]], device: str) -> dict:
+    """The Baseline's reference: continuations and their teacher-forced top-k log-probabilities."""
+    prompt_ids = prompt_token_ids(tokenizer, prompts)
+    return {"prompt_ids": prompt_ids, "continuations": continuations,
+            **scored_set(model, prompt_ids, continuations, device)}
+
+
+def add_float32(reference: dict, model32) -> None:
+    """Add to `reference` the same scoring by the model in float32 (`model32`; None: the baseline is float32
+    already, and is its own float32 reference), against which every trial is scored as well."""
+    if model32 is None:
+        reference["float32"] = {key: reference[key] for key in ("argmax", "topk_ids", "topk_logprobs")}
+    else:
+        device = str(next(model32.parameters()).device).split(":")[0]
+        reference["float32"] = scored_set(model32, reference["prompt_ids"], reference["continuations"], device)
+
+
+def set_noise_floor(reference: dict, baseline_scores: dict) -> dict:
+    """Record in `reference` the baseline's own distance from float32 (its `compare` scores), which every
+    later trial reports beside its own; returns `baseline_scores` with the floor filled in."""
+    floor = {"top1_agreement": baseline_scores["float32_top1_agreement"],
+             "mean_kl": baseline_scores["float32_mean_kl"]}
+    reference["noise_floor"] = floor
+    return {**baseline_scores, "floor_top1_agreement": floor["top1_agreement"], "floor_mean_kl": floor["mean_kl"]}
 
 
 def save_reference(reference: dict, path: str | Path) -> None:
@@ -92,22 +119,52 @@ def coarse_kl(base_topk_logprobs: torch.Tensor, base_topk_ids: torch.Tensor,
     return (head + tail).clamp_min(0)
 
 
+class Tally:
+    """Top-1 agreement and mean KL of a candidate against one scored set, prompt by prompt."""
+
+    def __init__(self, scored: dict):
+        self.scored = scored
+        self.agree = self.total = 0
+        self.kls: list[torch.Tensor] = []
+
+    def add(self, index: int, logprobs: torch.Tensor, argmax: torch.Tensor) -> None:
+        self.agree += int((argmax == self.scored["argmax"][index]).sum())
+        self.total += len(argmax)
+        top_lp, top_ids = self.scored["topk_logprobs"][index], self.scored["topk_ids"][index]
+        self.kls.append(coarse_kl(top_lp.to(logprobs.device), top_ids.to(logprobs.device), logprobs).cpu())
+
+    def scores(self) -> tuple[float, float]:
+        return self.agree / self.total, float(torch.cat(self.kls).mean())
+
+
 def compare(reference: dict, model, candidate_continuations: list[list[int]] | None, device: str) -> dict:
-    """Score a candidate against the reference. `model` is the candidate's model as built (its dtype,
-    attention and compiled forward); `candidate_continuations` are its greedy outputs (None for sampling
-    workloads, where only the teacher-forced distributions are compared)."""
-    agree = total = 0
-    kls: list[torch.Tensor] = []
-    for ids, continuation, base_argmax, top_ids, top_lp in zip(
-            reference["prompt_ids"], reference["continuations"], reference["argmax"],
-            reference["topk_ids"], reference["topk_logprobs"]):
+    """Score a candidate against the reference, and against its float32 scoring where it has one.
+
+    Args:
+        reference: the baseline's (`build_reference`, `add_float32`, `set_noise_floor`).
+        model: the candidate's model as built (its dtype, attention and compiled forward).
+        candidate_continuations: its greedy outputs (None for sampling workloads, where only the
+            teacher-forced distributions are compared).
+        device: where the model runs.
+
+    Returns:
+        top1_agreement, mean_kl, prefix_match, divergence_margin against the baseline; float32_top1_agreement,
+        float32_mean_kl against float32 and the baseline's own (floor_top1_agreement, floor_mean_kl), or None.
+    """
+    baseline, float32 = Tally(reference), Tally(reference["float32"]) if "float32" in reference else None
+    for index, (ids, continuation) in enumerate(zip(reference["prompt_ids"], reference["continuations"])):
         logprobs = teacher_forced_logprobs(model, ids, continuation, device)
-        agree += int((logprobs.argmax(-1).cpu() == base_argmax).sum())
-        total += len(continuation)
-        kls.append(coarse_kl(top_lp.to(logprobs.device), top_ids.to(logprobs.device), logprobs).cpu())
+        argmax = logprobs.argmax(-1).cpu()
+        for tally in (baseline, float32):
+            if tally is not None:
+                tally.add(index, logprobs, argmax)
         del logprobs
-    result = {"top1_agreement": agree / total, "mean_kl": float(torch.cat(kls).mean()),
-              "prefix_match": None, "divergence_margin": None}
+    top1, kl = baseline.scores()
+    f32_top1, f32_kl = float32.scores() if float32 is not None else (None, None)
+    floor = reference.get("noise_floor") or {}
+    result = {"top1_agreement": top1, "mean_kl": kl, "prefix_match": None, "divergence_margin": None,
+              "float32_top1_agreement": f32_top1, "float32_mean_kl": f32_kl,
+              "floor_top1_agreement": floor.get("top1_agreement"), "floor_mean_kl": floor.get("mean_kl")}
     if candidate_continuations is not None:
         shares, margins = [], []
         for base, cand, top_lp in zip(reference["continuations"], candidate_continuations, reference["topk_logprobs"]):

@@ -8,12 +8,14 @@ trial: warm-up, measured passes and the scoring through the candidate's forward.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from autotune.config import models
 from autotune.config.measurement import Measurement
 from autotune.runtime import environment
 from autotune.runtime.build import Built, Recipe, build
+from autotune.runtime.loading import load_model
 from autotune.worker import equivalence
 from autotune.worker.budget import BudgetTooSmall, cap_device_memory, judge_measured
 from autotune.worker.faults import inject, slow_generation
@@ -83,17 +85,43 @@ def stopped(figures: dict, facts: dict) -> Measurement:
 
 
 def compare(job: Job, built: Built, continuations: list, figures: dict, job_dir: Path) -> dict:
-    """Equivalence with the baseline (a baseline job makes the reference first). Adds the scoring pass's
-    memory peaks to `figures`; returns the scores."""
+    """Equivalence with the baseline (a baseline job makes the reference first, with its float32 scoring and
+    the noise floor). Adds the scoring pass's memory peaks to `figures`; returns the scores."""
     with built.scoring_context():
         write_phase(job_dir, "compare")
-        if job.role == "baseline":
+        if job.role != "baseline":
+            reference = equivalence.load_reference(job.reference_path)
+            scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations,
+                                         job.device)
+        else:
             prompts = job.workload.prompts[:len(continuations)]
             reference = equivalence.build_reference(built.model, built.tokenizer, prompts, continuations, job.device)
+            if not models.is_random(job.model):  # random weights are never judged: no float32 reference
+                add_float32_reference(job, built, reference)
+            scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations,
+                                         job.device)
+            if "float32" in reference:
+                scores = equivalence.set_noise_floor(reference, scores)
             equivalence.save_reference(reference, job.reference_path)
-        else:
-            reference = equivalence.load_reference(job.reference_path)
-        scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations,
-                                     job.device)
         figures["memory_phases"]["scoring"] = memory_peaks(job.device)
     return scores
+
+
+def add_float32_reference(job: Job, built: Built, reference: dict) -> None:
+    """Score the baseline's continuations by the model in float32 too (loaded beside the baseline, then
+    freed). Where it does not fit the device, the study goes without: its gate falls back to the baseline rule."""
+    import torch
+
+    if built.model.dtype == torch.float32:
+        equivalence.add_float32(reference, None)
+        return
+    try:
+        recipe = Recipe.of_candidate(job.model, replace(job.candidate, dtype="float32"))
+        model32 = load_model(recipe.model, recipe.load_kwargs, job.device)
+        equivalence.add_float32(reference, model32)
+    except torch.OutOfMemoryError:
+        reference.pop("float32", None)
+    finally:
+        model32 = None
+        if job.device == "cuda":
+            torch.cuda.empty_cache()

@@ -9,6 +9,7 @@ import pytest
 from support import BUNDLED_MODEL, ONE_THREAD, run_cli
 
 from autotune.config.candidate import Candidate
+from autotune.config.gate import Gate
 from autotune.config.measurement import Measurement
 from autotune.config.preset import PRESET_IN_FOLDER, Preset
 from autotune.config.workload import Workload
@@ -82,9 +83,9 @@ def test_a_folder_holding_a_preset_is_read(tmp_path):
     assert Preset.read_in(tmp_path).model == str(BUNDLED_MODEL)
 
 
-def measured(*speeds, agreement=1.0, meaningful=True) -> list[Measurement]:
+def measured(*speeds, agreement=1.0, meaningful=True, **float32) -> list[Measurement]:
     return [Measurement(status="ok", decode_tokens_per_s=s, top1_agreement=agreement, mean_kl=0.01,
-                        equivalence_meaningful=meaningful) for s in speeds]
+                        equivalence_meaningful=meaningful, **float32) for s in speeds]
 
 
 def test_the_speed_check_says_how_far_below_the_recorded_figure():
@@ -96,9 +97,23 @@ def test_the_speed_check_says_how_far_below_the_recorded_figure():
 
 
 def test_the_equivalence_check_judges_the_lowest_agreement_against_the_bar():
-    assert not verifying.equivalence_check(measured(1.0, agreement=0.98), 0.99, {}).passed
-    assert verifying.equivalence_check(measured(1.0, agreement=0.995), 0.99, {}).passed
-    assert verifying.equivalence_check(measured(1.0, agreement=0.1, meaningful=False), 0.99, {}).passed
+    baseline_rule = Gate("baseline", 0.99)
+    assert not verifying.equivalence_check(measured(1.0, agreement=0.98), baseline_rule, {}).passed
+    assert verifying.equivalence_check(measured(1.0, agreement=0.995), baseline_rule, {}).passed
+    assert verifying.equivalence_check(measured(1.0, agreement=0.1, meaningful=False), baseline_rule, {}).passed
+
+
+def test_the_equivalence_check_judges_by_the_noise_floor_where_the_runs_carry_it():
+    # float32 against a bf16 baseline on SmolLM2-135M: 0.973 with the baseline, exact against float32
+    floor = dict(floor_top1_agreement=0.9875, floor_mean_kl=0.00098)
+    exact = measured(1.0, 1.0, agreement=0.973, float32_top1_agreement=1.0, float32_mean_kl=0.0, **floor)
+    check = verifying.equivalence_check(exact, Gate("noise-floor", 0.99), {})
+    assert check.passed and "against float32 top-1 1.000" in check.summary
+    assert not verifying.equivalence_check(exact, Gate("baseline", 0.99), {}).passed
+    # int8 there: further from float32 than the baseline is, in top-1 and in KL
+    int8 = measured(1.0, agreement=0.9656, float32_top1_agreement=0.9656, float32_mean_kl=0.0043, **floor)
+    check = verifying.equivalence_check(int8, Gate("noise-floor", 0.99), {})
+    assert not check.passed and check.figures["gap"] > 0 and "at least 0.9775" in check.summary
 
 
 @pytest.mark.slow
