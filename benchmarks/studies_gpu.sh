@@ -37,10 +37,12 @@
 #      MODE_I=max-autotune-no-cudagraphs, TAG_I as for c)
 #   r  R23 on a GPU-bound configuration: random:gemma-2b, batch 1 (BATCH_R), 256 new tokens, the baseline, the seed
 #      recipe and the configurations of CANDIDATES_R (benchmarks/data/fast-candidates.json unless given), the best of
-#      them re-measured 3 times (CONFIRM_R) in fresh processes; STUDY_R names the study (gfast unless given)
+#      them re-measured 3 times (CONFIRM_R) in fresh processes; STUDY_R names the study (gfast unless given);
+#      TRIAL_TIMEOUT_R seconds a trial (240 unless given: max-autotune compiles of torchao's float8 take longer)
 #   x  the agreement with the trained codelm-12m's baseline of the configurations in CANDIDATES_X (a JSON list;
 #      benchmarks/data/fast-candidates.json unless given: the graph loop in int8 and bf16): a study of the
-#      baseline and the seed recipe, then those configurations enqueued; STUDY_X names the study (fxc unless given)
+#      baseline and the seed recipe, then those configurations enqueued; STUDY_X names the study (fxc unless given);
+#      TRIAL_TIMEOUT_X seconds a trial (200 unless given)
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
 #   bash benchmarks/studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [r] [x]
@@ -290,7 +292,7 @@ for part in $parts; do
     x)
       stamp "x: agreement of the configurations of ${CANDIDATES_X:-benchmarks/data/fast-candidates.json} with the codelm-12m baseline"
       study_of_candidates "x${STUDY_X:-fxc}" "${STUDY_X:-fxc}" "${CANDIDATES_X:-benchmarks/data/fast-candidates.json}" --model "$fixtures/codelm-12m" \
-        --device "$device" --max-new-tokens 64 --prompts benchmarks/data/four-prompts.jsonl --repeats 2 --trial-timeout 200 \
+        --device "$device" --max-new-tokens 64 --prompts benchmarks/data/four-prompts.jsonl --repeats 2 --trial-timeout "${TRIAL_TIMEOUT_X:-200}" \
         --confirm 0
       ;;
     r)
@@ -300,7 +302,7 @@ for part in $parts; do
       stamp "r: R23 on the best of ${CANDIDATES_R:-benchmarks/data/fast-candidates.json}, random:gemma-2b, batch $batch_r"
       study_of_candidates "r$study_r" "$study_r" "${CANDIDATES_R:-benchmarks/data/fast-candidates.json}" --model "$model_a" \
         --device "$device" --vram 24GB --batch-size "$batch_r" --max-new-tokens 256 --prompts "$prompts_r" \
-        --trial-timeout 240 --confirm "${CONFIRM_R:-3}"
+        --trial-timeout "${TRIAL_TIMEOUT_R:-240}" --confirm "${CONFIRM_R:-3}"
       python benchmarks/trial_overhead.py --study "$study_r" --root "$out/studies" > "$out/r$study_r-overhead.txt" 2>&1
       ;;
     g)
