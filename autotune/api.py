@@ -190,7 +190,7 @@ def search(**options) -> SearchResult:
 
     Args:
         **options: the options of `autotune search` by name (model, vram, trials, device, space, study_name,
-            prompts, batch_size, max_new_tokens, min_agreement, out, root, confirm, gpus, ...), with the
+            prompts, batch_size, max_new_tokens, min_agreement, gate, out, root, confirm, gpus, ...), with the
             defaults declared in autotune.config.settings.OPTIONS; `model` is required.
 
     Returns:

@@ -9,6 +9,7 @@ import warnings
 
 import optuna
 
+from autotune.config.gate import Gate
 from autotune.tuner.trials import is_feasible
 
 GiB = 2**30
@@ -70,19 +71,27 @@ def knob_speedup_figure(rows: list[dict]):
     return fig
 
 
-def equivalence_figure(rows: list[dict], min_agreement: float | None, meaningful: bool):
+def equivalence_figure(rows: list[dict], gate: Gate, meaningful: bool):
     import plotly.graph_objects as go
 
     scored = sorted((r for r in rows if r["top1_agreement"] is not None), key=lambda r: r["number"])
+    labels = [f"#{r['number']}" for r in scored]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=[f"#{r['number']}" for r in scored], y=[r["top1_agreement"] for r in scored],
+    fig.add_trace(go.Bar(x=labels, y=[r["top1_agreement"] for r in scored],
                          name="top-1 agreement", text=[r["config"] for r in scored],
                          marker_color=["#1f77b4" if r["feasible"] else "#bbbbbb" for r in scored]))
-    fig.add_trace(go.Scatter(x=[f"#{r['number']}" for r in scored], y=[r["prefix_match"] for r in scored],
-                             mode="markers", name="greedy prefix match"))
-    if min_agreement is not None:
-        fig.add_hline(y=min_agreement, line=dict(color="#d62728", dash="dash"),
-                      annotation_text=f"--min-agreement {min_agreement}")
+    fig.add_trace(go.Scatter(x=labels, y=[r["prefix_match"] for r in scored], mode="markers",
+                             name="greedy prefix match"))
+    floor = next((r["floor_top1_agreement"] for r in scored if r["floor_top1_agreement"] is not None), None)
+    if floor is not None:
+        fig.add_trace(go.Scatter(x=labels, y=[r["float32_top1_agreement"] for r in scored], mode="markers",
+                                 marker_symbol="diamond", name="top-1 agreement with float32"))
+    if gate.rule == "noise-floor" and floor is not None:
+        fig.add_hline(y=floor - (1 - gate.min_agreement), line=dict(color="#d62728", dash="dash"),
+                      annotation_text="noise-floor bar (top-1 with float32)")
+    else:
+        fig.add_hline(y=gate.min_agreement, line=dict(color="#d62728", dash="dash"),
+                      annotation_text=f"--min-agreement {gate.min_agreement}")
     title = "Equivalence with the baseline per trial"
     if not meaningful:
         title += " (random weights: not meaningful, not judged)"

@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 
 from autotune import __version__
+from autotune.config.gate import Gate
 from autotune.files import write_atomic
 from autotune.present.figures import equivalence_figure, knob_speedup_figure, optuna_figures, speed_memory_figure
 from autotune.present.tables import REPORT_VIEW, fmt, html_table, random_weights, trial_rows
@@ -68,6 +69,7 @@ def build_report(study: optuna.Study, preset_path: str | Path | None = None) -> 
     import plotly
 
     config = study.user_attrs.get(STUDY_ATTR) or {}
+    gate = Gate.of_attrs(config)
     rows = trial_rows(study)
     meaningful = not random_weights(rows)
     preset = None
@@ -85,7 +87,8 @@ def build_report(study: optuna.Study, preset_path: str | Path | None = None) -> 
         f"batch {workload.get('batch_size', '-')}, {workload.get('max_new_tokens', '-')} new tokens, "
         f"{len(workload.get('prompts', []))} prompts, {'sampling' if workload.get('sampling') else 'greedy'}; "
         f"budget {f'{budget / 1e9:.1f} GB ({budget / GiB:.1f} GiB)' if budget else 'none'}; {len(rows)} trials. "
-        f"Objective: decode tokens/s, subject to top-1 agreement ≥ {config.get('min_agreement', '-')}.</p>",
+        f"Objective: decode tokens/s, subject to the equivalence gate {html.escape(gate.rule)}: "
+        f"{html.escape(gate.describe())}.</p>",
         f"<p>Baseline {fmt(base and base['decode_tokens_per_s'])} tok/s; best feasible "
         f"{fmt(best and best['decode_tokens_per_s'])} tok/s"
         + (f" ({best['speedup']:.2f}× the baseline: trial {best['number']}, {html.escape(best['config'])})"
@@ -101,7 +104,7 @@ def build_report(study: optuna.Study, preset_path: str | Path | None = None) -> 
     figures = optuna_figures(study)
     figures.insert(1, ("Decode tokens/s against peak memory", speed_memory_figure(rows, budget), ""))
     figures.append(("Speed-up per knob value", knob_speedup_figure(rows), ""))
-    figures.append(("Equivalence per trial", equivalence_figure(rows, config.get("min_agreement"), meaningful), ""))
+    figures.append(("Equivalence per trial", equivalence_figure(rows, gate, meaningful), ""))
     inlined = False
     for title, fig, note in figures:
         sections.append(f"<h2>{html.escape(title)}</h2>")

@@ -36,10 +36,11 @@ def trial_row(trial, baseline_value: float | None) -> dict:
     feasible = is_feasible(trial)
     status = a.get("status") or trial.state.name.lower()
     if trial.state.name == "COMPLETE" and not feasible and not a.get("failure_kind") and a.get("status") == "ok":
-        status = "disagrees"  # measured, but below --min-agreement
+        status = "disagrees"  # measured, but short of the study's equivalence gate
     value = a.get("decode_tokens_per_s")
     figures = ("e2e_tokens_per_s", "ttft_s", "peak_memory_bytes", "estimated_memory_bytes", "warmup_s", "recompiles",
-               "top1_agreement", "prefix_match", "divergence_margin", "mean_kl", "equivalence_meaningful",
+               "top1_agreement", "prefix_match", "divergence_margin", "mean_kl", "float32_top1_agreement",
+               "float32_mean_kl", "floor_top1_agreement", "floor_mean_kl", "equivalence_meaningful",
                "failure_kind", "message", "duplicate_of")
     return {"number": trial.number, "state": trial.state.name, "role": a.get("role", "search"),
             "config": a.get("config", "-"), "params": dict(trial.params), "decode_tokens_per_s": value,
@@ -104,6 +105,7 @@ COLUMNS = {column.title: column for column in (
     Column("warm-up s", lambda r: fmt(r["warmup_s"])),
     Column("recompiles", lambda r: fmt(r["recompiles"], "d")),
     Column("top-1 agr.", lambda r: judged(r, fmt(r["top1_agreement"], ".3f"))),
+    Column("top-1 f32", lambda r: judged(r, fmt(r["float32_top1_agreement"], ".3f"))),
     Column("prefix", lambda r: judged(r, fmt(r["prefix_match"], ".3f"))),
     Column("margin", lambda r: fmt(r["divergence_margin"], ".3f")),
     Column("feasible", lambda r: "yes" if r["feasible"] else "no"),
@@ -112,10 +114,10 @@ COLUMNS = {column.title: column for column in (
 # the table a search ends with (trial order), `autotune show` (fastest first), the report's
 SEARCH_VIEW = ("#", "role", "config", "decode tok/s", "peak MiB", "recompiles", "top-1 agr.", "prefix", "margin",
                "status")
-SHOW_VIEW = ("#", "role", "config", "decode tok/s", "speed-up", "peak MiB", "warm-up s", "top-1 agr.", "prefix",
-             "margin", "feasible", "status")
+SHOW_VIEW = ("#", "role", "config", "decode tok/s", "speed-up", "peak MiB", "warm-up s", "top-1 agr.", "top-1 f32",
+             "prefix", "margin", "feasible", "status")
 REPORT_VIEW = ("#", "role", "config", "decode tok/s", "speed-up", "peak MiB", "estimate MiB", "warm-up s",
-               "recompiles", "top-1 agr.", "prefix", "margin", "status")
+               "recompiles", "top-1 agr.", "top-1 f32", "prefix", "margin", "status")
 
 
 def caption(rows: list[dict]) -> str:
@@ -124,6 +126,10 @@ def caption(rows: list[dict]) -> str:
     lines.append("top-1 agr.: teacher-forced top-1 agreement with the baseline (the model's own forward); prefix: "
                  "share of the baseline's greedy continuation generated before the first differing token (what "
                  "the decoding changes: assisted decoding, the compiled loops)")
+    if any(r["float32_top1_agreement"] is not None for r in rows):
+        lines.append("top-1 f32: the same against the model in float32; the baseline's own is the noise floor, "
+                     "what rounding alone moves (the noise-floor gate judges a trial's top-1 and KL against float32 "
+                     "relative to it: autotune search --help, --gate)")
     lines.append("margin: the baseline's log-probability gap between its two likeliest tokens where "
                  "the greedy text first differs, the largest over prompts: about one bf16 step (0.0625) is a "
                  "near-tie that another order of the sums turns; a wide one is a real change")

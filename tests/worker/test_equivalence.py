@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from autotune.config.candidate import Candidate
+from autotune.config.gate import Gate
+from autotune.config.measurement import Measurement
 from autotune.worker import equivalence
 from autotune.worker.measure import run_pass
 from autotune.config.workload import Workload
@@ -49,6 +51,30 @@ def test_a_dtype_change_is_measured_not_assumed(bundled_model):
     scores = equivalence.compare(reference, fp32.model, continuations, "cpu")
     assert scores["top1_agreement"] > 0.95
     assert 0 < scores["mean_kl"] < 0.01
+
+
+def test_float32_is_scored_against_its_own_reference_beside_the_noise_floor(bundled_model):
+    reference, built = reference_of(bundled_model)  # bfloat16, as stored
+    fp32 = build_candidate(str(bundled_model), Candidate(dtype="float32"), WORKLOAD, "cpu")
+    equivalence.add_float32(reference, fp32.model)
+    baseline = equivalence.set_noise_floor(reference, equivalence.compare(reference, built.model, None, "cpu"))
+    assert baseline["top1_agreement"] == 1.0 and baseline["float32_top1_agreement"] > 0.9
+    assert (baseline["floor_top1_agreement"], baseline["floor_mean_kl"]) == (
+        baseline["float32_top1_agreement"], baseline["float32_mean_kl"]) and baseline["floor_mean_kl"] > 0
+    scores = equivalence.compare(reference, fp32.model, run_pass(fp32, WORKLOAD)[0], "cpu")
+    assert scores["float32_top1_agreement"] == 1.0
+    assert scores["float32_mean_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert scores["floor_top1_agreement"] == baseline["floor_top1_agreement"]
+    assert Gate("noise-floor", 0.99).passes(Measurement(status="ok", **scores))
+
+
+def test_a_float32_baseline_is_its_own_float32_reference(bundled_model):
+    built = build_candidate(str(bundled_model), Candidate(dtype="float32"), WORKLOAD, "cpu")
+    continuations, _ = run_pass(built, WORKLOAD)
+    reference = equivalence.build_reference(built.model, built.tokenizer, WORKLOAD.prompts, continuations, "cpu")
+    equivalence.add_float32(reference, None)
+    scores = equivalence.set_noise_floor(reference, equivalence.compare(reference, built.model, continuations, "cpu"))
+    assert (scores["floor_top1_agreement"], scores["float32_top1_agreement"]) == (1.0, 1.0)
 
 
 def test_coarse_kl_is_zero_for_equal_and_positive_for_different_distributions():
