@@ -401,6 +401,9 @@ def parse_args(argv=None):
                              "does not hold, that knob changed alone (issue 3's per-knob table); an invalid "
                              "combination with the base is made valid by changing the other knob of each rule it "
                              "meets (bitsandbytes with compile off), the reasons under the table")
+    parser.add_argument("--candidates-out", default=None, metavar="FILE",
+                        help="write the configurations of the table to FILE as a JSON list of candidates and measure "
+                             "nothing (studies_gpu.sh part q measures them as trials of a study, with equivalence)")
     parser.add_argument("--early-stop", type=float, default=0.0,
                         help="stop a configuration after its first timed pass when it runs under this fraction of the "
                              "base's decode tok/s at that batch size (as a study's --early-stop); 0: never")
@@ -472,6 +475,11 @@ def main(argv=None) -> int:
         # in the order of the prefixes: a budget that runs out leaves the last ones unmeasured
         chosen = [row for prefix in args.only for row in rows if selects(prefix, row[0])]
         rows = [row for i, row in enumerate(chosen) if row not in chosen[:i]]
+    if args.candidates_out:
+        candidates = [asdict(replace(base, **changes)) for label, changes in rows if label not in left_out]
+        Path(args.candidates_out).write_text(json.dumps(candidates, indent=1) + "\n", encoding="utf-8")
+        print(f"{len(candidates)} configurations written to {args.candidates_out}")
+        return 0
     need = max(args.batch_sizes)
     prompts = prompts_of_length(model, args.prompt_tokens, need)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="autotune-knobs-"))

@@ -43,9 +43,14 @@
 #      benchmarks/data/fast-candidates.json unless given: the graph loop in int8 and bf16): a study of the
 #      baseline and the seed recipe, then those configurations enqueued; STUDY_X names the study (fxc unless given);
 #      TRIAL_TIMEOUT_X seconds a trial (200 unless given)
+#   q  the per-knob equivalence table: every knob value of the default space (as this machine filters it) varied
+#      alone from the baseline (benchmarks/knobs.py --per-knob --candidates-out), each a trial of one study of MODEL_Q
+#      (the trained codelm-12m unless given) on PROMPTS_Q (benchmarks/data/four-chats.jsonl unless given), TOKENS_Q
+#      new tokens (32 unless given): top-1 and KL against the baseline and float32, prefix, margin; STUDY_Q names
+#      the study (knobeq unless given); TRIAL_TIMEOUT_Q seconds a trial (300 unless given)
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
-#   bash benchmarks/studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [r] [x]
+#   bash benchmarks/studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [q] [r] [x]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
 # A study that does not finish within one GPU session resumes when its part runs again with the same
 # OUTDIR (autotune search continues to the same total; TRIALS_A / TRIALS_B raise it). Where the default
@@ -57,7 +62,7 @@
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
 set -u
-out=${1:?usage: studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [r] [x]}
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [q] [r] [x]}
 shift
 parts=${*:-a b c}
 mkdir -p "$out/studies"
@@ -294,6 +299,15 @@ for part in $parts; do
       study_of_candidates "x${STUDY_X:-fxc}" "${STUDY_X:-fxc}" "${CANDIDATES_X:-benchmarks/data/fast-candidates.json}" --model "$fixtures/codelm-12m" \
         --device "$device" --max-new-tokens 64 --prompts benchmarks/data/four-prompts.jsonl --repeats 2 --trial-timeout "${TRIAL_TIMEOUT_X:-200}" \
         --confirm 0
+      ;;
+    q)
+      study_q=${STUDY_Q:-knobeq} model_q=${MODEL_Q:-$fixtures/codelm-12m}
+      stamp "q: every knob value alone against the baseline of $model_q"
+      python benchmarks/knobs.py --per-knob --base '{}' --model "$model_q" --device "$device" --batch-sizes 1 \
+        --candidates-out "$out/q-$study_q-candidates.json" >> "$out/q$study_q.log" 2>&1
+      study_of_candidates "q$study_q" "$study_q" "$out/q-$study_q-candidates.json" --model "$model_q" --device "$device" \
+        --prompts "${PROMPTS_Q:-benchmarks/data/four-chats.jsonl}" --max-new-tokens "${TOKENS_Q:-32}" --repeats 1 \
+        --warmup 0 --trial-timeout "${TRIAL_TIMEOUT_Q:-300}" --confirm 0
       ;;
     r)
       study_r=${STUDY_R:-gfast} batch_r=${BATCH_R:-1}

@@ -18,9 +18,10 @@ INFEASIBLE_STATUSES = ("oom", "unsupported")
 
 # Measurement fields that become Optuna user attrs of the same name.
 METRIC_FIELDS = (
-    "decode_tokens_per_s", "e2e_tokens_per_s", "ttft_s", "itl_p50_s", "itl_p95_s", "peak_memory_bytes",
-    "load_s", "warmup_s", "recompiles", "prefix_match", "top1_agreement", "mean_kl", "divergence_margin",
-    "estimated_memory_bytes", "float32_top1_agreement", "float32_mean_kl", "floor_top1_agreement", "floor_mean_kl",
+    "decode_tokens_per_s", "e2e_tokens_per_s", "ttft_s", "prefill_tokens_per_s", "itl_p50_s", "itl_p95_s",
+    "peak_memory_bytes", "load_s", "warmup_s", "recompiles", "prefix_match", "top1_agreement", "mean_kl",
+    "divergence_margin", "estimated_memory_bytes", "float32_top1_agreement", "float32_mean_kl",
+    "floor_top1_agreement", "floor_mean_kl",
 )
 
 
@@ -33,6 +34,9 @@ class Measurement:
     decode_tokens_per_s: float | None = None
     e2e_tokens_per_s: float | None = None
     ttft_s: float | None = None
+    # prompt tokens (padding aside) over the time to first token: how fast the prompt is read
+    prefill_tokens_per_s: float | None = None
+    prompt_tokens: int | None = None  # per repeat, all batches, padding aside
     itl_p50_s: float | None = None
     itl_p95_s: float | None = None
     peak_memory_bytes: int | None = None

@@ -38,10 +38,10 @@ def trial_row(trial, baseline_value: float | None) -> dict:
     if trial.state.name == "COMPLETE" and not feasible and not a.get("failure_kind") and a.get("status") == "ok":
         status = "disagrees"  # measured, but short of the study's equivalence gate
     value = a.get("decode_tokens_per_s")
-    figures = ("e2e_tokens_per_s", "ttft_s", "peak_memory_bytes", "estimated_memory_bytes", "warmup_s", "recompiles",
-               "top1_agreement", "prefix_match", "divergence_margin", "mean_kl", "float32_top1_agreement",
-               "float32_mean_kl", "floor_top1_agreement", "floor_mean_kl", "equivalence_meaningful",
-               "failure_kind", "message", "duplicate_of")
+    figures = ("e2e_tokens_per_s", "ttft_s", "prefill_tokens_per_s", "peak_memory_bytes", "estimated_memory_bytes",
+               "warmup_s", "recompiles", "top1_agreement", "prefix_match", "divergence_margin", "mean_kl",
+               "float32_top1_agreement", "float32_mean_kl", "floor_top1_agreement", "floor_mean_kl",
+               "equivalence_meaningful", "failure_kind", "message", "duplicate_of")
     return {"number": trial.number, "state": trial.state.name, "role": a.get("role", "search"),
             "config": a.get("config", "-"), "params": dict(trial.params), "decode_tokens_per_s": value,
             "speedup": value / baseline_value if value and baseline_value else None,
@@ -100,6 +100,8 @@ COLUMNS = {column.title: column for column in (
     Column("config", lambda r: r["config"], left=True),
     Column("decode tok/s", lambda r: fmt(r["decode_tokens_per_s"])),
     Column("speed-up", lambda r: fmt(r["speedup"], ".2f")),
+    Column("TTFT ms", lambda r: fmt(r["ttft_s"], ".1f", 1e-3)),
+    Column("prefill tok/s", lambda r: fmt(r["prefill_tokens_per_s"], ".0f")),
     Column("peak MiB", lambda r: fmt(r["peak_memory_bytes"], ".0f", MiB)),
     Column("estimate MiB", lambda r: fmt(r["estimated_memory_bytes"], ".0f", MiB)),
     Column("warm-up s", lambda r: fmt(r["warmup_s"])),
@@ -112,17 +114,20 @@ COLUMNS = {column.title: column for column in (
     Column("status", status_cell, left=True),
 )}
 # the table a search ends with (trial order), `autotune show` (fastest first), the report's
-SEARCH_VIEW = ("#", "role", "config", "decode tok/s", "peak MiB", "recompiles", "top-1 agr.", "prefix", "margin",
-               "status")
-SHOW_VIEW = ("#", "role", "config", "decode tok/s", "speed-up", "peak MiB", "warm-up s", "top-1 agr.", "top-1 f32",
-             "prefix", "margin", "feasible", "status")
-REPORT_VIEW = ("#", "role", "config", "decode tok/s", "speed-up", "peak MiB", "estimate MiB", "warm-up s",
-               "recompiles", "top-1 agr.", "top-1 f32", "prefix", "margin", "status")
+SEARCH_VIEW = ("#", "role", "config", "decode tok/s", "TTFT ms", "peak MiB", "recompiles", "top-1 agr.", "prefix",
+               "margin", "status")
+SHOW_VIEW = ("#", "role", "config", "decode tok/s", "speed-up", "TTFT ms", "prefill tok/s", "peak MiB", "warm-up s",
+             "top-1 agr.", "top-1 f32", "prefix", "margin", "feasible", "status")
+REPORT_VIEW = ("#", "role", "config", "decode tok/s", "speed-up", "TTFT ms", "prefill tok/s", "peak MiB",
+               "estimate MiB", "warm-up s", "recompiles", "top-1 agr.", "top-1 f32", "prefix", "margin", "status")
 
 
 def caption(rows: list[dict]) -> str:
     """What the agreement columns mean (and that random weights leave them unjudged)."""
     lines = ["(rw): random weights: the agreement figures are recorded but not judged"] if random_weights(rows) else []
+    lines.append("TTFT ms: time to the first new token of a batch (the prompt read, the first step); prefill tok/s: "
+                 "prompt tokens (padding aside) over that time; decode tok/s: the tokens after the first over "
+                 "the rest of the time, summed over the batch")
     lines.append("top-1 agr.: teacher-forced top-1 agreement with the baseline (the model's own forward); prefix: "
                  "share of the baseline's greedy continuation generated before the first differing token (what "
                  "the decoding changes: assisted decoding, the compiled loops)")

@@ -61,8 +61,8 @@ def best_feasible_trial(trials) -> FrozenTrial:
     feasible = [t for t in trials if is_feasible(t)]
     if not feasible:
         raise NoFeasibleTrialError("no trial of this study is feasible (every one failed, ran out of memory, or "
-                                   "fell short of the equivalence gate): nothing was exported. Inspect it with 'autotune show' or "
-                                   "optuna-dashboard, lower --min-agreement, or run more trials")
+                                   "fell short of the equivalence gate): nothing was exported. Inspect it with "
+                                   "'autotune show' or optuna-dashboard, lower --min-agreement, or run more trials")
     return max(feasible, key=lambda t: (t.value, -t.number))
 
 

@@ -242,6 +242,7 @@ def verify_preset(path: str | Path, device: str = default("device"), runs: int =
         preset=str(path), model=model, device=env["device"], device_name=env.get("device_name"),
         recorded_device_name=preset.environment.get("device_name"),
         baseline_tokens_per_s=baseline.decode_tokens_per_s,
-        checks=(speed_check(measured, recorded, source, threshold), equivalence_check(measured, gate, preset.measurement)),
+        checks=(speed_check(measured, recorded, source, threshold),
+                equivalence_check(measured, gate, preset.measurement)),
         runs=tuple({k: getattr(m, k) for k in ("status", "decode_tokens_per_s", "top1_agreement", "mean_kl",
                                                "prefix_match", "message")} for m in measured))

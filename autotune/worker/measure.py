@@ -54,6 +54,7 @@ class CallTiming:
     new_tokens: int  # per sequence
     batch_size: int
     step_gaps: list[float] = field(default_factory=list)
+    prompt_tokens: int = 0  # padding aside
 
     @property
     def e2e_s(self) -> float:
@@ -87,7 +88,9 @@ def timed_generate(built: Built, prompts, seed: int) -> tuple[torch.Tensor, Call
     for stamp, count in stamps[1:]:
         gaps += [(stamp - previous) / count] * count
         previous = stamp
-    timing = CallTiming(start, end, stamps[0][0], new_tokens.shape[1], len(prompts), gaps)
+    mask = inputs.get("attention_mask")
+    prompt_tokens = int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+    timing = CallTiming(start, end, stamps[0][0], new_tokens.shape[1], len(prompts), gaps, prompt_tokens)
     return new_tokens, timing
 
 
@@ -106,12 +109,15 @@ def summarize_pass(timings: list[CallTiming]) -> dict:
     decode_time = sum(t.e2e_s - t.ttft_s for t in timings)
     tokens = sum(t.new_tokens * t.batch_size for t in timings)
     decode_tokens = sum((t.new_tokens - 1) * t.batch_size for t in timings)
+    prompt_tokens, prefill_time = sum(t.prompt_tokens for t in timings), sum(t.ttft_s for t in timings)
     return {
         "e2e_s": e2e,
         "generated_tokens": tokens,
         "decode_tokens_per_s": decode_tokens / decode_time if decode_time > 0 else None,
         "e2e_tokens_per_s": tokens / e2e,
         "ttft_s": statistics.fmean(t.ttft_s for t in timings),
+        "prompt_tokens": prompt_tokens,
+        "prefill_tokens_per_s": prompt_tokens / prefill_time if prefill_time > 0 else None,
     }
 
 
@@ -187,6 +193,8 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
         "decode_tokens_per_s": median("decode_tokens_per_s"),
         "e2e_tokens_per_s": median("e2e_tokens_per_s"),
         "ttft_s": median("ttft_s"),
+        "prefill_tokens_per_s": median("prefill_tokens_per_s"),
+        "prompt_tokens": passes[0]["prompt_tokens"],
         "itl_p50_s": percentile(gaps, 50),
         "itl_p95_s": percentile(gaps, 95),
         "peak_memory_bytes": peak,
@@ -211,6 +219,8 @@ def stopped_figures(summary: dict, after: str, stop_below: float, warmup_s: floa
         "decode_tokens_per_s": summary["decode_tokens_per_s"],
         "e2e_tokens_per_s": summary["e2e_tokens_per_s"],
         "ttft_s": summary["ttft_s"],
+        "prefill_tokens_per_s": summary["prefill_tokens_per_s"],
+        "prompt_tokens": summary["prompt_tokens"],
         "peak_memory_bytes": peak,
         "peak_memory_kind": peak_kind,
         "warmup_s": warmup_s,

@@ -54,3 +54,13 @@ def test_a_hopeless_pass_stops_the_measurement(bundled_model):
 
     fast_enough = measure(built, workload, repeats=2, warmup=1, stop_below=1e-9)
     assert fast_enough.get("stopped_early") is None and len(fast_enough["runs"]) == 2
+
+
+def test_prefill_is_measured_on_the_prompt_tokens_padding_aside(bundled_model):
+    # two prompts of different lengths in one batch: the shorter one is padded, and the padding is not read
+    prompts = ("def add(a, b):\n", "class Stack:\n    def push(self, item):\n        self.items.append(item)\n")
+    workload = Workload(prompts=prompts, batch_size=2, max_new_tokens=4)
+    built = build_candidate(str(bundled_model), Candidate(), workload, "cpu")
+    figures = measure(built, workload, repeats=1, warmup=0)
+    assert figures["prompt_tokens"] == sum(len(built.tokenizer(p)["input_ids"]) for p in prompts)
+    assert figures["prefill_tokens_per_s"] == figures["prompt_tokens"] / figures["ttft_s"]
