@@ -25,7 +25,9 @@ from autotune.config.settings import OPTIONS, SEARCH_OPTIONS, VERIFY_OPTIONS, Se
 class SearchResult:
     """What a search found: the study, its best feasible trial and its figures, and the preset written.
 
-    `confirmed_median` is the median decode tok/s of the best trial's confirmations (None without them);
+    `objective_value` is the best trial's figure of the study's objective (`objective`, a Measurement field:
+    decode_tokens_per_s unless --objective e2e); `confirmed_median` is the median of that figure over the best
+    trial's confirmations (None without them);
     `outcome` the line the command ends with."""
 
     study_name: str
@@ -33,7 +35,11 @@ class SearchResult:
     preset_path: str
     best_trial: int
     role: str
-    decode_tokens_per_s: float
+    decode_tokens_per_s: float | None
+    e2e_tokens_per_s: float | None
+    ttft_s: float | None
+    objective: str
+    objective_value: float
     top1_agreement: float | None
     confirmed_median: float | None
     outcome: str
@@ -70,13 +76,18 @@ def settings_from_options(options: dict, storage: str | None = None, command: st
 def result_of(study, storage_url: str, path: Path) -> SearchResult:
     """The SearchResult of a study whose preset is written at `path`."""
     from autotune.present.outcome import outcome_line
+    from autotune.config.objective import metric_of
     from autotune.tuner.export import STABILITY_ATTR
+    from autotune.tuner.study import recorded
     from autotune.tuner.trials import best_feasible_trial, role
 
     best = best_feasible_trial(study.get_trials(deepcopy=False))
     stability = study.user_attrs.get(STABILITY_ATTR) or {}
     return SearchResult(study_name=study.study_name, storage_url=storage_url, preset_path=str(path),
-                        best_trial=best.number, role=role(best), decode_tokens_per_s=best.value,
+                        best_trial=best.number, role=role(best),
+                        decode_tokens_per_s=best.user_attrs.get("decode_tokens_per_s"),
+                        e2e_tokens_per_s=best.user_attrs.get("e2e_tokens_per_s"), ttft_s=best.user_attrs.get("ttft_s"),
+                        objective=metric_of(recorded(study)), objective_value=best.value,
                         top1_agreement=best.user_attrs.get("top1_agreement"),
                         confirmed_median=stability.get("median") if stability.get("trial") == best.number else None,
                         outcome=outcome_line(study))
@@ -119,7 +130,7 @@ def run_search(options: dict, out: Console, report, command: str, on_interrupt=N
     for line in export_lines(path):
         out.print(line)
     out.print(result.outcome)
-    report("preset", path=str(path), best=result.decode_tokens_per_s, outcome=result.outcome)
+    report("preset", path=str(path), best=result.objective_value, outcome=result.outcome)
     return result
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.config.gate import DEFAULT_GATE, GATES, Gate
+from autotune.config.objective import DEFAULT_OBJECTIVE, METRICS, OBJECTIVES
 from autotune.config.workload import Workload
 from autotune.errors import InputError
 
@@ -38,6 +39,12 @@ class Option:
     required: bool = False
 
 
+# `--workload`: common shapes of traffic, as the options they set
+WORKLOADS = {
+    "short-chat": {"prompts": "chat", "max_new_tokens": 128, "objective": "decode"},
+    "long-context": {"prompts": "long", "max_new_tokens": 64, "objective": "e2e"},
+}
+
 _OPTIONS = (
     Option("model", ("--model",), "Model folder, hub id, or random:<architecture> (random:gemma-2b, random:llama-3-8b, "
            "random:mistral-7b, random:qwen2.5-0.5b: random weights, for speed only).", required=True),
@@ -48,8 +55,13 @@ _OPTIONS = (
     Option("space", ("--space",), "Search space: a bundled one (default: every knob; quick: a first look on a CPU, "
            "no compiling) or a YAML file.", "default"),
     Option("prompts", ("--prompts",), 'JSONL file, one {"prompt": ...} or {"messages": [...]} (a chat, rendered '
-           "with the model's chat template) per line, or a built-in set: code (the default), chat.",
-           None, "path"),
+           "with the model's chat template) per line, or a built-in set: code (the default), chat, long (documents of "
+           "1-4k tokens to summarise).", None, "path"),
+    Option("workload", ("--workload",), "A workload of a common shape, setting --prompts, --max-new-tokens and "
+           "--objective: short-chat (chat, 128, decode) or long-context (long, 64, e2e).", None, tuple(WORKLOADS)),
+    Option("objective", ("--objective",), "What the study maximizes: decode (decode tok/s, after the first token) "
+           "or e2e (end-to-end tok/s of a request, prefill included: the lowest request latency).",
+           DEFAULT_OBJECTIVE, OBJECTIVES),
     Option("batch_size", ("--batch-size",), "Prompts per generate call.", 1, "int"),
     Option("max_new_tokens", ("--max-new-tokens",), "Tokens generated per prompt.", 64, "int"),
     Option("assistant", ("--assistant",), "Assistant model for assisted decoding (folder or hub id); enables that "
@@ -119,7 +131,7 @@ def default(name: str) -> Any:
 # preset goes, how progress is shown, which GPUs run workers).
 WORKLOAD_OPTIONS = ("prompts", "batch_size", "max_new_tokens", "sampling", "sampling_seed")
 SEARCH_OPTIONS = ("model", "study_name", "trials", "device", "storage", "space", "prompts", "batch_size",
-                  "max_new_tokens", "assistant", "min_agreement", "gate", "sampling", "sampling_seed", "vram", "seed",
+                  "max_new_tokens", "workload", "objective", "assistant", "min_agreement", "gate", "sampling", "sampling_seed", "vram", "seed",
                   "trial_timeout", "repeats", "warmup", "out", "root", "new_study", "confirm", "max_retry",
                   "early_stop", "cover", "max_initial_failures", "heartbeat_interval", "grace_period", "quiet",
                   "json_progress", "gpus")
@@ -128,8 +140,33 @@ SEARCH_OPTIONS = ("model", "study_name", "trials", "device", "storage", "space",
 VERIFY_OPTIONS = ("device", "runs", "threshold", "prompts", "repeats", "warmup", "trial_timeout", "as_json")
 
 
+def with_workload_preset(options: dict) -> dict:
+    """The options with what `--workload` sets (WORKLOADS); InputError where one of those is also given.
+
+    Args:
+        options: a command's options by name (absent ones take their declared default).
+
+    Returns:
+        The options, the preset's settings in place.
+    """
+    name = options.get("workload")
+    if not name:
+        return options
+    if name not in WORKLOADS:
+        raise InputError(f"--workload is one of {', '.join(WORKLOADS)}, got {name!r}")
+    preset = WORKLOADS[name]
+    given = [key for key in preset if options.get(key, default(key)) not in (None, default(key), preset[key])]
+    if given:
+        sets = ", ".join(f"{OPTIONS[key].flags[0]} {preset[key]}" for key in preset)
+        raise InputError(f"--workload {name} sets {sets}: leave out {', '.join(OPTIONS[k].flags[0] for k in given)}, "
+                         "or give them without --workload")
+    return {**options, **preset}
+
+
 def workload_from_options(options: dict) -> Workload:
-    """The Workload of a command's options (`WORKLOAD_OPTIONS`; absent ones take their declared default)."""
+    """The Workload of a command's options (`WORKLOAD_OPTIONS`, or what `--workload` sets; absent ones take their
+    declared default)."""
+    options = with_workload_preset(options)
     get = {name: options.get(name, default(name)) for name in WORKLOAD_OPTIONS}
     settings = dict(batch_size=get["batch_size"], max_new_tokens=get["max_new_tokens"], sampling=get["sampling"],
                     seed=get["sampling_seed"])
@@ -154,6 +191,7 @@ class SearchSettings:
     assistant: str | None = None
     min_agreement: float = default("min_agreement")
     gate: str = default("gate")
+    objective: str = default("objective")
     seed: int = default("seed")
     trial_timeout: float = default("trial_timeout")
     repeats: int = default("repeats")
@@ -189,6 +227,7 @@ class SearchSettings:
              f"--vram must be a positive number of bytes, got {self.vram!r}"),
             (self.device in DEVICES, f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}"),
             (self.gate in GATES, f"--gate is one of {', '.join(GATES)}, got {self.gate!r}"),
+            (self.objective in OBJECTIVES, f"--objective is one of {', '.join(OBJECTIVES)}, got {self.objective!r}"),
         )
         for holds, message in checks:
             if not holds:
@@ -199,6 +238,7 @@ class SearchSettings:
     def from_options(cls, options: dict, **extra) -> "SearchSettings":
         """The settings of a command's options (those of `autotune search`); `extra` sets the fields a
         command computes itself (the budget in bytes, the command line, a study name)."""
+        options = with_workload_preset(options)
         names = {f.name for f in fields(cls)} - {"workload", "vram"}
         values = {name: options[name] for name in names if options.get(name) is not None}
         return cls(workload=workload_from_options(options), **{**values, **extra})
@@ -221,6 +261,11 @@ class SearchSettings:
     @property
     def equivalence_gate(self) -> Gate:
         return Gate(self.gate, self.min_agreement)
+
+    @property
+    def objective_metric(self) -> str:
+        """The Measurement field the study maximizes (autotune.config.objective)."""
+        return METRICS[self.objective]
 
     @property
     def study_dir(self) -> Path:

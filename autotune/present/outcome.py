@@ -5,6 +5,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
+from autotune.config.objective import LABELS, metric_of
+from autotune.tuner.study import STUDY_ATTR
 from autotune.tuner.trials import best_feasible_trial, role
 
 
@@ -19,7 +21,8 @@ def confirmation_text(stability: dict | None, best) -> str:
         return ""
     measured = [v for v in stability["runs"] if v is not None]
     verdict = "stable" if stability["stable"] else "unstable: re-run it, or measure with more --repeats"
-    return f"; re-measured {len(measured)} times: median {stability['median']:.1f} tok/s, CV {stability['cv']:.1%} ({verdict})"
+    return (f"; re-measured {len(measured)} times: median {stability['median']:.1f} tok/s, CV {stability['cv']:.1%} "
+            f"({verdict})")
 
 
 def outcome_line(study: optuna.Study) -> str:
@@ -43,8 +46,9 @@ def outcome_line(study: optuna.Study) -> str:
         agreement = "agreement not judged (random weights)"
     else:
         agreement = f"top-1 agreement {best.user_attrs.get('top1_agreement', 0.0):.3f}"
+    label = LABELS[metric_of(study.user_attrs.get(STUDY_ATTR) or {})]
     return (f"best: {best.user_attrs.get('config') or 'the baseline'}, {best.value / baseline.value:.2f}x the "
-            f"baseline's decode tok/s ({best.value:.1f} against {baseline.value:.1f}) at {agreement}{confirmed}")
+            f"baseline's {label} ({best.value:.1f} against {baseline.value:.1f}) at {agreement}{confirmed}")
 
 
 def export_lines(path) -> list[str]:

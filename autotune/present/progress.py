@@ -10,6 +10,7 @@ import json
 import sys
 import time
 
+from autotune.config.objective import LABELS as OBJECTIVE_LABELS
 from autotune.worker.phase import LABELS
 
 
@@ -26,7 +27,7 @@ def _waiting_stale(i: dict) -> str:
 def _confirmed(i: dict) -> str:
     cv = "-" if i["cv"] is None else f"{100 * i['cv']:.1f} %"
     runs = ", ".join("failed" if v is None else f"{v:.1f}" for v in i["runs"])
-    return (f"  -> {runs} decode tok/s; coefficient of variation {cv}: "
+    return (f"  -> {runs} {OBJECTIVE_LABELS.get(i.get('metric'), 'decode tok/s')}; coefficient of variation {cv}: "
             + ("stable" if i["stable"] else "UNSTABLE (the preset is marked so)"))
 
 

@@ -10,6 +10,8 @@ from typing import Callable
 
 import optuna
 
+from autotune.config.objective import metric_of
+from autotune.tuner.study import STUDY_ATTR
 from autotune.tuner.trials import is_feasible, retried_trial_number
 
 MiB = 2**20
@@ -26,7 +28,7 @@ def fmt(value, spec: str = ".1f", scale: float = 1.0) -> str:
 
 # ---- rows ----------------------------------------------------------------------------------------
 
-def trial_row(trial, baseline_value: float | None) -> dict:
+def trial_row(trial, baseline_value: float | None, metric: str = "decode_tokens_per_s") -> dict:
     """A trial as a JSON-ready dict (what `autotune show --json` prints)."""
     a = trial.user_attrs
     if trial.state.name in ("WAITING", "RUNNING"):  # a retry starts with the attrs of the trial it retries
@@ -37,21 +39,21 @@ def trial_row(trial, baseline_value: float | None) -> dict:
     status = a.get("status") or trial.state.name.lower()
     if trial.state.name == "COMPLETE" and not feasible and not a.get("failure_kind") and a.get("status") == "ok":
         status = "disagrees"  # measured, but short of the study's equivalence gate
-    value = a.get("decode_tokens_per_s")
+    value, objective = a.get("decode_tokens_per_s"), a.get(metric)
     figures = ("e2e_tokens_per_s", "ttft_s", "prefill_tokens_per_s", "peak_memory_bytes", "estimated_memory_bytes",
                "warmup_s", "recompiles", "top1_agreement", "prefix_match", "divergence_margin", "mean_kl",
                "float32_top1_agreement", "float32_mean_kl", "floor_top1_agreement", "floor_mean_kl",
                "equivalence_meaningful", "failure_kind", "message", "duplicate_of")
     return {"number": trial.number, "state": trial.state.name, "role": a.get("role", "search"),
             "config": a.get("config", "-"), "params": dict(trial.params), "decode_tokens_per_s": value,
-            "speedup": value / baseline_value if value and baseline_value else None,
+            "objective": objective, "speedup": objective / baseline_value if objective and baseline_value else None,
             **{name: a.get(name) for name in figures}, "feasible": feasible, "status": status}
 
 
-def baseline_value(trials) -> float | None:
+def baseline_value(trials, metric: str = "decode_tokens_per_s") -> float | None:
     for t in trials:
-        if t.user_attrs.get("role") == "baseline" and t.user_attrs.get("decode_tokens_per_s"):
-            return t.user_attrs["decode_tokens_per_s"]
+        if t.user_attrs.get("role") == "baseline" and t.user_attrs.get(metric):
+            return t.user_attrs[metric]
     return None
 
 
@@ -59,15 +61,16 @@ def trial_rows(study: optuna.Study, by_speed: bool = True) -> list[dict]:
     """Every trial as a row, with `best` marking the trial a preset is exported from; fastest first
     (unmeasured trials last, in trial order), or in trial order."""
     trials = study.get_trials(deepcopy=False)
-    base = baseline_value(trials)
-    rows = [trial_row(t, base) for t in trials]
+    metric = metric_of(study.user_attrs.get(STUDY_ATTR) or {})
+    base = baseline_value(trials, metric)
+    rows = [trial_row(t, base, metric) for t in trials]
     feasible = [r for r in rows if r["feasible"]]
-    best = max(feasible, key=lambda r: (r["decode_tokens_per_s"] or 0, -r["number"]))["number"] if feasible else None
+    best = max(feasible, key=lambda r: (r["objective"] or 0, -r["number"]))["number"] if feasible else None
     for r in rows:
         r["best"] = r["number"] == best
     if not by_speed:
         return rows
-    return sorted(rows, key=lambda r: (r["decode_tokens_per_s"] is None, -(r["decode_tokens_per_s"] or 0),
+    return sorted(rows, key=lambda r: (r["objective"] is None, -(r["objective"] or 0),
                                        r["number"]))
 
 
@@ -99,6 +102,7 @@ COLUMNS = {column.title: column for column in (
     Column("role", lambda r: r["role"] + (" ★" if r["best"] else ""), left=True),
     Column("config", lambda r: r["config"], left=True),
     Column("decode tok/s", lambda r: fmt(r["decode_tokens_per_s"])),
+    Column("e2e tok/s", lambda r: fmt(r["e2e_tokens_per_s"])),
     Column("speed-up", lambda r: fmt(r["speedup"], ".2f")),
     Column("TTFT ms", lambda r: fmt(r["ttft_s"], ".1f", 1e-3)),
     Column("prefill tok/s", lambda r: fmt(r["prefill_tokens_per_s"], ".0f")),
@@ -116,22 +120,23 @@ COLUMNS = {column.title: column for column in (
 # the table a search ends with (trial order), `autotune show` (fastest first), the report's
 SEARCH_VIEW = ("#", "role", "config", "decode tok/s", "TTFT ms", "peak MiB", "recompiles", "top-1 agr.", "prefix",
                "margin", "status")
-SHOW_VIEW = ("#", "role", "config", "decode tok/s", "speed-up", "TTFT ms", "prefill tok/s", "peak MiB", "warm-up s",
+SHOW_VIEW = ("#", "role", "config", "decode tok/s", "e2e tok/s", "speed-up", "TTFT ms", "prefill tok/s", "peak MiB", "warm-up s",
              "top-1 agr.", "top-1 f32", "prefix", "margin", "feasible", "status")
-REPORT_VIEW = ("#", "role", "config", "decode tok/s", "speed-up", "TTFT ms", "prefill tok/s", "peak MiB",
+REPORT_VIEW = ("#", "role", "config", "decode tok/s", "e2e tok/s", "speed-up", "TTFT ms", "prefill tok/s", "peak MiB",
                "estimate MiB", "warm-up s", "recompiles", "top-1 agr.", "top-1 f32", "prefix", "margin", "status")
 
 
-def caption(rows: list[dict]) -> str:
+def caption(rows: list[dict], view: tuple[str, ...] = ()) -> str:
     """What the agreement columns mean (and that random weights leave them unjudged)."""
     lines = ["(rw): random weights: the agreement figures are recorded but not judged"] if random_weights(rows) else []
     lines.append("TTFT ms: time to the first new token of a batch (the prompt read, the first step); prefill tok/s: "
                  "prompt tokens (padding aside) over that time; decode tok/s: the tokens after the first over "
-                 "the rest of the time, summed over the batch")
+                 "the rest of the time; e2e tok/s: all new tokens over the whole request; both summed over the "
+                 "batch; speed-up: the study's objective (--objective) against the baseline's")
     lines.append("top-1 agr.: teacher-forced top-1 agreement with the baseline (the model's own forward); prefix: "
                  "share of the baseline's greedy continuation generated before the first differing token (what "
                  "the decoding changes: assisted decoding, the compiled loops)")
-    if any(r["float32_top1_agreement"] is not None for r in rows):
+    if "top-1 f32" in view and any(r["float32_top1_agreement"] is not None for r in rows):
         lines.append("top-1 f32: the same against the model in float32; the baseline's own is the noise floor, "
                      "what rounding alone moves (the noise-floor gate judges a trial's top-1 and KL against float32 "
                      "relative to it: autotune search --help, --gate)")
@@ -147,7 +152,7 @@ def rich_table(rows: list[dict], view: tuple[str, ...], title: str):
     """A rich Table of `rows` with the columns of `view`; the best row bold, the seeds in cyan."""
     from rich.table import Table
 
-    table = Table(title=title, caption=caption(rows))
+    table = Table(title=title, caption=caption(rows, view))
     for name in view:
         # a long configuration folds onto more lines rather than ending in an ellipsis
         table.add_column(name, justify="left" if COLUMNS[name].left else "right", overflow="fold")

@@ -16,16 +16,17 @@ from autotune.tuner.export import STABILITY_ATTR, export_study
 from autotune.tuner.launching import TrialLauncher
 from autotune.tuner.trials import best_feasible_trial
 
-# coefficient of variation of re-measured decode tok/s under which a preset is stable
+# coefficient of variation of the re-measured objective (decode tok/s unless --objective says otherwise) under
+# which a preset is stable
 STABLE_CV = 0.05
 
 
-def stability(best, values: list[float | None], n: int) -> dict:
-    """The confirmations so far of trial `best` out of `n`: their median and coefficient of variation;
-    stable once all `n` ran with a CV under STABLE_CV."""
+def stability(best, values: list[float | None], n: int, metric: str = "decode_tokens_per_s") -> dict:
+    """The confirmations so far of trial `best` out of `n` (their `metric`, the study's objective): their median
+    and coefficient of variation; stable once all `n` ran with a CV under STABLE_CV."""
     measured = [v for v in values if v is not None]
     cv = statistics.pstdev(measured) / statistics.fmean(measured) if len(measured) >= 2 else None
-    return {"trial": best.number, "runs": values, "recorded": best.value,
+    return {"trial": best.number, "metric": metric, "runs": values, "recorded": best.value,
             "median": statistics.median(measured) if measured else None, "cv": cv,
             "stable": cv is not None and cv < STABLE_CV and len(measured) == n}
 
@@ -51,8 +52,8 @@ def confirm_best(study: optuna.Study, n: int, launcher: TrialLauncher, report: C
     report("confirm", number=best.number, runs=n - len(values))
     for i in range(len(values), n):
         m = launcher.run(best.number, "confirm", candidate, job_name=f"confirm-{best.number:05d}-{i}")
-        values.append(m.decode_tokens_per_s if m.ok else None)
-        record = stability(best, values, n)
+        values.append(getattr(m, launcher.settings.objective_metric) if m.ok else None)
+        record = stability(best, values, n, launcher.settings.objective_metric)
         study.set_user_attr(STABILITY_ATTR, record)
     report("confirmed", **record)
     return record

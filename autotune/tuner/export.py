@@ -12,6 +12,7 @@ import optuna
 from autotune.config import models
 from autotune.config.candidate import STATIC_CACHES, Candidate
 from autotune.config.gate import Gate
+from autotune.config.objective import metric_of
 from autotune.config.preset import Preset
 from autotune.config.workload import Workload
 from autotune.errors import FolderExportError, InputError
@@ -65,7 +66,8 @@ def preset_from_trial(trial, study_attrs: dict, measurement: dict) -> Preset:
         environment=measurement.get("environment", {}),
         study={"name": study_attrs["study_name"], "trial": trial.number, "role": role(trial),
                "device": study_attrs["device"], "min_agreement": study_attrs["min_agreement"],
-               "gate": Gate.of_attrs(study_attrs).rule, "command": study_attrs.get("command")},
+               "gate": Gate.of_attrs(study_attrs).rule, "objective": metric_of(study_attrs),
+               "command": study_attrs.get("command")},
         workload=Workload.from_dict(workload).record(),
         note=models.describe(model) if models.is_random(model) else None,
     )

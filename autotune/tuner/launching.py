@@ -30,8 +30,8 @@ class TrialLauncher:
         return self.settings.study_dir / "trials" / f"{number:05d}"
 
     def stop_below(self) -> float | None:
-        """Decode tok/s under which a trial stops early: `--early-stop` times the best so far (None: no best
-        yet, or early stopping off)."""
+        """The objective's tok/s under which a trial stops early: `--early-stop` times the best so far (None: no
+        best yet, or early stopping off)."""
         best = self.best_value()
         if not self.settings.early_stop or not best:
             return None
@@ -54,7 +54,8 @@ class TrialLauncher:
                   role="baseline" if role == "baseline" else "candidate", reference_path=str(reference.resolve()),
                   result_path=str(job_dir.resolve() / "result.json"), repeats=s.repeats, warmup=s.warmup,
                   trial_number=number, fault=None if job_name else fault_for(s.faults, number, candidate),
-                  budget_bytes=s.vram, stop_below=None if job_name or role == "baseline" else self.stop_below())
+                  budget_bytes=s.vram, stop_below=None if job_name or role == "baseline" else self.stop_below(),
+                  stop_metric=s.objective_metric)
         # the study's compiled kernels are kept and shared by its trials
         env = {"TORCHINDUCTOR_CACHE_DIR": str((s.study_dir / "inductor-cache").resolve())}
 

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from autotune.config.candidate import Candidate
 from autotune.config.gate import Gate
 from autotune.config.measurement import METRIC_FIELDS, Measurement
+from autotune.config.objective import metric_of
 from autotune.files import write_atomic
 from autotune.tuner.handle import StudyHandle
 
@@ -46,8 +47,8 @@ def constraint_values(m: Measurement, gate: Gate) -> dict:
     return {"top1_agreement": gate.min_agreement, "runs": 1.0}
 
 
-def objective_value(m: Measurement) -> float:
-    return (m.decode_tokens_per_s or 0.0) if m.ok else 0.0
+def objective_value(m: Measurement, metric: str = "decode_tokens_per_s") -> float:
+    return (getattr(m, metric) or 0.0) if m.ok else 0.0
 
 
 class Records:
@@ -55,11 +56,11 @@ class Records:
     tell never happened."""
 
     def __init__(self, handle: StudyHandle, study_dir: str | Path, gate: Gate, max_retry: int,
-                 grace_period: float, report: Callable[..., None] | None = None):
+                 grace_period: float, report: Callable[..., None] | None = None, metric: str = "decode_tokens_per_s"):
         self.handle = handle
         self.study = handle.study
         self.study_dir = Path(study_dir)
-        self.gate = gate
+        self.gate, self.metric = gate, metric  # metric: the Measurement field the study maximizes
         self.max_retry = max_retry
         self.grace_period = grace_period
         self.report = report or (lambda event, **info: None)
@@ -99,11 +100,11 @@ class Records:
         if m.ok or m.infeasible:
             for key, value in constraint_values(m, self.gate).items():
                 trial.set_constraint(key, value)
-            self.study.tell(trial, objective_value(m))
+            self.study.tell(trial, objective_value(m, self.metric))
             return
         if m.stopped:  # early stopping: the one pass it ran is its intermediate value, for TPE to rank it
-            if m.decode_tokens_per_s is not None:
-                trial.report(m.decode_tokens_per_s, step=0)
+            if getattr(m, self.metric) is not None:
+                trial.report(getattr(m, self.metric), step=0)
             self.study.tell(trial, state=TrialState.PRUNED)
             return
         self.study.tell(trial, state=TrialState.FAIL)
@@ -141,7 +142,7 @@ class Records:
                  "reconciled_from": failed.number}
         system = {f"constraints:{k}": v for k, v in constraint_values(m, self.gate).items()}
         self.study.add_trial(optuna.create_trial(
-            state=TrialState.COMPLETE, value=objective_value(m), params=failed.params,
+            state=TrialState.COMPLETE, value=objective_value(m, self.metric), params=failed.params,
             distributions=failed.distributions, user_attrs=attrs, system_attrs=system))
         number = self.study.get_trials(deepcopy=False)[-1].number
         self.save(number, candidate, m, record.get("duplicate_of"), failed.params, reconciled_from=failed.number)
@@ -160,5 +161,6 @@ def reconcile_study(study_name: str, storage_url: str, root: str | Path, grace_p
     from autotune.tuner.study import load_handle, recorded
 
     handle = load_handle(study_name, storage_url)
-    return Records(handle, Path(root) / study_name, Gate.of_attrs(recorded(handle.study)), 0, grace_period,
-                   report).reconcile()
+    attrs = recorded(handle.study)
+    return Records(handle, Path(root) / study_name, Gate.of_attrs(attrs), 0, grace_period, report,
+                   metric_of(attrs)).reconcile()

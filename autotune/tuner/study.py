@@ -18,7 +18,6 @@ from autotune.tuner.handle import StudyHandle
 from autotune.tuner.machine import fingerprint
 from autotune.tuner.storage import sqlite_path, storage_for, storage_label
 from autotune.tuner.storage_guard import check_writable_dir, lock_study, release_study
-from autotune.tuner.trials import OBJECTIVE
 
 STUDY_ATTR = "autotune"  # the study user attribute holding what it was made with
 FOLDER_FILE = "STORAGE"  # in a study's folder: which storage's study the folder serves (one per folder)
@@ -30,9 +29,9 @@ CREATE_WAIT_S = 60  # how long `study create` waits for another process's lock o
 SAME_STUDY = (("model", "model"), ("workload_fingerprint", "workload (prompts, batch size, new tokens)"),
               ("space_fingerprint", "search space"), ("machine_fingerprint", "machine (device)"),
               ("min_agreement", "--min-agreement"), ("gate", "--gate"), ("assistant", "--assistant"),
-              ("vram", "--vram"))
+              ("vram", "--vram"), ("objective", "--objective"))
 # What a study made by an older version recorded implicitly: it judged equivalence by the baseline rule.
-LEGACY_ATTRS = {"gate": "baseline"}
+LEGACY_ATTRS = {"gate": "baseline", "objective": "decode_tokens_per_s"}
 
 
 def study_attrs(settings: SearchSettings, model: str, assistant: str | None, space: SearchSpace,
@@ -43,7 +42,7 @@ def study_attrs(settings: SearchSettings, model: str, assistant: str | None, spa
         "workload": settings.workload.to_dict(), "workload_fingerprint": settings.workload.fingerprint(),
         "space": space.to_dict(), "space_fingerprint": space.fingerprint(), "device": environment["device"],
         "machine_fingerprint": fingerprint(environment), "min_agreement": settings.min_agreement,
-        "gate": settings.gate, "vram": settings.vram, "objective": OBJECTIVE, "command": settings.command,
+        "gate": settings.gate, "vram": settings.vram, "objective": settings.objective_metric, "command": settings.command,
         "settings": settings.to_dict(),
     }
 
@@ -147,7 +146,7 @@ def open_study(settings: SearchSettings, attrs: dict, sampler, mode: str, report
     if existing is None:
         with warnings.catch_warnings():  # set_metric_names is marked experimental; it is what the dashboard reads
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([OBJECTIVE])
+            study.set_metric_names([attrs["objective"]])
         study.set_user_attr(STUDY_ATTR, attrs)
         for knob, value, why in left_out:
             report("left_out", knob=knob, value=value, why=why)

@@ -14,7 +14,6 @@ from autotune.config.space import SearchSpace
 from autotune.errors import NoFeasibleTrialError
 from autotune.tuner.handle import fixed_params
 
-OBJECTIVE = "decode_tokens_per_s"
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 # statuses of an accident of the run (FAIL, retried), not of the configuration
 TRANSIENT = ("error", "timeout", "crash")

@@ -25,6 +25,7 @@ from autotune.config import models
 from autotune.config.candidate import Candidate
 from autotune.config.gate import Gate
 from autotune.config.measurement import Measurement
+from autotune.config.objective import LABELS, metric_of
 from autotune.config.preset import Preset
 from autotune.config.settings import SearchSettings, default
 from autotune.config.workload import Workload
@@ -111,17 +112,18 @@ def recorded_workload(preset: Preset, prompts: str | None) -> Workload:
     return Workload.from_record(preset.workload, prompts, model=preset.model)
 
 
-def recorded_speed(measurement: dict) -> tuple[float, str]:
-    """The decode tok/s the preset records, and what it is: the median of its confirmations where it has them
-    (the steadier figure), else its trial's measurement."""
+def recorded_speed(measurement: dict, metric: str = "decode_tokens_per_s") -> tuple[float, str]:
+    """The figure of the study's objective (`metric`, decode tok/s unless it was --objective e2e) the preset
+    records, and what it is: the median of its confirmations where it has them (the steadier figure), else its
+    trial's measurement."""
     stability = measurement.get("stability") or {}
     median, runs = stability.get("median"), [v for v in stability.get("runs") or [] if v is not None]
     if isinstance(median, (int, float)) and not isinstance(median, bool) and median > 0:
         return float(median), f"the median of its {len(runs)} confirmation(s)"
-    value = measurement.get("decode_tokens_per_s")
+    value = measurement.get(metric)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return float(value), "its trial's measurement"
-    raise PresetError(f"the preset's measurement records no decode_tokens_per_s to compare with; {AGAIN}")
+    raise PresetError(f"the preset's measurement records no {metric} to compare with; {AGAIN}")
 
 
 def why_none(measured: list[Measurement]) -> str:
@@ -129,9 +131,11 @@ def why_none(measured: list[Measurement]) -> str:
     return f"{failed.status}: {(failed.message or '').splitlines()[0] if failed.message else ''}" if failed else ""
 
 
-def speed_check(measured: list[Measurement], recorded: float, source: str, threshold: float) -> Check:
-    """The median decode tok/s of the runs, and their spread, against the recorded figure."""
-    values = [m.decode_tokens_per_s for m in measured if m.ok and m.decode_tokens_per_s]
+def speed_check(measured: list[Measurement], recorded: float, source: str, threshold: float,
+                metric: str = "decode_tokens_per_s") -> Check:
+    """The median of the runs' `metric` (the objective the preset was chosen by), and their spread, against the
+    recorded figure."""
+    values = [getattr(m, metric) for m in measured if m.ok and getattr(m, metric)]
     if not values:
         return Check("speed", False, f"no run measured ({why_none(measured)})", {"recorded": recorded, "runs": []})
     median = statistics.median(values)
@@ -139,12 +143,13 @@ def speed_check(measured: list[Measurement], recorded: float, source: str, thres
     below = 1 - median / recorded
     where = f"{below:.1%} below" if below > 0 else f"{-below:.1%} above"
     spread = f"CV {cv:.1%}, " if cv is not None else ""
-    summary = (f"median {median:.1f} decode tok/s over {len(values)} of {len(measured)} runs ({spread}"
+    summary = (f"median {median:.1f} {LABELS[metric]} over {len(values)} of {len(measured)} runs ({spread}"
                f"{min(values):.1f}-{max(values):.1f}), {where} the recorded {recorded:.1f} ({source}); "
                f"more than {threshold:.0%} below fails")
     if cv is not None and cv >= STABLE_CV:
-        summary += f"; the runs spread more than {STABLE_CV:.0%} (another load on this machine?): judge with more --runs"
-    figures = {"median": median, "cv": cv, "runs": values, "recorded": recorded, "recorded_from": source,
+        summary += (f"; the runs spread more than {STABLE_CV:.0%} (another load on this machine?): judge with more "
+                    "--runs")
+    figures = {"metric": metric, "median": median, "cv": cv, "runs": values, "recorded": recorded, "recorded_from": source,
                "below": below, "threshold": threshold}
     return Check("speed", below <= threshold, summary, figures)
 
@@ -217,7 +222,8 @@ def verify_preset(path: str | Path, device: str = default("device"), runs: int =
     candidate = preset_candidate(preset)
     gate = preset_gate(preset)
     workload = recorded_workload(preset, prompts)
-    recorded, source = recorded_speed(preset.measurement)
+    metric = metric_of(preset.study)
+    recorded, source = recorded_speed(preset.measurement, metric)
     model = models.resolve_model(preset.model)
     env = machine.probe(device)
     with tempfile.TemporaryDirectory(prefix="autotune-verify-") as root:
@@ -242,7 +248,7 @@ def verify_preset(path: str | Path, device: str = default("device"), runs: int =
         preset=str(path), model=model, device=env["device"], device_name=env.get("device_name"),
         recorded_device_name=preset.environment.get("device_name"),
         baseline_tokens_per_s=baseline.decode_tokens_per_s,
-        checks=(speed_check(measured, recorded, source, threshold),
+        checks=(speed_check(measured, recorded, source, threshold, metric),
                 equivalence_check(measured, gate, preset.measurement)),
         runs=tuple({k: getattr(m, k) for k in ("status", "decode_tokens_per_s", "top1_agreement", "mean_kl",
                                                "prefix_match", "message")} for m in measured))

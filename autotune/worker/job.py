@@ -24,8 +24,10 @@ class Job:
     trial_number: int | None = None
     # The --vram budget in bytes: a cap on CUDA, checked against the peak RSS on CPU (worker/budget.py).
     budget_bytes: int | None = None
-    # Early stopping: decode tok/s under which the trial stops after its first timed pass (None: never).
+    # Early stopping: the figure (`stop_metric`, the study's objective) under which the trial stops after its first
+    # timed pass (None: never).
     stop_below: float | None = None
+    stop_metric: str = "decode_tokens_per_s"
     # Test-only fault injection (see autotune.worker.faults); never set from a user's configuration.
     fault: str | None = None
     extra: dict = field(default_factory=dict)

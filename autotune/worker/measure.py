@@ -146,18 +146,19 @@ def memory_peaks(device: str) -> dict:
     return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
-def hopeless(summary: dict, stop_below: float | None) -> bool:
-    """A pass so slow that the trial clearly cannot beat the best so far (early stopping)."""
-    value = summary.get("decode_tokens_per_s")
+def hopeless(summary: dict, stop_below: float | None, metric: str = "decode_tokens_per_s") -> bool:
+    """A pass so slow (by `metric`, the study's objective) that the trial clearly cannot beat the best so far
+    (early stopping)."""
+    value = summary.get(metric)
     return stop_below is not None and value is not None and value < stop_below
 
 
 def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1, on_phase=None,
-            stop_below: float | None = None) -> dict:
+            stop_below: float | None = None, stop_metric: str = "decode_tokens_per_s") -> dict:
     """Warm up (compiling whatever compiles), then time `repeats` passes. Returns the figures and the
     continuations of the first measured pass. `on_phase("warmup" | "measure")` is told as each begins.
 
-    Early stopping: when the first measured pass runs under `stop_below` decode tok/s, no further pass is
+    Early stopping: when the first measured pass runs under `stop_below` (its `stop_metric`), no further pass is
     run and the figures carry `stopped_early`. A warm-up pass is never judged, not even for a candidate
     that compiles nothing: on a GPU even an eager model's first pass runs several times slower than the
     next ones (CUDA kernels load, the allocator grows), so judging it would stop candidates that are not
@@ -179,9 +180,9 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
         continuations = continuations if continuations is not None else conts
         passes.append(summarize_pass(timings))
         gaps += [gap for t in timings for gap in t.step_gaps]
-        if index == 0 and repeats > 1 and hopeless(passes[0], stop_below):
+        if index == 0 and repeats > 1 and hopeless(passes[0], stop_below, stop_metric):
             phases["measured"] = memory_peaks(built.device)
-            return stopped_figures(passes[0], "pass 1", stop_below, warmup_s, phases, built.device)
+            return stopped_figures(passes[0], "pass 1", stop_below, warmup_s, phases, built.device, stop_metric)
     peak, peak_kind = peak_memory(built.device)
     phases["measured"] = memory_peaks(built.device)
 
@@ -211,11 +212,11 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
 
 
 def stopped_figures(summary: dict, after: str, stop_below: float, warmup_s: float, phases: dict,
-                    device: str) -> dict:
+                    device: str, metric: str = "decode_tokens_per_s") -> dict:
     """The figures of a trial stopped early: the one pass that decided it, no continuations."""
     peak, peak_kind = peak_memory(device)
     return {
-        "stopped_early": {"after": after, "tokens_per_s": summary["decode_tokens_per_s"], "threshold": stop_below},
+        "stopped_early": {"after": after, "tokens_per_s": summary[metric], "threshold": stop_below, "metric": metric},
         "decode_tokens_per_s": summary["decode_tokens_per_s"],
         "e2e_tokens_per_s": summary["e2e_tokens_per_s"],
         "ttft_s": summary["ttft_s"],

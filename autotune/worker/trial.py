@@ -13,6 +13,7 @@ from pathlib import Path
 
 from autotune.config import models
 from autotune.config.measurement import Measurement
+from autotune.config.objective import LABELS
 from autotune.runtime import environment
 from autotune.runtime.build import Built, Recipe, build
 from autotune.runtime.loading import load_model
@@ -65,7 +66,8 @@ def timed_passes(job: Job, built: Built, job_dir: Path) -> tuple[dict, str | Non
     why the measurement is not valid (None: it is)."""
     def measured() -> dict:
         return measure(built, job.workload, repeats=job.repeats, warmup=job.warmup,
-                       on_phase=lambda phase: write_phase(job_dir, phase), stop_below=job.stop_below)
+                       on_phase=lambda phase: write_phase(job_dir, phase), stop_below=job.stop_below,
+                       stop_metric=job.stop_metric)
 
     if job.device != "cuda":
         return measured(), None
@@ -79,7 +81,8 @@ def timed_passes(job: Job, built: Built, job_dir: Path) -> tuple[dict, str | Non
 def stopped(figures: dict, facts: dict) -> Measurement:
     """The Measurement of a trial stopped after its first measured pass (early stopping)."""
     early = figures["stopped_early"]
-    message = (f"stopped after the first measured pass: {early['tokens_per_s']:.1f} decode tok/s, under "
+    label = LABELS.get(early.get("metric", "decode_tokens_per_s"), "tok/s")
+    message = (f"stopped after the first measured pass: {early['tokens_per_s']:.1f} {label}, under "
                f"{early['threshold']:.1f} (the best so far times --early-stop)")
     return Measurement(status="stopped", failure_kind="hopeless", message=message, **facts, **figures)
 
