@@ -96,6 +96,14 @@ def test_the_speed_check_says_how_far_below_the_recorded_figure():
     assert not failed.passed and "no run measured (oom: out of memory)" in failed.summary
 
 
+def test_the_speed_check_judges_the_objective_the_preset_was_chosen_by():
+    runs = [Measurement(status="ok", decode_tokens_per_s=100.0, e2e_tokens_per_s=e2e) for e2e in (40.0, 41.0, 39.0)]
+    check = verifying.speed_check(runs, 80.0, "x", 0.1, "e2e_tokens_per_s")
+    assert not check.passed and "median 40.0 end-to-end tok/s" in check.summary and "50.0% below" in check.summary
+    assert verifying.recorded_speed({"e2e_tokens_per_s": 40.0, "decode_tokens_per_s": 100.0},
+                                    "e2e_tokens_per_s") == (40.0, "its trial's measurement")
+
+
 def test_the_equivalence_check_judges_the_lowest_agreement_against_the_bar():
     baseline_rule = Gate("baseline", 0.99)
     assert not verifying.equivalence_check(measured(1.0, agreement=0.98), baseline_rule, {}).passed
