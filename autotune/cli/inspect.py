@@ -27,18 +27,27 @@ def open_existing_study(study_name: str, storage: str | None, root: str):
     return load_study(study_name, url), url
 
 
-@click.command(help="List a study's trials sorted by decode tok/s, with their measurements, feasibility and "
-                    "failure kinds; the baseline and the seed recipe marked.")
+@click.command(help="List a study's trials sorted by its objective (decode tok/s unless --objective e2e), with their "
+                    "measurements, feasibility and failure kinds; the baseline and the seed recipe marked.")
 @study_options
 @option("as_json", help="Print the trials as a JSON list instead of a table.")
+@click.option("--pareto", is_flag=True, help="Only the Pareto front: the feasible trials that no other feasible "
+                                             "trial beats on both decode tok/s and time to first token.")
 @guarded
-def show(study_name, storage, root, as_json):
+def show(study_name, storage, root, as_json, pareto):
+    from autotune.tuner.pareto import pareto_front
+
     study, _ = open_existing_study(study_name, storage, root)
     rows = trial_rows(study)
+    title = f"study {study_name}: trials by its objective (★ the exported one)"
+    if pareto:
+        front = {t.number for t in pareto_front(study.get_trials(deepcopy=False))}
+        rows = [r for r in rows if r["number"] in front]
+        title = f"study {study_name}: the Pareto front of decode tok/s and TTFT (★ the exported one)"
     if as_json:
         click.echo(json.dumps(rows, indent=1, default=str))
     else:
-        console.print(rich_table(rows, SHOW_VIEW, f"study {study_name}: trials by decode tok/s (★ the exported one)"))
+        console.print(rich_table(rows, SHOW_VIEW, title))
 
 
 @click.command(help="Write one self-contained HTML report of a study: optimization history, decode tok/s "
@@ -78,8 +87,11 @@ def dashboard(study_name, storage, root, host, port):
 @option("folder")
 @click.option("--trial", type=int, help="Number of the feasible trial to export instead of the best "
                                         "('autotune show' lists them).")
+@click.option("--pareto", "pareto_dir", type=click.Path(file_okay=False),
+              help="Also write a preset for every trial of the Pareto front of decode tok/s and time to first token "
+                   "into this folder, as trial-NNNNN.preset.json ('autotune show --pareto' lists them).")
 @guarded
-def export(study_name, storage, root, out, folder, trial):
+def export(study_name, storage, root, out, folder, trial, pareto_dir):
     from autotune.present.outcome import export_lines
     from autotune.tuner.export import export_study
     from autotune.tuner.storage_guard import check_export_target
@@ -89,11 +101,28 @@ def export(study_name, storage, root, out, folder, trial):
     for target in (out, folder):
         if target:
             check_export_target(target)
+    if pareto_dir:
+        check_export_target(os.path.join(pareto_dir, "trial-00000.preset.json"))
     study, _ = open_existing_study(study_name, storage, root)
     for target in (out, folder):
         if target:
             for line in export_lines(export_study(study, target, Path(root) / study_name, trial=trial)):
                 console.print(line)
+    if pareto_dir:
+        export_front(study, pareto_dir, Path(root) / study_name)
+
+
+def export_front(study, folder: str, study_dir: Path) -> None:
+    """A preset per trial of the study's Pareto front, into `folder`."""
+    from autotune.tuner.export import export_study
+    from autotune.tuner.pareto import pareto_front
+
+    front = pareto_front(study.get_trials(deepcopy=False))
+    for t in front:
+        path = export_study(study, Path(folder) / f"trial-{t.number:05d}.preset.json", study_dir, trial=t.number)
+        console.print(f"Pareto front: trial {t.number}, {t.user_attrs['decode_tokens_per_s']:.1f} decode tok/s, "
+                      f"TTFT {1000 * t.user_attrs['ttft_s']:.1f} ms: {path}")
+    console.print(f"{len(front)} preset(s) of the Pareto front written to {folder}")
 
 
 @click.command(help="Import measurements whose result was saved but never told to Optuna (after a crash of the "

@@ -136,8 +136,7 @@ def open_shared(settings: SearchSettings, report: Callable[..., None]) -> StudyH
     storage = storage_for(settings.storage_url, heartbeat_interval=None)
     handle = StudyHandle.of(optuna.load_study(study_name=settings.study_name, storage=storage), storage)
     if is_journal(settings.storage_url):
-        Records(handle, settings.study_dir, settings.equivalence_gate, settings.max_retry, settings.grace_period,
-                report, settings.objective_metric).reconcile()
+        Records.of_settings(handle, settings, report).reconcile()
         orphans = fail_orphaned_trials(handle, settings.max_retry)
         if orphans:
             report("orphans_failed", failed=orphans)

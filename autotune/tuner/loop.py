@@ -98,8 +98,7 @@ class Tuner:
         self.handle, self.created = open_study(s, attrs, self.coordination.sampler(s.seed), self.coordination.mode,
                                                self.report, self.space.left_out, self.coordination.may_differ)
         self.coordination.attach(self)
-        self.records = Records(self.handle, s.study_dir, s.equivalence_gate, s.max_retry, s.grace_period, self.report,
-                               s.objective_metric)
+        self.records = Records.of_settings(self.handle, s, self.report)
         self.launcher = TrialLauncher(s, self.model, self.environment["device"], self.coordination.reference_path,
                                       self.best_value, self.report)
         self.guards = Guards(s, self.coordination.reference_path, self.launcher.trial_dir)

@@ -65,6 +65,12 @@ class Records:
         self.grace_period = grace_period
         self.report = report or (lambda event, **info: None)
 
+    @classmethod
+    def of_settings(cls, handle: StudyHandle, settings, report: Callable[..., None] | None = None) -> "Records":
+        """The records of the study `settings` (a SearchSettings) describes: its folder, gate and objective."""
+        return cls(handle, settings.study_dir, settings.equivalence_gate, settings.max_retry, settings.grace_period,
+                   report, settings.objective_metric)
+
     @staticmethod
     def read(study_dir: str | Path, number: int) -> dict | None:
         path = result_path(study_dir, number)
