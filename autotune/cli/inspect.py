@@ -36,6 +36,7 @@ def open_existing_study(study_name: str, storage: str | None, root: str):
 @guarded
 def show(study_name, storage, root, as_json, pareto):
     from autotune.tuner.pareto import pareto_front
+    from autotune.tuner.timeline import time_shares
 
     study, _ = open_existing_study(study_name, storage, root)
     rows = trial_rows(study)
@@ -46,8 +47,11 @@ def show(study_name, storage, root, as_json, pareto):
         title = f"study {study_name}: the Pareto front of decode tok/s and TTFT (★ the exported one)"
     if as_json:
         click.echo(json.dumps(rows, indent=1, default=str))
-    else:
-        console.print(rich_table(rows, SHOW_VIEW, title))
+        return
+    console.print(rich_table(rows, SHOW_VIEW, title))
+    shares = time_shares(study.get_trials(deepcopy=False))
+    if shares is not None:
+        console.print(shares.line())
 
 
 @click.command(help="Write one self-contained HTML report of a study: optimization history, decode tok/s "

@@ -48,3 +48,5 @@ def test_show_and_export_the_front_of_a_real_study(searched, tmp_path):
         preset = json.loads((out / f"trial-{row['number']:05d}.preset.json").read_text())
         assert preset["study"]["trial"] == row["number"]
     assert f"{len(rows)} preset(s) of the Pareto front written" in exported.output
+    table = runner.invoke(main, ["show", "--study", "v", "--root", str(root / "studies")])
+    assert table.exit_code == 0 and "the device measuring" in table.output  # where the study's time went

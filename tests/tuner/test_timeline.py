@@ -1,0 +1,40 @@
+"""Where a study's wall time went: measuring, warming up and compiling, or idle, from the trials' records."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import optuna
+import pytest
+
+from autotune.tuner.timeline import time_shares
+
+START = datetime(2026, 12, 4, 12, 0, 0)
+
+
+def trial(start_s, end_s, **attrs):
+    t = optuna.trial.create_trial(value=1.0, user_attrs=attrs)
+    t.datetime_start, t.datetime_complete = START + timedelta(seconds=start_s), START + timedelta(seconds=end_s)
+    return t
+
+
+def test_the_shares_add_up_to_the_wall_time_of_the_trials():
+    trials = [
+        trial(0, 50, process_s=48.0, wall_s=40.0, load_s=5.0, warmup_s=20.0, measured_s=10.0),
+        trial(50, 100, process_s=45.0, wall_s=38.0, load_s=6.0, warmup_s=18.0, measured_s=8.0),
+        trial(100, 100, duplicate_of=1, process_s=45.0),  # a duplicate ran nothing
+        trial(100, 100),  # recorded before the figures existed, or refused before launch
+    ]
+    shares = time_shares(trials)
+    assert shares.wall_s == 100 and shares.trials == 2
+    assert (shares.measured_s, shares.warmup_s, shares.load_s) == (18.0, 38.0, 11.0)
+    assert shares.startup_s == pytest.approx(15.0) and shares.worker_rest_s == pytest.approx(11.0)
+    assert shares.outside_s == pytest.approx(7.0)
+    assert shares.line() == ("wall time of the trials 1.7 min over 2 worker processes: the device measuring 18%, "
+                             "warming up and compiling 38%, otherwise idle 44% (loading 11%, process start-up 15%, "
+                             "scoring and the rest of the workers 11%, outside the workers 7%)")
+
+
+def test_a_study_without_process_figures_has_no_shares():
+    assert time_shares([trial(0, 10, decode_tokens_per_s=5.0)]) is None
+    assert time_shares([]) is None
