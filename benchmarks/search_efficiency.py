@@ -58,6 +58,7 @@ from autotune.config.candidate import Candidate  # noqa: E402
 from autotune.config.measurement import Measurement  # noqa: E402
 from autotune.config.space import SearchSpace  # noqa: E402
 from autotune.tuner import coverage  # noqa: E402
+from autotune.config.gate import Gate  # noqa: E402
 from autotune.tuner.records import constraint_values  # noqa: E402
 from autotune.tuner.seeds import seed_recipe  # noqa: E402
 from autotune.tuner.study import STUDY_ATTR  # noqa: E402
@@ -243,7 +244,7 @@ def replay(grid: dict, seed: int, sampler: str = "tuner") -> dict:
         trials += 1
         m = Measurement(status="ok" if row["feasible"] else "unsupported", decode_tokens_per_s=row["value"],
                         equivalence_meaningful=False)
-        for name, value in constraint_values(m, 0.99).items():
+        for name, value in constraint_values(m, Gate()).items():
             trial.set_constraint(name, value)
         study.tell(trial, row["value"])
         if row["feasible"]:
