@@ -42,3 +42,10 @@ def test_a_study_of_an_older_version_resumes_under_the_baseline_rule(settings):
     with pytest.raises(StudyMismatchError, match=r"another --gate \('baseline', now 'noise-floor'\)"):
         Tuner(settings).prepare()
     Tuner(with_gate(settings, "baseline")).prepare()
+
+
+def test_settings_recorded_before_the_gate_existed_read_as_the_baseline_rule(settings):
+    recorded = settings.to_dict()
+    assert SearchSettings.from_dict(recorded).gate == "noise-floor"
+    del recorded["gate"]  # as an older version recorded them: a worker joining that study judges as it did
+    assert SearchSettings.from_dict(recorded).gate == "baseline"
