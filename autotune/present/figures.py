@@ -88,7 +88,8 @@ def equivalence_figure(rows: list[dict], gate: Gate, meaningful: bool):
                                  marker_symbol="diamond", name="top-1 agreement with float32"))
     if gate.rule == "noise-floor" and floor is not None:
         fig.add_hline(y=floor - (1 - gate.min_agreement), line=dict(color="#d62728", dash="dash"),
-                      annotation_text="noise-floor bar (top-1 with float32)")
+                      annotation_text=f"noise-floor bar: the baseline's top-1 with float32 less 1 - --min-agreement "
+                                      f"{gate.min_agreement}")
     else:
         fig.add_hline(y=gate.min_agreement, line=dict(color="#d62728", dash="dash"),
                       annotation_text=f"--min-agreement {gate.min_agreement}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from optuna.trial import TrialState
 
@@ -124,7 +126,12 @@ def test_sampling_study_judges_equivalence_by_teacher_forced_distributions(tmp_p
     assert baseline.user_attrs["top1_agreement"] == 1.0
     agreement = fp32.user_attrs["top1_agreement"]
     assert 0.5 < agreement <= 1.0 and fp32.user_attrs["mean_kl"] >= 0
-    assert fp32.constraints["top1_agreement"] == pytest.approx(settings.min_agreement - agreement)
+    # judged by the study's gate: against float32, whose scores the baseline trial made beside its own
+    scores = SimpleNamespace(**{k: fp32.user_attrs.get(k) for k in (
+        "top1_agreement", "float32_top1_agreement", "float32_mean_kl", "floor_top1_agreement", "floor_mean_kl")})
+    assert fp32.user_attrs["float32_top1_agreement"] == 1.0 and fp32.user_attrs["floor_top1_agreement"] == agreement
+    assert fp32.constraints["top1_agreement"] == pytest.approx(settings.equivalence_gate.gap(scores))
+    assert fp32.constraints["top1_agreement"] <= 0
 
 
 def test_random_weights_record_their_agreement_without_judging_it(settings):
