@@ -66,8 +66,12 @@ class Gate:
         """
         if self.rule == "baseline" or not self.floor_known(scores):
             return self.min_agreement - (scores.top1_agreement or 0.0)
-        top1_bar = scores.floor_top1_agreement - (1 - self.min_agreement)
-        return max(top1_bar - scores.float32_top1_agreement, scores.float32_mean_kl - self.kl_bar(scores))
+        return max(self.top1_bar(scores.floor_top1_agreement) - scores.float32_top1_agreement,
+                   scores.float32_mean_kl - self.kl_bar(scores))
+
+    def top1_bar(self, floor_top1: float) -> float:
+        """The least top-1 agreement with float32 the noise-floor rule takes, given the baseline's own."""
+        return floor_top1 - (1 - self.min_agreement)
 
     def kl_bar(self, scores) -> float:
         return max(KL_FACTOR * scores.floor_mean_kl, KL_ALLOWANCE)
@@ -82,6 +86,6 @@ class Gate:
         if scores is None:
             return (f"against float32, top-1 within {1 - self.min_agreement:.3g} of the baseline's and mean KL "
                     f"within {KL_FACTOR:g}x the baseline's (at least {KL_ALLOWANCE:g})")
-        return (f"against float32, top-1 at least {scores.floor_top1_agreement - (1 - self.min_agreement):.4f} "
+        return (f"against float32, top-1 at least {self.top1_bar(scores.floor_top1_agreement):.4f} "
                 f"and mean KL at most {self.kl_bar(scores):.3g} (the baseline's: {scores.floor_top1_agreement:.4f}, "
                 f"{scores.floor_mean_kl:.3g})")

@@ -17,6 +17,7 @@ DEFAULT_OBJECTIVE = "decode"
 # the Measurement field each objective maximizes; a study records it under "objective" (studies made before
 # the choice existed recorded the decode one)
 METRICS = {"decode": "decode_tokens_per_s", "e2e": "e2e_tokens_per_s"}
+DEFAULT_METRIC = METRICS[DEFAULT_OBJECTIVE]
 LABELS = {"decode_tokens_per_s": "decode tok/s", "e2e_tokens_per_s": "end-to-end tok/s"}
 
 
@@ -30,4 +31,4 @@ def metric_of(attrs: dict) -> str:
         One of METRICS' values.
     """
     recorded = attrs.get("objective")
-    return recorded if recorded in LABELS else METRICS[DEFAULT_OBJECTIVE]
+    return recorded if recorded in LABELS else DEFAULT_METRIC

@@ -87,7 +87,7 @@ def equivalence_figure(rows: list[dict], gate: Gate, meaningful: bool):
         fig.add_trace(go.Scatter(x=labels, y=[r["float32_top1_agreement"] for r in scored], mode="markers",
                                  marker_symbol="diamond", name="top-1 agreement with float32"))
     if gate.rule == "noise-floor" and floor is not None:
-        fig.add_hline(y=floor - (1 - gate.min_agreement), line=dict(color="#d62728", dash="dash"),
+        fig.add_hline(y=gate.top1_bar(floor), line=dict(color="#d62728", dash="dash"),
                       annotation_text=f"noise-floor bar: the baseline's top-1 with float32 less 1 - --min-agreement "
                                       f"{gate.min_agreement}")
     else:

@@ -13,6 +13,7 @@ import optuna
 
 from autotune import __version__
 from autotune.config.gate import Gate
+from autotune.config.objective import LABELS, metric_of
 from autotune.files import write_atomic
 from autotune.present.figures import equivalence_figure, knob_speedup_figure, optuna_figures, speed_memory_figure
 from autotune.present.tables import REPORT_VIEW, fmt, html_table, random_weights, trial_rows
@@ -87,7 +88,7 @@ def build_report(study: optuna.Study, preset_path: str | Path | None = None) -> 
         f"batch {workload.get('batch_size', '-')}, {workload.get('max_new_tokens', '-')} new tokens, "
         f"{len(workload.get('prompts', []))} prompts, {'sampling' if workload.get('sampling') else 'greedy'}; "
         f"budget {f'{budget / 1e9:.1f} GB ({budget / GiB:.1f} GiB)' if budget else 'none'}; {len(rows)} trials. "
-        f"Objective: decode tokens/s, subject to the equivalence gate {html.escape(gate.rule)}: "
+        f"Objective: {LABELS[metric_of(config)]}, subject to the equivalence gate {html.escape(gate.rule)}: "
         f"{html.escape(gate.describe())}.</p>",
         f"<p>Baseline {fmt(base and base['decode_tokens_per_s'])} tok/s; best feasible "
         f"{fmt(best and best['decode_tokens_per_s'])} tok/s"

@@ -10,7 +10,7 @@ from typing import Callable
 
 import optuna
 
-from autotune.config.objective import metric_of
+from autotune.config.objective import DEFAULT_METRIC, metric_of
 from autotune.tuner.study import STUDY_ATTR
 from autotune.tuner.trials import is_feasible, retried_trial_number
 
@@ -28,7 +28,7 @@ def fmt(value, spec: str = ".1f", scale: float = 1.0) -> str:
 
 # ---- rows ----------------------------------------------------------------------------------------
 
-def trial_row(trial, baseline_value: float | None, metric: str = "decode_tokens_per_s") -> dict:
+def trial_row(trial, baseline_value: float | None, metric: str = DEFAULT_METRIC) -> dict:
     """A trial as a JSON-ready dict (what `autotune show --json` prints)."""
     a = trial.user_attrs
     if trial.state.name in ("WAITING", "RUNNING"):  # a retry starts with the attrs of the trial it retries
@@ -50,7 +50,7 @@ def trial_row(trial, baseline_value: float | None, metric: str = "decode_tokens_
             **{name: a.get(name) for name in figures}, "feasible": feasible, "status": status}
 
 
-def baseline_value(trials, metric: str = "decode_tokens_per_s") -> float | None:
+def baseline_value(trials, metric: str = DEFAULT_METRIC) -> float | None:
     for t in trials:
         if t.user_attrs.get("role") == "baseline" and t.user_attrs.get(metric):
             return t.user_attrs[metric]

@@ -9,6 +9,7 @@ from typing import Callable
 
 import optuna
 
+from autotune.config.objective import DEFAULT_METRIC
 from autotune.config.candidate import Candidate
 from autotune.config.settings import SearchSettings
 from autotune.errors import NoFeasibleTrialError
@@ -21,7 +22,7 @@ from autotune.tuner.trials import best_feasible_trial
 STABLE_CV = 0.05
 
 
-def stability(best, values: list[float | None], n: int, metric: str = "decode_tokens_per_s") -> dict:
+def stability(best, values: list[float | None], n: int, metric: str = DEFAULT_METRIC) -> dict:
     """The confirmations so far of trial `best` out of `n` (their `metric`, the study's objective): their median
     and coefficient of variation; stable once all `n` ran with a CV under STABLE_CV."""
     measured = [v for v in values if v is not None]

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from autotune.config.candidate import Candidate
 from autotune.config.gate import Gate
 from autotune.config.measurement import METRIC_FIELDS, Measurement
-from autotune.config.objective import metric_of
+from autotune.config.objective import DEFAULT_METRIC, metric_of
 from autotune.files import write_atomic
 from autotune.tuner.handle import StudyHandle
 
@@ -47,7 +47,7 @@ def constraint_values(m: Measurement, gate: Gate) -> dict:
     return {"top1_agreement": gate.min_agreement, "runs": 1.0}
 
 
-def objective_value(m: Measurement, metric: str = "decode_tokens_per_s") -> float:
+def objective_value(m: Measurement, metric: str = DEFAULT_METRIC) -> float:
     return (getattr(m, metric) or 0.0) if m.ok else 0.0
 
 
@@ -56,7 +56,7 @@ class Records:
     tell never happened."""
 
     def __init__(self, handle: StudyHandle, study_dir: str | Path, gate: Gate, max_retry: int,
-                 grace_period: float, report: Callable[..., None] | None = None, metric: str = "decode_tokens_per_s"):
+                 grace_period: float, report: Callable[..., None] | None = None, metric: str = DEFAULT_METRIC):
         self.handle = handle
         self.study = handle.study
         self.study_dir = Path(study_dir)

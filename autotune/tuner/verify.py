@@ -25,7 +25,7 @@ from autotune.config import models
 from autotune.config.candidate import Candidate
 from autotune.config.gate import Gate
 from autotune.config.measurement import Measurement
-from autotune.config.objective import LABELS, metric_of
+from autotune.config.objective import DEFAULT_METRIC, LABELS, metric_of
 from autotune.config.preset import Preset
 from autotune.config.settings import SearchSettings, default
 from autotune.config.workload import Workload
@@ -112,7 +112,7 @@ def recorded_workload(preset: Preset, prompts: str | None) -> Workload:
     return Workload.from_record(preset.workload, prompts, model=preset.model)
 
 
-def recorded_speed(measurement: dict, metric: str = "decode_tokens_per_s") -> tuple[float, str]:
+def recorded_speed(measurement: dict, metric: str = DEFAULT_METRIC) -> tuple[float, str]:
     """The figure of the study's objective (`metric`, decode tok/s unless it was --objective e2e) the preset
     records, and what it is: the median of its confirmations where it has them (the steadier figure), else its
     trial's measurement."""
@@ -132,7 +132,7 @@ def why_none(measured: list[Measurement]) -> str:
 
 
 def speed_check(measured: list[Measurement], recorded: float, source: str, threshold: float,
-                metric: str = "decode_tokens_per_s") -> Check:
+                metric: str = DEFAULT_METRIC) -> Check:
     """The median of the runs' `metric` (the objective the preset was chosen by), and their spread, against the
     recorded figure."""
     values = [getattr(m, metric) for m in measured if m.ok and getattr(m, metric)]
@@ -149,7 +149,8 @@ def speed_check(measured: list[Measurement], recorded: float, source: str, thres
     if cv is not None and cv >= STABLE_CV:
         summary += (f"; the runs spread more than {STABLE_CV:.0%} (another load on this machine?): judge with more "
                     "--runs")
-    figures = {"metric": metric, "median": median, "cv": cv, "runs": values, "recorded": recorded, "recorded_from": source,
+    figures = {"metric": metric, "median": median, "cv": cv, "runs": values, "recorded": recorded,
+               "recorded_from": source,
                "below": below, "threshold": threshold}
     return Check("speed", below <= threshold, summary, figures)
 

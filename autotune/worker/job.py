@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from autotune.config.objective import DEFAULT_METRIC
 from autotune.config.candidate import Candidate
 from autotune.config.workload import Workload
 
@@ -27,7 +28,7 @@ class Job:
     # Early stopping: the figure (`stop_metric`, the study's objective) under which the trial stops after its first
     # timed pass (None: never).
     stop_below: float | None = None
-    stop_metric: str = "decode_tokens_per_s"
+    stop_metric: str = DEFAULT_METRIC
     # Test-only fault injection (see autotune.worker.faults); never set from a user's configuration.
     fault: str | None = None
     extra: dict = field(default_factory=dict)

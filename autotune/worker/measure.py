@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from autotune.config.objective import DEFAULT_METRIC
 from autotune.config.workload import Workload
 from autotune.runtime.build import Built
 from autotune.worker.recompiles import COMPILE_COUNTER
@@ -146,7 +147,7 @@ def memory_peaks(device: str) -> dict:
     return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
-def hopeless(summary: dict, stop_below: float | None, metric: str = "decode_tokens_per_s") -> bool:
+def hopeless(summary: dict, stop_below: float | None, metric: str = DEFAULT_METRIC) -> bool:
     """A pass so slow (by `metric`, the study's objective) that the trial clearly cannot beat the best so far
     (early stopping)."""
     value = summary.get(metric)
@@ -154,7 +155,7 @@ def hopeless(summary: dict, stop_below: float | None, metric: str = "decode_toke
 
 
 def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1, on_phase=None,
-            stop_below: float | None = None, stop_metric: str = "decode_tokens_per_s") -> dict:
+            stop_below: float | None = None, stop_metric: str = DEFAULT_METRIC) -> dict:
     """Warm up (compiling whatever compiles), then time `repeats` passes. Returns the figures and the
     continuations of the first measured pass. `on_phase("warmup" | "measure")` is told as each begins.
 
@@ -213,7 +214,7 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
 
 
 def stopped_figures(summary: dict, after: str, stop_below: float, warmup_s: float, phases: dict,
-                    device: str, metric: str = "decode_tokens_per_s") -> dict:
+                    device: str, metric: str = DEFAULT_METRIC) -> dict:
     """The figures of a trial stopped early: the one pass that decided it, no continuations."""
     peak, peak_kind = peak_memory(device)
     return {

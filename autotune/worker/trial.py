@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autotune.config import models
 from autotune.config.measurement import Measurement
-from autotune.config.objective import LABELS
+from autotune.config.objective import DEFAULT_METRIC, LABELS
 from autotune.runtime import environment
 from autotune.runtime.build import Built, Recipe, build
 from autotune.runtime.loading import load_model
@@ -81,7 +81,7 @@ def timed_passes(job: Job, built: Built, job_dir: Path) -> tuple[dict, str | Non
 def stopped(figures: dict, facts: dict) -> Measurement:
     """The Measurement of a trial stopped after its first measured pass (early stopping)."""
     early = figures["stopped_early"]
-    label = LABELS.get(early.get("metric", "decode_tokens_per_s"), "tok/s")
+    label = LABELS.get(early.get("metric", DEFAULT_METRIC), "tok/s")
     message = (f"stopped after the first measured pass: {early['tokens_per_s']:.1f} {label}, under "
                f"{early['threshold']:.1f} (the best so far times --early-stop)")
     return Measurement(status="stopped", failure_kind="hopeless", message=message, **facts, **figures)
@@ -94,15 +94,14 @@ def compare(job: Job, built: Built, continuations: list, figures: dict, job_dir:
         write_phase(job_dir, "compare")
         if job.role != "baseline":
             reference = equivalence.load_reference(job.reference_path)
-            scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations,
-                                         job.device)
         else:
             prompts = job.workload.prompts[:len(continuations)]
             reference = equivalence.build_reference(built.model, built.tokenizer, prompts, continuations, job.device)
             if not models.is_random(job.model):  # random weights are never judged: no float32 reference
                 add_float32_reference(job, built, reference)
-            scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations,
-                                         job.device)
+        scores = equivalence.compare(reference, built.model, None if job.workload.sampling else continuations,
+                                     job.device)
+        if job.role == "baseline":
             if "float32" in reference:
                 scores = equivalence.set_noise_floor(reference, scores)
             equivalence.save_reference(reference, job.reference_path)
