@@ -16,6 +16,8 @@
 #      sampler replayed over it (GPUS_E="0,1": one worker per GPU measures the grid); run again, it goes on where
 #      it stopped (OUTDIR/grid brought back); `search_efficiency.py table --root OUTDIR/grid` writes its table
 #   we GPU_W joins the grid of part e (made with GPUS_E) as one more worker
+#   OVERLAP_A: --overlap of study a (0 unless given: as many trials side by side as the GPU's memory and cores allow;
+#      1: one trial at a time, the sequential run)
 #   STUDY_A: the name of study a (g24 unless given; its files a-STUDY_A.log ...), BATCH_A its batch size (1 unless
 #      given; above 1, the prompts of benchmarks/data/eight-prompts.jsonl); part b enqueues the best of STUDY_A
 #   w  GPU_W (a physical index) joins study a as one more worker (autotune worker), for a GPU that first ran
@@ -195,7 +197,7 @@ for part in $parts; do
       stamp "a: random:gemma-2b study $study_a, batch ${BATCH_A:-1}"
       study_and_show "a$tag_a" "$study_a" --model "$model_a" --space "${SPACE_A:-default}" --device "$device" --vram 24GB --trials "$trials_a" \
         --batch-size "${BATCH_A:-1}" --max-new-tokens 256 --prompts "$prompts_a" --trial-timeout 240 --confirm 3 \
-        $(where "$study_a" "${GPUS_A:-}")
+        --overlap "${OVERLAP_A:-0}" $(where "$study_a" "${GPUS_A:-}")
       python benchmarks/trial_overhead.py --study "$study_a" --root "$out/studies" > "$out/a$tag_a-overhead.txt" 2>&1
       python benchmarks/knob_coverage.py --study "$study_a" --storage "$(storage_of "$study_a")" > "$out/a$tag_a-coverage.txt" 2>&1
       ;;

@@ -21,7 +21,7 @@ METRIC_FIELDS = (
     "decode_tokens_per_s", "e2e_tokens_per_s", "ttft_s", "prefill_tokens_per_s", "itl_p50_s", "itl_p95_s",
     "peak_memory_bytes", "load_s", "warmup_s", "recompiles", "prefix_match", "top1_agreement", "mean_kl",
     "divergence_margin", "estimated_memory_bytes", "float32_top1_agreement", "float32_mean_kl",
-    "floor_top1_agreement", "floor_mean_kl", "measured_s", "wall_s", "process_s",
+    "floor_top1_agreement", "floor_mean_kl", "measured_s", "wall_s", "process_s", "windows",
 )
 
 
@@ -50,6 +50,9 @@ class Measurement:
     load_s: float | None = None
     warmup_s: float | None = None
     measured_s: float | None = None  # the timed passes, end to end: the time the trial measured on the device
+    # When the warm-up and the timed passes ran, as [start, end] in seconds since the epoch ("warmup",
+    # "measured"): where trials overlap, the study's time shares are unions of these (autotune.tuner.timeline).
+    windows: dict | None = None
     recompiles: int | None = None
     repeats: int | None = None
     generated_tokens: int | None = None  # per repeat, all batches

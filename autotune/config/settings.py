@@ -80,6 +80,9 @@ _OPTIONS = (
            "Candidates estimated over it are not launched; on CUDA workers are capped to it."),
     Option("seed", ("--seed",), "Seed of the TPE sampler.", 0, "int"),
     Option("trial_timeout", ("--trial-timeout",), "Seconds before a trial's worker is killed.", 900, "float"),
+    Option("overlap", ("--overlap",), "Trials run side by side: they start, load and compile at once, and measure one "
+           "at a time with the others paused. 0: as many as the GPU's memory (at --vram each) and cores allow, 1 on a "
+           "CPU; 1: one trial at a time.", 0, "int"),
     Option("repeats", ("--repeats",), "Measured passes over the prompts (median).", 3, "int"),
     Option("warmup", ("--warmup",), "Unmeasured passes first (compilation happens here).", 1, "int"),
     Option("out", ("-o", "--out"), "Preset path (default: <root>/<study>.preset.json); a path ending in '/' (or "
@@ -132,7 +135,7 @@ def default(name: str) -> Any:
 WORKLOAD_OPTIONS = ("prompts", "batch_size", "max_new_tokens", "sampling", "sampling_seed")
 SEARCH_OPTIONS = ("model", "study_name", "trials", "device", "storage", "space", "prompts", "batch_size",
                   "max_new_tokens", "workload", "objective", "assistant", "min_agreement", "gate", "sampling", "sampling_seed", "vram", "seed",
-                  "trial_timeout", "repeats", "warmup", "out", "root", "new_study", "confirm", "max_retry",
+                  "trial_timeout", "overlap", "repeats", "warmup", "out", "root", "new_study", "confirm", "max_retry",
                   "early_stop", "cover", "max_initial_failures", "heartbeat_interval", "grace_period", "quiet",
                   "json_progress", "gpus")
 
@@ -194,6 +197,7 @@ class SearchSettings:
     objective: str = default("objective")
     seed: int = default("seed")
     trial_timeout: float = default("trial_timeout")
+    overlap: int = default("overlap")
     repeats: int = default("repeats")
     warmup: int = default("warmup")
     max_initial_failures: int = default("max_initial_failures")
@@ -216,6 +220,8 @@ class SearchSettings:
             (0 <= self.min_agreement <= 1,
              f"--min-agreement is a share between 0 and 1, got {self.min_agreement}"),
             (self.trial_timeout > 0, f"--trial-timeout must be positive, got {self.trial_timeout}"),
+            (isinstance(self.overlap, int) and self.overlap >= 0,
+             f"--overlap is a number of trials side by side (0: as many as fit), got {self.overlap!r}"),
             (self.repeats >= 1 and self.warmup >= 0, "--repeats must be at least 1 and --warmup at least 0"),
             (self.max_retry >= 0 and self.max_initial_failures >= 1 and self.confirm >= 0,
              "--max-retry and --confirm must be at least 0, --max-initial-failures at least 1"),

@@ -67,6 +67,8 @@ LINES = {
     "orphans_failed": (lambda i: f"trial(s) {i['failed']} were left running by workers of this host that are gone: "
                                  "failed and retried", False),
     "worker_stopped": (_worker_stopped, False),
+    "overlap": (lambda i: f"{i['slots']} trials side by side: they load and compile at once, and measure one at a "
+                          "time with the others paused", False),
 }
 
 
@@ -79,6 +81,7 @@ class Progress:
         self.console = console
         self.quiet = quiet
         self.started: dict[int, float] = {}
+        self.tagged = False  # trials side by side: every phase and outcome line names its trial
 
     def elapsed(self, number: int) -> float:
         return time.perf_counter() - self.started.get(number, time.perf_counter())
@@ -86,6 +89,7 @@ class Progress:
     def __call__(self, event: str, **info) -> None:
         if self.quiet:
             return
+        self.tagged = self.tagged or event == "overlap"
         if event in LINES:
             line, dim = LINES[event]
             self.console.print(line(info), style="dim" if dim else None)
@@ -97,10 +101,13 @@ class Progress:
                                f"{info['candidate'].describe()} ...")
         elif event == "phase" and info["phase"] != "start":
             best = "-" if info["best"] is None else f"{info['best']:.1f} tok/s"
-            self.console.print(f"  {LABELS[info['phase']]} ... [{self.elapsed(info['number']):.1f} s, best so far "
+            self.console.print(f"  {self.tag(info)}{LABELS[info['phase']]} ... [{self.elapsed(info['number']):.1f} s, best so far "
                                f"{best}]", style="dim")
         elif event == "end":
             self.print_end(info)
+
+    def tag(self, info: dict) -> str:
+        return f"trial {info['number']}: " if self.tagged else ""
 
     def print_end(self, info: dict) -> None:
         m = info["measurement"]
@@ -115,7 +122,7 @@ class Progress:
         else:
             note = f"{m.status} ({m.failure_kind}): {first_line(m.message)}"
         best = "-" if info["best"] is None else f"{info['best']:.1f}"
-        self.console.print(f"  -> {note}  [{self.elapsed(info['number']):.1f} s, best so far {best} tok/s]")
+        self.console.print(f"  {self.tag(info)}-> {note}  [{self.elapsed(info['number']):.1f} s, best so far {best} tok/s]")
 
 
 class JsonProgress:
@@ -126,6 +133,7 @@ class JsonProgress:
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
         self.started: dict[int, float] = {}
+        self.tagged = False  # trials side by side: every phase and outcome line names its trial
 
     def emit(self, record: dict) -> None:
         self.stream.write(json.dumps(record, default=str) + "\n")

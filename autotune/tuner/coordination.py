@@ -56,7 +56,11 @@ class Solo:
         self.tuner = tuner
 
     def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.TPESampler(seed=seed)
+        """TPE, seeded; with the constant liar, so that trials run side by side (--overlap) are not proposed
+        again while they run. Alone, no other trial runs when one is asked: the liar changes nothing."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
     @property
     def machine(self) -> str:

@@ -25,6 +25,7 @@ class TrialLauncher:
                  best_value: Callable[[], float | None], report: Callable[..., None]):
         self.settings, self.model, self.device = settings, model, device
         self.reference_path, self.best_value, self.report = reference_path, best_value, report
+        self.lease = None  # trials side by side measure under the pipeline's lease (autotune.tuner.lease)
 
     def trial_dir(self, number: int) -> Path:
         return self.settings.study_dir / "trials" / f"{number:05d}"
@@ -62,4 +63,5 @@ class TrialLauncher:
         def on_phase(phase: str) -> None:
             self.report("phase", number=number, role=role, phase=phase, best=self.best_value())
 
-        return launch(job, job_dir, s.trial_timeout, env=env, on_phase=None if job_name else on_phase)
+        return launch(job, job_dir, s.trial_timeout, env=env, on_phase=None if job_name else on_phase,
+                      lease=self.lease)

@@ -16,6 +16,8 @@ How a study is shared by several workers is not the loop's business: it is given
 
 from __future__ import annotations
 
+import threading
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -35,6 +37,7 @@ from autotune.tuner.coverage import Covering
 from autotune.tuner.guards import Guards
 from autotune.tuner.handle import StudyHandle, fixed_params
 from autotune.tuner.launching import TrialLauncher
+from autotune.tuner.pipeline import Pipeline, auto_slots, reservation
 from autotune.tuner.prescreen import Prescreen
 from autotune.tuner.records import Records
 from autotune.tuner.reuse import earlier_measurement
@@ -44,6 +47,20 @@ from autotune.tuner.study import open_study, study_attrs
 
 def silent(event: str, **info) -> None:
     """A report that shows nothing."""
+
+
+def interruption(reason: BaseException) -> BaseException:
+    """A fresh exception of the kind that stopped the study, for a trial of another thread to end with: the
+    signal's own, or SystemExit(1) where another trial's error stopped it."""
+    if isinstance(reason, KeyboardInterrupt):
+        return KeyboardInterrupt()
+    return SystemExit(reason.code if isinstance(reason, SystemExit) else 1)
+
+
+def stopped_by(stop: BaseException) -> str:
+    if isinstance(stop, KeyboardInterrupt):
+        return "Ctrl-C"
+    return "SIGTERM" if isinstance(stop, SystemExit) and stop.code == 143 else "another trial's failure"
 
 
 class Tuner:
@@ -73,6 +90,11 @@ class Tuner:
         self.space: SearchSpace | None = None
         self.handle: StudyHandle | None = None
         self.created = False  # whether prepare() made the study
+        # Trials side by side (autotune.tuner.pipeline) share the study through this lock; what stopped them
+        # (Ctrl-C, SIGTERM, another slot's error) ends each slot's trial as interrupted; launches wait for memory.
+        self.lock = threading.RLock()
+        self.stop_reason: BaseException | None = None
+        self.admission = None
 
     @property
     def study(self) -> optuna.Study | None:
@@ -121,9 +143,20 @@ class Tuner:
         self.fail_stale_trials()
         if self.coordination.enqueues_seeds:
             self.enqueue_seeds()
+        slots = self.slots()
+        if slots > 1:
+            self.report("overlap", slots=slots)
+            Pipeline(self, slots).run()
         while not self.coordination.done():
             self.step()
         return self.study
+
+    def slots(self) -> int:
+        """How many trials run side by side: `--overlap`, or (0) as many as the machine allows; one for a worker
+        that shares its study with others (they overlap already)."""
+        if not self.coordination.enqueues_seeds:
+            return 1
+        return self.settings.overlap or auto_slots(self.environment, self.settings.vram)
 
     def enqueue_seeds(self) -> None:
         seeds.enqueue_seeds(self.study, self.space)
@@ -131,25 +164,29 @@ class Tuner:
     def step(self) -> Measurement:
         """Ask for one trial, run it, and stop the study if it shows that nothing can progress."""
         check_interrupt()  # a Ctrl-C / SIGTERM noted between trials stops here, before a trial is asked for
-        if self.covering is not None:
-            self.covering.enqueue_next(self.study)
-        trial = self.study.ask()
-        return self.guards.judge(self.study, trial, self.run_trial(trial))
+        with self.lock:
+            if self.covering is not None:
+                self.covering.enqueue_next(self.study)
+            trial = self.study.ask()
+        measurement = self.run_trial(trial)
+        with self.lock:
+            return self.guards.judge(self.study, trial, measurement)
 
     def run_trial(self, trial: optuna.Trial) -> Measurement:
         """Run one asked trial to a told Measurement: prescreened, reused, or measured by a worker."""
-        role = trials.role(trial)
-        if role == "search":
-            trial.set_user_attr("role", role)
-        self.coordination.on_trial_start(trial)
-        candidate, outside = self.prescreen.suggest(trial, fixed_params(self.handle.frozen(trial.number)))
+        with self.lock:
+            role = trials.role(trial)
+            if role == "search":
+                trial.set_user_attr("role", role)
+            self.coordination.on_trial_start(trial)
+            candidate, outside = self.prescreen.suggest(trial, fixed_params(self.handle.frozen(trial.number)))
         self.report("start", number=trial.number, total=self.settings.trials, role=role, candidate=candidate)
         estimate = self.prescreen.estimate(candidate)
         duplicate_of = None
         with Heartbeat(self.handle.storage, self.handle.trial_id(trial.number)):
             measurement = self.prescreen.verdict(candidate, role, outside, estimate)
             if measurement is None:
-                duplicate_of, measurement = self.reuse_or_launch(trial, role, candidate)
+                duplicate_of, measurement = self.reuse_or_launch(trial, role, candidate, estimate)
             if estimate is not None:
                 measurement = replace(measurement, estimated_memory_bytes=estimate.total,
                                       memory_estimate=estimate.to_dict())
@@ -158,28 +195,34 @@ class Tuner:
                     measurement=measurement, duplicate_of=duplicate_of, best=self.best_value())
         return measurement
 
-    def reuse_or_launch(self, trial: optuna.Trial, role: str, candidate: Candidate
+    def reuse_or_launch(self, trial: optuna.Trial, role: str, candidate: Candidate, estimate=None
                         ) -> tuple[int | None, Measurement]:
-        """The result of an earlier trial of the same configuration, or a fresh measurement."""
+        """The result of an earlier trial of the same configuration, or a fresh measurement (trials side by
+        side: once the memory model's `estimate` fits beside the others')."""
         self.coordination.before_reuse(trial, candidate, role)
         duplicate_of, measurement = earlier_measurement(
             self.study, self.records, candidate, self.settings.max_retry,
             lambda earlier: self.coordination.may_reuse(earlier, role))
         if measurement is not None:
             return duplicate_of, measurement
+        admitted = self.admission.reserve(reservation(estimate, self.settings.vram)) if self.admission else nullcontext()
         try:
             self.coordination.before_launch(trial.number, role)
-            return None, self.launcher.run(trial.number, role, candidate)
+            with admitted:
+                measurement = self.launcher.run(trial.number, role, candidate)
+            if self.stop_reason is not None:  # its worker was killed because the study stops
+                raise interruption(self.stop_reason)
+            return None, measurement
         except (KeyboardInterrupt, SystemExit) as stop:
             # Ctrl-C / SIGTERM: the launcher killed the worker; mark the trial and stop.
-            how = "SIGTERM" if isinstance(stop, SystemExit) else "Ctrl-C"
             self.record(trial, candidate, Measurement.failed(
-                "error", "interrupted", f"the study was stopped ({how}) during this trial"), None)
+                "error", "interrupted", f"the study was stopped ({stopped_by(stop)}) during this trial"), None)
             raise
 
     def record(self, trial: optuna.Trial, candidate: Candidate, m: Measurement, duplicate_of: int | None) -> None:
         """Save the measurement, then tell the study (autotune.tuner.records), as the coordination allows."""
-        self.coordination.record(lambda: self.records.record(trial, candidate, m, duplicate_of), trial, m)
+        with self.lock:
+            self.coordination.record(lambda: self.records.record(trial, candidate, m, duplicate_of), trial, m)
 
     def fail_stale_trials(self, wait: bool = False) -> None:
         """Fail RUNNING trials whose heartbeat stopped longer than the grace period ago (their orchestrator

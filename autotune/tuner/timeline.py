@@ -2,13 +2,15 @@
 warming up and compiling, or idle (loading, process start-up, scoring, and the time outside any worker: the
 orchestrator, the sampler, the storage). Issue 29's overlap of trials is judged by these shares.
 
-Trials only: the confirmations after the last trial are not in it. Where trials overlap (several GPUs, or a
-pipeline), the sums of the parts exceed the wall time and "outside the workers" is 0.
+Trials only: the confirmations after the last trial are not in it. Where trials overlap (`--overlap`, several
+GPUs) the sums of the parts exceed the wall time: the shares then come from when each trial warmed up and
+measured (its `windows`), as unions: the device measuring (some trial's timed passes), warming up and compiling
+while none measured, or neither.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from optuna.trial import TrialState
 
@@ -26,6 +28,7 @@ class TimeShares:
     load_s: float
     startup_s: float
     worker_rest_s: float
+    overlapped: bool = False  # trials ran side by side: measured_s and warmup_s are unions of their windows
 
     @property
     def outside_s(self) -> float:
@@ -37,6 +40,11 @@ class TimeShares:
     def line(self) -> str:
         """The shares in one line, as `autotune show` prints them."""
         idle = self.wall_s - self.measured_s - self.warmup_s
+        if self.overlapped:
+            return (f"wall time of the trials {self.wall_s / 60:.1f} min over {self.trials} worker processes side by "
+                    f"side: the device measuring {self.share(self.measured_s):.0%}, warming up and compiling while "
+                    f"none measured {self.share(self.warmup_s):.0%}, neither {self.share(max(idle, 0.0)):.0%} "
+                    "(loading, start-up, scoring, the orchestrator)")
         return (f"wall time of the trials {self.wall_s / 60:.1f} min over {self.trials} worker processes: the device "
                 f"measuring {self.share(self.measured_s):.0%}, warming up and compiling "
                 f"{self.share(self.warmup_s):.0%}, otherwise idle {self.share(max(idle, 0.0)):.0%} (loading "
@@ -67,5 +75,39 @@ def time_shares(trials) -> TimeShares | None:
     startup = sum(max(0.0, a["process_s"] - (a.get("wall_s") or a["process_s"])) for a in ran)
     rest = sum(max(0.0, (a.get("wall_s") or 0.0) - sum(a.get(n) or 0.0 for n in ("load_s", "warmup_s", "measured_s")))
                for a in ran)
-    return TimeShares(wall_s=wall, trials=len(ran), measured_s=total("measured_s"), warmup_s=total("warmup_s"),
-                      load_s=total("load_s"), startup_s=startup, worker_rest_s=rest)
+    shares = TimeShares(wall_s=wall, trials=len(ran), measured_s=total("measured_s"), warmup_s=total("warmup_s"),
+                        load_s=total("load_s"), startup_s=startup, worker_rest_s=rest)
+    if sum(getattr(shares, part) for part in PARTS) <= wall:
+        return shares
+    return overlapped_shares(shares, [a["windows"] for a in ran if isinstance(a.get("windows"), dict)])
+
+
+def overlapped_shares(shares: TimeShares, windows: list[dict]) -> TimeShares:
+    """The shares of trials that ran side by side, from their warm-up and measured windows (unions)."""
+    if not windows:
+        return shares
+    measured = union([tuple(w["measured"]) for w in windows if w.get("measured")])
+    warmup = union([tuple(w["warmup"]) for w in windows if w.get("warmup")])
+    measuring = length(measured)
+    compiling_alone = length(warmup) - length(intersection(warmup, measured))
+    return replace(shares, measured_s=measuring, warmup_s=compiling_alone, overlapped=True)
+
+
+def union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Sorted disjoint intervals covering the same time as `intervals`."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def intersection(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The time two sets of disjoint intervals share."""
+    return [(max(s1, s2), min(e1, e2)) for s1, e1 in a for s2, e2 in b if max(s1, s2) < min(e1, e2)]
+
+
+def length(intervals: list[tuple[float, float]]) -> float:
+    return sum(end - start for start, end in intervals)

@@ -3,7 +3,9 @@
 The signal is the list of compute processes NVIDIA's driver reports on this GPU (through NVML in this
 process where nvidia-ml-py is installed, else `nvidia-smi --query-compute-apps`), other than this worker,
 polled through the measured passes (R22 of
-../shared/RELIABILITY.md; optimum-benchmark isolates its benchmarks the same way). Device memory is not
+../shared/RELIABILITY.md; optimum-benchmark isolates its benchmarks the same way). A process that is stopped
+(SIGSTOP: the workers a pipelined study pauses while another measures, autotune.tuner.lease) holds its
+CUDA context but runs nothing on the device, so it is not counted. Device memory is not
 used as a signal: a worker's own memory outside torch's allocator (CUDA context, cuBLAS and compile
 workspaces, CUDA graphs) grows by gigabytes in some trials (float32 flex_attention), which a memory threshold
 mistakes for another process.
@@ -19,6 +21,8 @@ import threading
 
 import torch
 
+from autotune.worker.lease import is_stopped
+
 
 @functools.cache  # one device per worker: asked once, not at every poll
 def gpu_uuid() -> str | None:
@@ -30,12 +34,14 @@ def gpu_uuid() -> str | None:
 
 
 def foreign_pids() -> set[int]:
-    """PIDs of other compute processes on this GPU, as the driver lists them (empty if it cannot say)."""
+    """PIDs of other compute processes on this GPU that are not stopped, as the driver lists them (empty if it
+    cannot say)."""
     uuid = gpu_uuid()
     pids = nvml_pids(uuid)
     if pids is None:
         pids = nvidia_smi_pids(uuid)
-    return pids - {os.getpid(), os.getppid()}
+    return {pid for pid in pids - {os.getpid(), os.getppid()} if not is_stopped(pid)}
+
 
 
 def nvml_pids(uuid: str | None) -> set[int] | None:

@@ -20,6 +20,7 @@ from autotune.interrupt import interruptible
 from autotune.config.measurement import Measurement
 from autotune.files import write_atomic
 from autotune.worker.job import Job
+from autotune.worker.lease import LEASE_VARIABLE
 from autotune.worker.phase import read_phases, write_phase
 
 KILL_GRACE_S = 5.0
@@ -50,10 +51,12 @@ def crash_report(job_dir: Path, log_path: Path, limit: int = 6000) -> str:
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    """Kill the worker and anything it started; wait until it is gone."""
+    """Kill the worker and anything it started; wait until it is gone. A paused worker (the measurement lease)
+    is continued after SIGTERM, or it would not act on it."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
+            os.killpg(proc.pid, signal.SIGCONT)
         except ProcessLookupError:
             return
         try:
@@ -77,13 +80,15 @@ def worker_environment(extra: dict | None = None) -> dict:
     return env
 
 
-def wait_for(proc: subprocess.Popen, timeout_s: float, job_dir: Path, on_phase) -> int:
+def wait_for(proc: subprocess.Popen, timeout_s: float, job_dir: Path, on_phase, held_back=None) -> int:
     """Wait for the worker like `proc.wait(timeout_s)`, telling `on_phase(phase)` of every phase the
-    worker writes in its job folder, in order, including those it wrote just before it exited."""
-    if on_phase is None:
+    worker writes in its job folder, in order, including those it wrote just before it exited. `held_back()`
+    (optional) gives the seconds the worker was held back by the measurement lease: they do not count."""
+    if on_phase is None and held_back is None:
         with interruptible():
             return proc.wait(timeout=timeout_s)
-    deadline = time.monotonic() + timeout_s
+    on_phase = on_phase or (lambda phase: None)
+    started = time.monotonic()
     seen = 0
 
     def tell_new_phases():
@@ -95,7 +100,7 @@ def wait_for(proc: subprocess.Popen, timeout_s: float, job_dir: Path, on_phase) 
 
     while True:
         tell_new_phases()
-        left = deadline - time.monotonic()
+        left = started + timeout_s + (held_back() if held_back else 0.0) - time.monotonic()
         if left <= 0:
             raise subprocess.TimeoutExpired(proc.args, timeout_s)
         try:
@@ -107,23 +112,46 @@ def wait_for(proc: subprocess.Popen, timeout_s: float, job_dir: Path, on_phase) 
         return exit_code
 
 
-def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = None, on_phase=None) -> Measurement:
+def lease_pipes(lease) -> tuple[tuple[int, ...], dict, tuple[int, int] | None]:
+    """The pipe ends a pipelined worker inherits (autotune.worker.lease), its environment entry, and the
+    orchestrator's ends (requests to read, grants to write); nothing where there is no lease."""
+    if lease is None:
+        return (), {}, None
+    request_r, request_w = os.pipe()
+    grant_r, grant_w = os.pipe()
+    return (request_w, grant_r), {LEASE_VARIABLE: f"{request_w},{grant_r}"}, (request_r, grant_w)
+
+
+def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = None, on_phase=None,
+           lease=None) -> Measurement:
     """Run `job` in a fresh process and return its Measurement. Never raises for a worker's failure;
     KeyboardInterrupt / SystemExit in the parent kill the worker and propagate. `on_phase(phase)` (optional)
-    hears the worker's phases (autotune.worker.phase) as they change."""
+    hears the worker's phases (autotune.worker.phase) as they change. With `lease` (autotune.tuner.lease.Lease)
+    the worker measures only while it holds it, and its timeout stops while it is held back."""
     job_dir = Path(job_dir).resolve()
     job_dir.mkdir(parents=True, exist_ok=True)
     job_path, result_path, log_path = job_dir / "job.json", Path(job.result_path), job_dir / "worker.log"
     result_path.unlink(missing_ok=True)
     write_phase(job_dir, "start", fresh=True)
     job.write(job_path)
+    inherited, lease_env, ours = lease_pipes(lease)
     started = time.perf_counter()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "autotune.worker", str(job_path), str(result_path)],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=worker_environment(env))
         try:
-            exit_code = wait_for(proc, timeout_s, job_dir, on_phase)
+            proc = subprocess.Popen([sys.executable, "-m", "autotune.worker", str(job_path), str(result_path)],
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, env=worker_environment({**(env or {}), **lease_env}),
+                                    pass_fds=inherited)
+        finally:
+            for fd in inherited:
+                os.close(fd)
+        served = None
+        if lease is not None:
+            lease.register(proc.pid)
+            served = lease.serve(proc.pid, *ours)
+        try:
+            exit_code = wait_for(proc, timeout_s, job_dir, on_phase,
+                                 held_back=(lambda: lease.held_back(proc.pid)) if lease is not None else None)
         except subprocess.TimeoutExpired:
             kill_group(proc)
             return Measurement.failed("timeout", "timeout", f"the worker did not finish within {timeout_s:g} s "
@@ -133,6 +161,16 @@ def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = N
         except BaseException:
             kill_group(proc)
             raise
+        finally:
+            if lease is not None:
+                lease.unregister(proc.pid)
+                served.join(timeout=KILL_GRACE_S)
+    return outcome(job_dir, result_path, log_path, proc, exit_code, started)
+
+
+def outcome(job_dir: Path, result_path: Path, log_path: Path, proc: subprocess.Popen, exit_code: int,
+            started: float) -> Measurement:
+    """The worker's own Measurement with the launcher's figures, or one that says it died without one."""
     if result_path.exists():
         measurement = Measurement.from_json(result_path.read_text(encoding="utf-8"))
         measurement = replace(measurement, exit_code=exit_code, process_s=time.perf_counter() - started)

@@ -14,6 +14,7 @@ Definitions (per repeat = one pass over all batches of the workload; figures are
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import statistics
 import time
@@ -155,9 +156,10 @@ def hopeless(summary: dict, stop_below: float | None, metric: str = DEFAULT_METR
 
 
 def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1, on_phase=None,
-            stop_below: float | None = None, stop_metric: str = DEFAULT_METRIC) -> dict:
+            stop_below: float | None = None, stop_metric: str = DEFAULT_METRIC, hold=None) -> dict:
     """Warm up (compiling whatever compiles), then time `repeats` passes. Returns the figures and the
-    continuations of the first measured pass. `on_phase("warmup" | "measure")` is told as each begins.
+    continuations of the first measured pass. `on_phase("warmup" | "measure")` is told as each begins; `hold()`
+    (a context manager) is held around the timed passes: the measurement lease and the contention watch.
 
     Early stopping: when the first measured pass runs under `stop_below` (its `stop_metric`), no further pass is
     run and the figures carry `stopped_early`. A warm-up pass is never judged, not even for a candidate
@@ -166,13 +168,23 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
     slow at all."""
     on_phase = on_phase or (lambda phase: None)
     on_phase("warmup")
-    started = time.perf_counter()
+    started, warmup_at = time.perf_counter(), time.time()
     for _ in range(warmup):
         run_pass(built, workload)
     warmup_s = time.perf_counter() - started
     phases = {"load_and_warmup": memory_peaks(built.device)}  # before the reset below: compilation is here
-    on_phase("measure")
+    with (hold or contextlib.nullcontext)():
+        on_phase("measure")
+        measured_at = time.time()
+        figures = timed_passes(built, workload, repeats, stop_below, stop_metric, phases)
+        figures["windows"] = {"warmup": [warmup_at, warmup_at + warmup_s], "measured": [measured_at, time.time()]}
+    figures["warmup_s"] = warmup_s
+    return figures
 
+
+def timed_passes(built: Built, workload: Workload, repeats: int, stop_below: float | None, stop_metric: str,
+                 phases: dict) -> dict:
+    """The measured passes (see `measure`): their medians, or the one pass that stopped the trial early."""
     if built.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     passes, gaps, continuations = [], [], None
@@ -183,7 +195,7 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
         gaps += [gap for t in timings for gap in t.step_gaps]
         if index == 0 and repeats > 1 and hopeless(passes[0], stop_below, stop_metric):
             phases["measured"] = memory_peaks(built.device)
-            return stopped_figures(passes[0], "pass 1", stop_below, warmup_s, phases, built.device, stop_metric)
+            return stopped_figures(passes[0], "pass 1", stop_below, phases, built.device, stop_metric)
     peak, peak_kind = peak_memory(built.device)
     phases["measured"] = memory_peaks(built.device)
 
@@ -201,7 +213,6 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
         "itl_p95_s": percentile(gaps, 95),
         "peak_memory_bytes": peak,
         "peak_memory_kind": peak_kind,
-        "warmup_s": warmup_s,
         "measured_s": sum(p["e2e_s"] for p in passes),
         # every recompilation of this process so far: build, warm-up and measured passes
         "recompiles": COMPILE_COUNTER.recompiles,
@@ -213,8 +224,8 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
     }
 
 
-def stopped_figures(summary: dict, after: str, stop_below: float, warmup_s: float, phases: dict,
-                    device: str, metric: str = DEFAULT_METRIC) -> dict:
+def stopped_figures(summary: dict, after: str, stop_below: float, phases: dict, device: str,
+                    metric: str = DEFAULT_METRIC) -> dict:
     """The figures of a trial stopped early: the one pass that decided it, no continuations."""
     peak, peak_kind = peak_memory(device)
     return {
@@ -226,7 +237,6 @@ def stopped_figures(summary: dict, after: str, stop_below: float, warmup_s: floa
         "prompt_tokens": summary["prompt_tokens"],
         "peak_memory_bytes": peak,
         "peak_memory_kind": peak_kind,
-        "warmup_s": warmup_s,
         "measured_s": summary["e2e_s"],
         "recompiles": COMPILE_COUNTER.recompiles,
         "repeats": 1 if after == "pass 1" else 0,

@@ -8,6 +8,7 @@ trial: warm-up, measured passes and the scoring through the candidate's forward.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from autotune.worker import equivalence
 from autotune.worker.budget import BudgetTooSmall, cap_device_memory, judge_measured
 from autotune.worker.faults import inject, slow_generation
 from autotune.worker.job import Job
+from autotune.worker.lease import measurement_lease
 from autotune.worker.measure import measure, memory_peaks
 from autotune.worker.phase import write_phase
 from autotune.worker.recompiles import COMPILE_COUNTER
@@ -62,20 +64,24 @@ def run(job: Job) -> Measurement:
 
 
 def timed_passes(job: Job, built: Built, job_dir: Path) -> tuple[dict, str | None]:
-    """Warm-up and measured passes; on CUDA watched for other processes on the GPU. Returns the figures and
+    """Warm-up and measured passes. The measured ones run under the measurement lease (where the orchestrator
+    pipelines trials) and, on CUDA, watched for other processes at work on the GPU. Returns the figures and
     why the measurement is not valid (None: it is)."""
-    def measured() -> dict:
-        return measure(built, job.workload, repeats=job.repeats, warmup=job.warmup,
-                       on_phase=lambda phase: write_phase(job_dir, phase), stop_below=job.stop_below,
-                       stop_metric=job.stop_metric)
+    watches = []
 
-    if job.device != "cuda":
-        return measured(), None
-    from autotune.worker.contention import ContentionWatch
+    @contextlib.contextmanager
+    def hold():
+        with measurement_lease(), contextlib.ExitStack() as stack:
+            if job.device == "cuda":
+                from autotune.worker.contention import ContentionWatch
 
-    with ContentionWatch() as watch:
-        figures = measured()
-    return figures, watch.reason
+                watches.append(stack.enter_context(ContentionWatch()))
+            yield
+
+    figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup,
+                      on_phase=lambda phase: write_phase(job_dir, phase), stop_below=job.stop_below,
+                      stop_metric=job.stop_metric, hold=hold)
+    return figures, (watches[0].reason if watches else None)
 
 
 def stopped(figures: dict, facts: dict) -> Measurement:

@@ -1,0 +1,79 @@
+"""Trials side by side: they overlap, yet never two measure at once; memory bounds how many run."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from optuna.trial import TrialState
+
+from autotune.config.settings import SearchSettings
+from autotune.config.workload import Workload
+from autotune.tuner.loop import Tuner
+from autotune.tuner.pipeline import Admission, auto_slots, reservation
+from support import ONE_THREAD, ROOT
+
+GiB = 2**30
+
+
+def test_auto_slots_follow_cores_and_memory():
+    h200 = {"device": "cuda", "cpu_count": 16, "total_memory_bytes": 140 * GiB}
+    assert auto_slots(h200, 24 * GiB) == 4  # by cores: 16 / 4
+    assert auto_slots(h200, 60 * GiB) == 2  # by memory: 0.9 * 140 / 60
+    assert auto_slots(h200, None) == 1  # each trial may take the whole card
+    assert auto_slots({"device": "cpu", "cpu_count": 64}, None) == 1  # on a CPU the measurement is the cores
+
+
+def test_a_reservation_is_the_estimate_with_a_margin_within_the_budget():
+    assert reservation(SimpleNamespace(total=8 * GiB), 24 * GiB) == 10 * GiB
+    assert reservation(SimpleNamespace(total=30 * GiB), 24 * GiB) == 24 * GiB
+    assert reservation(None, 24 * GiB) == 24 * GiB and reservation(None, None) is None
+
+
+def test_admission_waits_for_memory_but_never_blocks_a_trial_alone():
+    import threading
+
+    pool = Admission(10)
+    order = []
+    with pool.reserve(8):
+        waiting = threading.Thread(target=lambda: pool.reserve(5).__enter__() or order.append("second"))
+        waiting.start()
+        waiting.join(timeout=0.3)
+        assert waiting.is_alive() and not order  # 8 + 5 > 10: waits
+    waiting.join(timeout=5)
+    assert order == ["second"]
+    with Admission(10).reserve(50):  # over the capacity, alone: admitted (the prescreen judged it)
+        pass
+
+
+@pytest.mark.slow
+def test_trials_overlap_yet_measure_one_at_a_time(tmp_path, bundled_model, monkeypatch):
+    for key, value in ONE_THREAD.items():
+        monkeypatch.setenv(key, value)
+    settings = SearchSettings(model=str(bundled_model), workload=Workload(prompts=("def f(x):\n",), max_new_tokens=8),
+                              study_name="p", trials=6, space=str(ROOT / "tests/data/small_space.yaml"),
+                              device="cpu", root=str(tmp_path / "studies"), repeats=2, warmup=1, overlap=2)
+    tuner = Tuner(settings)
+    study = tuner.run()
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    events = tuner.launcher.lease.events
+
+    # the lease: acquired and released in turn, by one worker at a time, every other worker stopped meanwhile
+    turns = [(e.pid, e.what) for e in events if e.what in ("acquired", "released")]
+    assert turns[0::2] == [(pid, "acquired") for pid, _ in turns[0::2]]
+    assert turns[1::2] == [(pid, "released") for pid, _ in turns[0::2]]
+    assert all(e.others_stopped for e in events if e.what == "acquired")
+    # trials did run side by side: at some moment two workers were alive
+    alive, most = 0, 0
+    for e in events:
+        alive += {"started": 1, "ended": -1}.get(e.what, 0)
+        most = max(most, alive)
+    assert most == 2
+    # the trials' own timed passes lie within their turns of the lease, and never overlap
+    launched = [t for t in trials if t.user_attrs["duplicate_of"] is None]
+    windows = sorted(t.user_attrs["windows"]["measured"] for t in launched)
+    held = [(a.at, r.at) for a, r in zip(*(iter([e for e in events if e.what in ("acquired", "released")]),) * 2)]
+    assert len(held) == len(windows) >= 3
+    assert all(any(start <= w0 and w1 <= end for start, end in held) for w0, w1 in windows)
+    assert all(earlier[1] <= later[0] for earlier, later in zip(windows, windows[1:])), (windows, held)
