@@ -27,6 +27,9 @@ import optuna
 from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from autotune.interrupt import Poll
+from autotune.tuner.storage import is_journal
+
 FIXED_PARAMS = "fixed_params"
 
 
@@ -98,3 +101,33 @@ class StudyHandle:
         with warnings.catch_warnings():  # Optuna marks its retry callback experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(self.study, self.frozen(number))
+
+
+def fail_stale(handle: StudyHandle, settings, report, wait: bool = False) -> None:
+    """Fail RUNNING trials whose heartbeat stopped longer than the grace period ago (their orchestrator died) and
+    enqueue their retry. With `wait`, first wait out the grace period of RUNNING trials that are not this
+    process's, so none is left RUNNING.
+
+    Args:
+        handle: the study.
+        settings: the study's SearchSettings (grace period, heartbeat interval, storage).
+        report: the progress report (`stale` and `waiting_stale` events).
+        wait: whether to wait until no trial is left RUNNING (at most the grace period).
+    """
+    s = settings
+    running: set[int] = set()
+
+    def waiting() -> None:
+        report("waiting_stale", numbers=sorted(running), grace=s.grace_period,
+               heartbeats=not is_journal(s.storage_url))
+
+    poll = Poll(s.grace_period + s.heartbeat_interval + 1, 1.0, on_wait=waiting)
+    while True:
+        before = {t.number for t in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        handle.fail_stale_trials()
+        running = {t.number for t in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        for number in sorted(before - running):
+            report("stale", number=number)
+        if not wait or not running or poll.expired():
+            return
+        poll.wait()

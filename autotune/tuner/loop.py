@@ -23,25 +23,24 @@ from pathlib import Path
 from typing import Callable
 
 import optuna
-from optuna.trial import TrialState
 
 from autotune.config import models
 from autotune.config.candidate import Candidate
 from autotune.config.measurement import Measurement
 from autotune.config.settings import SearchSettings, default_preset_path
 from autotune.config.space import SearchSpace
-from autotune.interrupt import Poll, check as check_interrupt
+from autotune.interrupt import check as check_interrupt
 from autotune.tuner import confirm, machine, seeds, trials
 from autotune.tuner.coordination import Solo
 from autotune.tuner.coverage import Covering
 from autotune.tuner.guards import Guards
-from autotune.tuner.handle import StudyHandle, fixed_params
+from autotune.tuner.handle import StudyHandle, fail_stale, fixed_params
 from autotune.tuner.launching import TrialLauncher
 from autotune.tuner.pipeline import Pipeline, auto_slots, reservation
 from autotune.tuner.prescreen import Prescreen
 from autotune.tuner.records import Records
 from autotune.tuner.reuse import earlier_measurement
-from autotune.tuner.storage import Heartbeat, is_journal, storage_unavailable
+from autotune.tuner.storage import Heartbeat, storage_unavailable
 from autotune.tuner.study import open_study, study_attrs
 
 
@@ -90,11 +89,8 @@ class Tuner:
         self.space: SearchSpace | None = None
         self.handle: StudyHandle | None = None
         self.created = False  # whether prepare() made the study
-        # Trials side by side (autotune.tuner.pipeline) share the study through this lock; what stopped them
-        # (Ctrl-C, SIGTERM, another slot's error) ends each slot's trial as interrupted; launches wait for memory.
-        self.lock = threading.RLock()
-        self.stop_reason: BaseException | None = None
-        self.admission = None
+        # trials side by side (autotune.tuner.pipeline): the study's lock, what stops them, the memory they wait for
+        self.lock, self.stop_reason, self.admission = threading.RLock(), None, None
 
     @property
     def study(self) -> optuna.Study | None:
@@ -143,20 +139,15 @@ class Tuner:
         self.fail_stale_trials()
         if self.coordination.enqueues_seeds:
             self.enqueue_seeds()
-        slots = self.slots()
+        # trials side by side: --overlap, or as many as the machine allows; one in a shared study's worker
+        slots = (self.settings.overlap or auto_slots(self.environment, self.settings.vram)) \
+            if self.coordination.enqueues_seeds else 1
         if slots > 1:
             self.report("overlap", slots=slots)
             Pipeline(self, slots).run()
         while not self.coordination.done():
             self.step()
         return self.study
-
-    def slots(self) -> int:
-        """How many trials run side by side: `--overlap`, or (0) as many as the machine allows; one for a worker
-        that shares its study with others (they overlap already)."""
-        if not self.coordination.enqueues_seeds:
-            return 1
-        return self.settings.overlap or auto_slots(self.environment, self.settings.vram)
 
     def enqueue_seeds(self) -> None:
         seeds.enqueue_seeds(self.study, self.space)
@@ -197,8 +188,7 @@ class Tuner:
 
     def reuse_or_launch(self, trial: optuna.Trial, role: str, candidate: Candidate, estimate=None
                         ) -> tuple[int | None, Measurement]:
-        """The result of an earlier trial of the same configuration, or a fresh measurement (trials side by
-        side: once the memory model's `estimate` fits beside the others')."""
+        """An earlier trial's result of the same configuration, or a fresh measurement (once `estimate` fits)."""
         self.coordination.before_reuse(trial, candidate, role)
         duplicate_of, measurement = earlier_measurement(
             self.study, self.records, candidate, self.settings.max_retry,
@@ -225,26 +215,9 @@ class Tuner:
             self.coordination.record(lambda: self.records.record(trial, candidate, m, duplicate_of), trial, m)
 
     def fail_stale_trials(self, wait: bool = False) -> None:
-        """Fail RUNNING trials whose heartbeat stopped longer than the grace period ago (their orchestrator
-        died) and enqueue their retry. With `wait`, first wait out the grace period of RUNNING trials that are
-        not this process's, so none is left RUNNING."""
-        s = self.settings
-        running: set[int] = set()
-
-        def waiting() -> None:
-            self.report("waiting_stale", numbers=sorted(running), grace=s.grace_period,
-                        heartbeats=not is_journal(s.storage_url))
-
-        poll = Poll(s.grace_period + s.heartbeat_interval + 1, 1.0, on_wait=waiting)
-        while True:
-            before = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-            self.handle.fail_stale_trials()
-            running = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-            for number in sorted(before - running):
-                self.report("stale", number=number)
-            if not wait or not running or poll.expired():
-                return
-            poll.wait()
+        """Fail RUNNING trials whose orchestrator died and enqueue their retries (autotune.tuner.handle.fail_stale;
+        with `wait`, none is left RUNNING)."""
+        fail_stale(self.handle, self.settings, self.report, wait)
 
     # ---- what the study says ---------------------------------------------------------------------
 

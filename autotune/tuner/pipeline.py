@@ -26,14 +26,15 @@ from autotune.interrupt import interruptible
 from autotune.tuner.lease import Lease
 from autotune.worker.launcher import KILL_GRACE_S
 
-CORES_PER_SLOT = 4  # a compiling trial keeps several cores busy (Inductor's compile workers)
+CORES_PER_SLOT = 3  # a compiling trial keeps several cores busy (Inductor's compile workers)
+MAX_SLOTS = 6
 MEMORY_HEADROOM = 0.9  # the share of the device's memory that trials side by side may reserve
 ESTIMATE_MARGIN = 1.25  # a reservation is the memory model's estimate and this much more
 
 
 def auto_slots(environment: dict, vram: int | None) -> int:
     """Trials side by side where `--overlap` is 0: 1 on a CPU (the measurement is the cores), else one per
-    CORES_PER_SLOT cores, at most 4, and no more than the device's memory holds at the `--vram` budget.
+    CORES_PER_SLOT cores, at most MAX_SLOTS, and no more than the device's memory holds at the `--vram` budget.
 
     Args:
         environment: the machine's probe (autotune.tuner.machine.probe).
@@ -44,7 +45,7 @@ def auto_slots(environment: dict, vram: int | None) -> int:
     """
     if environment.get("device") != "cuda":
         return 1
-    by_cores = max(1, min(4, (environment.get("cpu_count") or os.cpu_count() or 1) // CORES_PER_SLOT))
+    by_cores = max(1, min(MAX_SLOTS, (environment.get("cpu_count") or os.cpu_count() or 1) // CORES_PER_SLOT))
     total = environment.get("total_memory_bytes")
     if not total or not vram:
         return 1

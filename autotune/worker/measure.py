@@ -28,6 +28,9 @@ from autotune.config.workload import Workload
 from autotune.runtime.build import Built
 from autotune.worker.recompiles import COMPILE_COUNTER
 
+# A trial whose warm-up steps run under this share of the early-stop threshold stops before it measures.
+WARMUP_STOP_SHARE = 0.5
+
 
 class TokenClock(BaseStreamer):
     """Records when each decoding step's tokens reach the host."""
@@ -162,24 +165,36 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
     (a context manager) is held around the timed passes: the measurement lease and the contention watch.
 
     Early stopping: when the first measured pass runs under `stop_below` (its `stop_metric`), no further pass is
-    run and the figures carry `stopped_early`. A warm-up pass is never judged, not even for a candidate
-    that compiles nothing: on a GPU even an eager model's first pass runs several times slower than the
-    next ones (CUDA kernels load, the allocator grows), so judging it would stop candidates that are not
-    slow at all."""
+    run and the figures carry `stopped_early`. A warm-up pass is judged only by its median step (decode tok/s),
+    and only against half of `stop_below` (WARMUP_STOP_SHARE): on a GPU even an eager model's first pass runs
+    slower than the next ones (CUDA kernels load, the allocator grows), but not at a quarter of its pace. A
+    trial stopped there never takes the measurement lease, so its slow passes hold up no other trial."""
     on_phase = on_phase or (lambda phase: None)
     on_phase("warmup")
-    started, warmup_at = time.perf_counter(), time.time()
+    started, warmup_at, warm = time.perf_counter(), time.time(), []
     for _ in range(warmup):
-        run_pass(built, workload)
+        warm = run_pass(built, workload)[1]
     warmup_s = time.perf_counter() - started
     phases = {"load_and_warmup": memory_peaks(built.device)}  # before the reset below: compilation is here
+    windows = {"warmup": [warmup_at, warmup_at + warmup_s]}
+    steady = steady_speed(warm, workload.batch_size) if stop_metric == DEFAULT_METRIC else None
+    if stop_below is not None and steady is not None and steady < stop_below * WARMUP_STOP_SHARE:
+        summary = {**summarize_pass(warm), "decode_tokens_per_s": steady, "e2e_s": 0.0}
+        figures = stopped_figures(summary, "warm-up", stop_below, phases, built.device, stop_metric)
+        return {**figures, "warmup_s": warmup_s, "windows": windows}
     with (hold or contextlib.nullcontext)():
         on_phase("measure")
         measured_at = time.time()
         figures = timed_passes(built, workload, repeats, stop_below, stop_metric, phases)
-        figures["windows"] = {"warmup": [warmup_at, warmup_at + warmup_s], "measured": [measured_at, time.time()]}
-    figures["warmup_s"] = warmup_s
-    return figures
+        windows["measured"] = [measured_at, time.time()]
+    return {**figures, "warmup_s": warmup_s, "windows": windows}
+
+
+def steady_speed(timings: list[CallTiming], batch_size: int) -> float | None:
+    """Decode tok/s of a warm-up pass at its median step: what compiling and first calls cost is in a few
+    steps only, so the median step is the configuration's steady pace (None: no steps)."""
+    gaps = [gap for t in timings for gap in t.step_gaps]
+    return batch_size / statistics.median(gaps) if gaps and statistics.median(gaps) > 0 else None
 
 
 def timed_passes(built: Built, workload: Workload, repeats: int, stop_below: float | None, stop_metric: str,

@@ -88,8 +88,10 @@ def stopped(figures: dict, facts: dict) -> Measurement:
     """The Measurement of a trial stopped after its first measured pass (early stopping)."""
     early = figures["stopped_early"]
     label = LABELS.get(early.get("metric", DEFAULT_METRIC), "tok/s")
-    message = (f"stopped after the first measured pass: {early['tokens_per_s']:.1f} {label}, under "
-               f"{early['threshold']:.1f} (the best so far times --early-stop)")
+    after = "the first measured pass" if early["after"] == "pass 1" else "the warm-up (its median step)"
+    message = (f"stopped after {after}: {early['tokens_per_s']:.1f} {label}, under "
+               f"{early['threshold']:.1f}{' / 2' if early['after'] == 'warm-up' else ''} (the best so far times "
+               "--early-stop)")
     return Measurement(status="stopped", failure_kind="hopeless", message=message, **facts, **figures)
 
 

@@ -18,7 +18,8 @@ GiB = 2**30
 
 def test_auto_slots_follow_cores_and_memory():
     h200 = {"device": "cuda", "cpu_count": 16, "total_memory_bytes": 140 * GiB}
-    assert auto_slots(h200, 24 * GiB) == 4  # by cores: 16 / 4
+    assert auto_slots(h200, 24 * GiB) == 5  # by cores: 16 / 3, and by memory: 0.9 * 140 / 24
+    assert auto_slots({**h200, "cpu_count": 8}, 24 * GiB) == 2  # by cores
     assert auto_slots(h200, 60 * GiB) == 2  # by memory: 0.9 * 140 / 60
     assert auto_slots(h200, None) == 1  # each trial may take the whole card
     assert auto_slots({"device": "cpu", "cpu_count": 64}, None) == 1  # on a CPU the measurement is the cores

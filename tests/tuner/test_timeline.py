@@ -38,3 +38,20 @@ def test_the_shares_add_up_to_the_wall_time_of_the_trials():
 def test_a_study_without_process_figures_has_no_shares():
     assert time_shares([trial(0, 10, decode_tokens_per_s=5.0)]) is None
     assert time_shares([]) is None
+
+
+def test_trials_side_by_side_are_judged_by_the_unions_of_their_windows():
+    def windowed(start_s, end_s, warmup, measured):
+        base = START.timestamp()
+        return trial(start_s, end_s, process_s=end_s - start_s, wall_s=end_s - start_s - 2, load_s=5.0,
+                     warmup_s=warmup[1] - warmup[0], measured_s=measured[1] - measured[0],
+                     windows={"warmup": [base + warmup[0], base + warmup[1]],
+                              "measured": [base + measured[0], base + measured[1]]})
+
+    # two trials over the same 60 s: both compile from 10 to 40 s, then measure one after the other
+    trials = [windowed(0, 60, (10, 40), (40, 45)), windowed(0, 60, (10, 40), (45, 50))]
+    shares = time_shares(trials)
+    assert shares.overlapped and shares.wall_s == 60
+    assert shares.measured_s == pytest.approx(10.0) and shares.warmup_s == pytest.approx(30.0)
+    assert "side by side: the device measuring 17%, warming up and compiling while none measured 50%, neither 33%" \
+        in shares.line()

@@ -48,9 +48,15 @@ def test_a_hopeless_pass_stops_the_measurement(bundled_model):
     full = measure(built, workload, repeats=2, warmup=1)
     assert full.get("stopped_early") is None and len(full["runs"]) == 2
 
-    after_pass = measure(built, workload, repeats=3, warmup=1, stop_below=1e9)
+    after_pass = measure(built, workload, repeats=3, warmup=0, stop_below=1e9)
     assert after_pass["stopped_early"]["after"] == "pass 1" and len(after_pass["runs"]) == 1
     assert after_pass["continuations"] is None and after_pass["decode_tokens_per_s"] > 0
+
+    # with a warm-up pass, one far under the threshold stops before it measures (and never takes the lease)
+    held = []
+    after_warmup = measure(built, workload, repeats=3, warmup=1, stop_below=1e9, hold=lambda: held.append(1))
+    assert after_warmup["stopped_early"]["after"] == "warm-up" and after_warmup["repeats"] == 0
+    assert after_warmup["measured_s"] == 0.0 and "measured" not in after_warmup["windows"] and not held
 
     fast_enough = measure(built, workload, repeats=2, warmup=1, stop_below=1e-9)
     assert fast_enough.get("stopped_early") is None and len(fast_enough["runs"]) == 2
