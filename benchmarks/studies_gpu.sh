@@ -40,19 +40,27 @@
 #   r  R23 on a GPU-bound configuration: random:gemma-2b, batch 1 (BATCH_R), 256 new tokens, the baseline, the seed
 #      recipe and the configurations of CANDIDATES_R (benchmarks/data/fast-candidates.json unless given), the best of
 #      them re-measured 3 times (CONFIRM_R) in fresh processes; STUDY_R names the study (gfast unless given);
-#      TRIAL_TIMEOUT_R seconds a trial (240 unless given: max-autotune compiles of torchao's float8 take longer)
+#      TRIAL_TIMEOUT_R seconds a trial (240 unless given: max-autotune compiles of torchao's float8 take longer);
+#      PROMPTS_R and TOKENS_R another prompt file and number of new tokens (BATCH_R=8
+#      PROMPTS_R=benchmarks/data/mixed-lengths.jsonl: 8 prompts of 14 to 1888 tokens in one batch)
 #   x  the agreement with the trained codelm-12m's baseline of the configurations in CANDIDATES_X (a JSON list;
 #      benchmarks/data/fast-candidates.json unless given: the graph loop in int8 and bf16): a study of the
 #      baseline and the seed recipe, then those configurations enqueued; STUDY_X names the study (fxc unless given);
 #      TRIAL_TIMEOUT_X seconds a trial (200 unless given)
+#   l  long prompts: random:gemma-2b, --workload long-context (the built-in long prompts, 1.3-3.2k tokens, 64 new
+#      tokens, --objective e2e), TRIALS_L trials (10 unless given), STUDY_L names the study (lc unless given)
+#   s  a chat study: MODEL_S (a model folder, e.g. SmolLM2-135M-Instruct converted by tools/smollm2.py),
+#      --workload short-chat, --vram VRAM_S (24GB unless given), TRIALS_S trials (20), --confirm CONFIRM_S (3);
+#      STUDY_S names the study (smolchat unless given)
 #   q  the per-knob equivalence table: every knob value of the default space (as this machine filters it) varied
 #      alone from the baseline (benchmarks/knobs.py --per-knob --candidates-out), each a trial of one study of MODEL_Q
 #      (the trained codelm-12m unless given) on PROMPTS_Q (benchmarks/data/four-chats.jsonl unless given), TOKENS_Q
 #      new tokens (32 unless given): top-1 and KL against the baseline and float32, prefix, margin; STUDY_Q names
-#      the study (knobeq unless given); TRIAL_TIMEOUT_Q seconds a trial (300 unless given)
+#      the study (knobeq unless given); TRIAL_TIMEOUT_Q seconds a trial (300 unless given); VRAM_Q a --vram, so that
+#      trials run side by side (--overlap's default needs one)
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
-#   bash benchmarks/studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [q] [r] [x]
+#   bash benchmarks/studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [l] [s] [q] [r] [x]
 # Each part writes OUTDIR/<part>.log and a table (OUTDIR/<part>-show.txt); studies are under OUTDIR/studies.
 # A study that does not finish within one GPU session resumes when its part runs again with the same
 # OUTDIR (autotune search continues to the same total; TRIALS_A / TRIALS_B raise it). Where the default
@@ -64,7 +72,7 @@
 #   DEVICE=cpu MODEL_A=examples/models/codelm-4m TRIALS_A=3 TRIALS_B=3 FIXTURES=../shared/fixtures \
 #     bash benchmarks/studies_gpu.sh /tmp/try a b
 set -u
-out=${1:?usage: studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [q] [r] [x]}
+out=${1:?usage: studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [l] [s] [q] [r] [x]}
 shift
 parts=${*:-a b c}
 mkdir -p "$out/studies"
@@ -309,15 +317,30 @@ for part in $parts; do
         --candidates-out "$out/q-$study_q-candidates.json" >> "$out/q$study_q.log" 2>&1
       study_of_candidates "q$study_q" "$study_q" "$out/q-$study_q-candidates.json" --model "$model_q" --device "$device" \
         --prompts "${PROMPTS_Q:-benchmarks/data/four-chats.jsonl}" --max-new-tokens "${TOKENS_Q:-32}" --repeats 1 \
-        --warmup 0 --trial-timeout "${TRIAL_TIMEOUT_Q:-300}" --confirm 0
+        --warmup 0 --trial-timeout "${TRIAL_TIMEOUT_Q:-300}" --confirm 0 ${VRAM_Q:+--vram $VRAM_Q}
+      ;;
+    l)
+      study_l=${STUDY_L:-lc}
+      stamp "l: random:gemma-2b, --workload long-context, study $study_l"
+      study_and_show "l$study_l" "$study_l" --model "$model_a" --device "$device" --vram 24GB --workload long-context \
+        --trials "${TRIALS_L:-10}" --trial-timeout "${TRIAL_TIMEOUT_L:-240}" --confirm "${CONFIRM_L:-0}" \
+        $(where "$study_l" "")
+      ;;
+    s)
+      study_s=${STUDY_S:-smolchat}
+      stamp "s: ${MODEL_S:?MODEL_S: a model folder}, --workload short-chat, study $study_s"
+      study_and_show "s$study_s" "$study_s" --model "$MODEL_S" --device "$device" --vram "${VRAM_S:-24GB}" \
+        --workload short-chat --trials "${TRIALS_S:-20}" --trial-timeout "${TRIAL_TIMEOUT_S:-240}" \
+        --confirm "${CONFIRM_S:-3}" $(where "$study_s" "")
       ;;
     r)
       study_r=${STUDY_R:-gfast} batch_r=${BATCH_R:-1}
       prompts_r=benchmarks/data/one-prompt.jsonl
       (( batch_r > 1 )) && prompts_r=benchmarks/data/eight-prompts.jsonl
+      prompts_r=${PROMPTS_R:-$prompts_r}
       stamp "r: R23 on the best of ${CANDIDATES_R:-benchmarks/data/fast-candidates.json}, random:gemma-2b, batch $batch_r"
       study_of_candidates "r$study_r" "$study_r" "${CANDIDATES_R:-benchmarks/data/fast-candidates.json}" --model "$model_a" \
-        --device "$device" --vram 24GB --batch-size "$batch_r" --max-new-tokens 256 --prompts "$prompts_r" \
+        --device "$device" --vram 24GB --batch-size "$batch_r" --max-new-tokens "${TOKENS_R:-256}" --prompts "$prompts_r" \
         --trial-timeout "${TRIAL_TIMEOUT_R:-240}" --confirm "${CONFIRM_R:-3}"
       python benchmarks/trial_overhead.py --study "$study_r" --root "$out/studies" > "$out/r$study_r-overhead.txt" 2>&1
       ;;
@@ -329,7 +352,7 @@ for part in $parts; do
       AUTOTUNE_FIXTURES=$fixtures python -m pytest -q -p no:cacheprovider -m gpu tests >> "$out/g.log" 2>&1
       stamp "g: exit $?"
       ;;
-    *) echo "unknown part $part (a, w, k, b, c, e, we, f, v, p, g, i, r or x)"; exit 2 ;;
+    *) echo "unknown part $part (a, w, k, b, c, e, we, f, v, p, g, i, l, s, q, r or x)"; exit 2 ;;
   esac
 done
 stamp "done"
