@@ -57,7 +57,10 @@
 #      (the trained codelm-12m unless given) on PROMPTS_Q (benchmarks/data/four-chats.jsonl unless given), TOKENS_Q
 #      new tokens (32 unless given): top-1 and KL against the baseline and float32, prefix, margin; STUDY_Q names
 #      the study (knobeq unless given); TRIAL_TIMEOUT_Q seconds a trial (300 unless given); VRAM_Q a --vram, so that
-#      trials run side by side (--overlap's default needs one)
+#      trials run side by side (--overlap's default needs one); CANDIDATES_Q a JSON list of configurations instead of
+#      every knob value, BATCH_Q the batch size (1 unless given; 8 with PROMPTS_Q=benchmarks/data/mixed-lengths.jsonl:
+#      the prompts of 14 to 1888 tokens in one batch); WARMUP_Q and REPEATS_Q the passes before and in the measurement
+#      (0 and 1 unless given: an equivalence table, the compile inside the one measured pass)
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
 #   bash benchmarks/studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [l] [s] [q] [r] [x]
@@ -312,12 +315,16 @@ for part in $parts; do
       ;;
     q)
       study_q=${STUDY_Q:-knobeq} model_q=${MODEL_Q:-$fixtures/codelm-12m}
-      stamp "q: every knob value alone against the baseline of $model_q"
-      python benchmarks/knobs.py --per-knob --base '{}' --model "$model_q" --device "$device" --batch-sizes 1 \
-        --candidates-out "$out/q-$study_q-candidates.json" >> "$out/q$study_q.log" 2>&1
-      study_of_candidates "q$study_q" "$study_q" "$out/q-$study_q-candidates.json" --model "$model_q" --device "$device" \
-        --prompts "${PROMPTS_Q:-benchmarks/data/four-chats.jsonl}" --max-new-tokens "${TOKENS_Q:-32}" --repeats 1 \
-        --warmup 0 --trial-timeout "${TRIAL_TIMEOUT_Q:-300}" --confirm 0 ${VRAM_Q:+--vram $VRAM_Q}
+      candidates_q=${CANDIDATES_Q:-$out/q-$study_q-candidates.json}
+      if [ -z "${CANDIDATES_Q:-}" ]; then
+        stamp "q: every knob value alone against the baseline of $model_q"
+        python benchmarks/knobs.py --per-knob --base '{}' --model "$model_q" --device "$device" --batch-sizes 1 \
+          --candidates-out "$candidates_q" >> "$out/q$study_q.log" 2>&1
+      fi
+      study_of_candidates "q$study_q" "$study_q" "$candidates_q" --model "$model_q" --device "$device" \
+        --prompts "${PROMPTS_Q:-benchmarks/data/four-chats.jsonl}" --max-new-tokens "${TOKENS_Q:-32}" --repeats "${REPEATS_Q:-1}" \
+        --warmup "${WARMUP_Q:-0}" --trial-timeout "${TRIAL_TIMEOUT_Q:-300}" --confirm 0 --batch-size "${BATCH_Q:-1}" \
+        ${VRAM_Q:+--vram $VRAM_Q}
       ;;
     l)
       study_l=${STUDY_L:-lc}
