@@ -60,7 +60,7 @@
 #      trials run side by side (--overlap's default needs one); CANDIDATES_Q a JSON list of configurations instead of
 #      every knob value, BATCH_Q the batch size (1 unless given; 8 with PROMPTS_Q=benchmarks/data/mixed-lengths.jsonl:
 #      the prompts of 14 to 1888 tokens in one batch); WARMUP_Q and REPEATS_Q the passes before and in the measurement
-#      (0 and 1 unless given: an equivalence table, the compile inside the one measured pass)
+#      (0 and 1 unless given: an equivalence table, the compile inside the one measured pass); OVERLAP_Q an --overlap
 # On the GPU machine, from the checkout, after ../shared/gpu/prepare.sh:
 #   export PYTHONPATH=$PWD/.gpu-site:$PWD
 #   bash benchmarks/studies_gpu.sh OUTDIR [a] [w] [k] [b] [c] [d] [e] [we] [f] [v] [p] [g] [i] [l] [s] [q] [r] [x]
@@ -324,7 +324,7 @@ for part in $parts; do
       study_of_candidates "q$study_q" "$study_q" "$candidates_q" --model "$model_q" --device "$device" \
         --prompts "${PROMPTS_Q:-benchmarks/data/four-chats.jsonl}" --max-new-tokens "${TOKENS_Q:-32}" --repeats "${REPEATS_Q:-1}" \
         --warmup "${WARMUP_Q:-0}" --trial-timeout "${TRIAL_TIMEOUT_Q:-300}" --confirm 0 --batch-size "${BATCH_Q:-1}" \
-        ${VRAM_Q:+--vram $VRAM_Q}
+        ${VRAM_Q:+--vram $VRAM_Q} ${OVERLAP_Q:+--overlap $OVERLAP_Q}
       ;;
     l)
       study_l=${STUDY_L:-lc}
