@@ -1,6 +1,7 @@
 """How long a study's trials took and what filled the time, as JSON: trials finished, the wall time of the trials,
 the shares of autotune.tuner.timeline, the sum of the workers' own times (what the same trials cost one after
-another), the best configuration, and any trial flagged contended.
+another), the start-up on the trials' clocks (workers started ahead of their trials against workers spawned for
+them), the best configuration, its confirmation's CV, and any trial flagged contended.
 
     python benchmarks/study_wall_time.py --study g24p --storage sqlite:///.gpu-out/studies/g24p.db
 """
@@ -9,11 +10,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 
 import optuna
 
-from autotune.tuner.timeline import time_shares
+from autotune.tuner.confirm import STABILITY_ATTR
+from autotune.tuner.timeline import startup_on_the_clock, time_shares
 from autotune.tuner.trials import best_feasible_trial, finished_count
+
+
+def startup(ran: list[dict]) -> dict:
+    """The start-up each trial paid on its own clock (spawn, imports, the CUDA context, or what was left of them:
+    autotune.tuner.timeline.startup_on_the_clock), median and count, for workers started ahead of their trials and
+    for those spawned for them; and how long the started ones had been running when their job came."""
+    def median(values: list[float]) -> float | None:
+        return round(statistics.median(values), 2) if values else None
+
+    paid = [(startup_on_the_clock(a), a.get("prestarted_s")) for a in ran if a.get("wall_s") is not None]
+    ahead = [cost for cost, before in paid if before is not None]
+    spawned = [cost for cost, before in paid if before is None]
+    return {"prestarted": {"trials": len(ahead), "median_s": median(ahead)},
+            "spawned": {"trials": len(spawned), "median_s": median(spawned)},
+            "prestarted_waiting_median_s": median([before for _, before in paid if before is not None])}
 
 
 def summary(study: optuna.Study) -> dict:
@@ -29,8 +47,10 @@ def summary(study: optuna.Study) -> dict:
         "wall_s_of_the_trials": round(shares.wall_s, 1) if shares else None,
         "shares": shares.line() if shares else None,
         "sum_of_worker_times_s": total,
+        "startup_on_the_trials_clock": startup(ran),
         "best": {"number": best.number, "decode_tokens_per_s": round(best.value, 1), "config": best.user_attrs["config"]},
         "baseline_decode_tokens_per_s": round(trials[0].value, 1) if trials and trials[0].value else None,
+        "confirmation": study.user_attrs.get(STABILITY_ATTR),
         "contended": [t.number for t in trials if t.user_attrs.get("failure_kind") == "contended"],
         "timed_out": [t.number for t in trials if t.user_attrs.get("failure_kind") == "timeout"],
     }

@@ -7,7 +7,7 @@ from the cache afterwards: the best configuration's confirmation runs (`--confir
 are the same configuration as its trial, with the cache warm. This script reads a study's results and
 prints, for every measured trial and confirmation run:
 
-    start-up s (process_s - wall_s: spawn and imports) | load s | warm-up s | overhead s | rest s (measured
+    start-up s (spawn, imports and the device's context on the trial's clock) | load s | warm-up s | overhead s | rest s (measured
     passes and the comparison with the baseline) | process s
 
 and last, the best configuration's overhead in its trial (cold cache) against its confirmation runs
@@ -23,6 +23,8 @@ import json
 import statistics
 from pathlib import Path
 
+from autotune.tuner.timeline import startup_on_the_clock
+
 COLUMNS = ("run", "config", "status", "start-up s", "load s", "warm-up s", "overhead s", "rest s", "process s")
 
 
@@ -30,11 +32,11 @@ def overhead_row(label: str, config: str, m: dict) -> dict | None:
     """The figures of one worker process's result (None when no process ran: a reused or refused trial)."""
     if m.get("wall_s") is None or m.get("load_s") is None or m.get("duplicate_of") is not None:
         return None
-    startup = m["process_s"] - m["wall_s"] if m.get("process_s") is not None else None
+    startup = startup_on_the_clock(m) if m.get("process_s") is not None else None
     load, warmup = m["load_s"], m.get("warmup_s") or 0.0
     return {"run": label, "config": config, "status": m["status"], "startup": startup, "load": load,
             "warmup": warmup, "overhead": (startup or 0.0) + load + warmup,
-            "rest": m["wall_s"] - load - warmup, "process": m.get("process_s")}
+            "rest": m["wall_s"] - (m.get("startup_s") or 0.0) - load - warmup, "process": m.get("process_s")}
 
 
 def describe(candidate: dict) -> str:

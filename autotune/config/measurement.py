@@ -21,7 +21,8 @@ METRIC_FIELDS = (
     "decode_tokens_per_s", "e2e_tokens_per_s", "ttft_s", "prefill_tokens_per_s", "itl_p50_s", "itl_p95_s",
     "peak_memory_bytes", "load_s", "warmup_s", "recompiles", "prefix_match", "top1_agreement", "mean_kl",
     "divergence_margin", "estimated_memory_bytes", "float32_top1_agreement", "float32_mean_kl",
-    "floor_top1_agreement", "floor_mean_kl", "measured_s", "wall_s", "process_s", "windows",
+    "floor_top1_agreement", "floor_mean_kl", "measured_s", "wall_s", "startup_s", "process_s", "prestarted_s",
+    "windows",
 )
 
 
@@ -76,10 +77,17 @@ class Measurement:
     environment: dict = field(default_factory=dict)
     pid: int | None = None
     exit_code: int | None = None
-    wall_s: float | None = None  # the worker's own time, from its start (imports done) to its result
-    # The worker process as the launcher saw it: spawn, imports, wall_s and exit. process_s - wall_s is the
+    wall_s: float | None = None  # the worker's own time, from its start (or its job's coming) to its result
+    # Of wall_s, the start-up: imports of torch and transformers and the device's context, before the job loads
+    # anything (about 0 in a worker started ahead of its trial, which did them before its job came).
+    startup_s: float | None = None
+    # The worker process as the launcher saw it: spawn, wall_s and exit. process_s - wall_s + startup_s is the
     # start-up a trial pays before it loads anything (benchmarks/trial_overhead.py).
     process_s: float | None = None
+    # A worker started ahead of its trial (autotune.worker.prestart): how long it had run when its job came. Its
+    # start-up then happened beside earlier trials, and process_s - wall_s is what was left of it (it reads its
+    # job once started up). None: spawned for the trial.
+    prestarted_s: float | None = None
 
     def __post_init__(self):
         if self.status not in STATUSES:

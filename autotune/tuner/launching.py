@@ -26,9 +26,15 @@ class TrialLauncher:
         self.settings, self.model, self.device = settings, model, device
         self.reference_path, self.best_value, self.report = reference_path, best_value, report
         self.lease = None  # trials side by side measure under the pipeline's lease (autotune.tuner.lease)
+        self.pool = None  # and take workers it started ahead of them (autotune.worker.prestart)
 
     def trial_dir(self, number: int) -> Path:
         return self.settings.study_dir / "trials" / f"{number:05d}"
+
+    def worker_env(self) -> dict:
+        """The variables every worker of the study gets: the study's compiled kernels are kept and shared by its
+        trials."""
+        return {"TORCHINDUCTOR_CACHE_DIR": str((self.settings.study_dir / "inductor-cache").resolve())}
 
     def stop_below(self) -> float | None:
         """The objective's tok/s under which a trial stops early: `--early-stop` times the best so far (None: no
@@ -57,11 +63,10 @@ class TrialLauncher:
                   trial_number=number, fault=None if job_name else fault_for(s.faults, number, candidate),
                   budget_bytes=s.vram, stop_below=None if job_name or role == "baseline" else self.stop_below(),
                   stop_metric=s.objective_metric)
-        # the study's compiled kernels are kept and shared by its trials
-        env = {"TORCHINDUCTOR_CACHE_DIR": str((s.study_dir / "inductor-cache").resolve())}
+        env = self.worker_env()
 
         def on_phase(phase: str) -> None:
             self.report("phase", number=number, role=role, phase=phase, best=self.best_value())
 
         return launch(job, job_dir, s.trial_timeout, env=env, on_phase=None if job_name else on_phase,
-                      lease=self.lease)
+                      lease=self.lease, pool=None if job_name else self.pool)

@@ -2,12 +2,14 @@
 
     baseline, alone (every other trial is compared with its reference)
     -> `slots` threads, each: ask (the sampler counts running trials with the constant liar) -> admit by
-       memory -> launch with the measurement lease -> record -> judge
+       memory -> launch with the measurement lease, in a worker started ahead -> record -> judge
     -> what is left (retries of the last failures), one at a time
 
 Only the timed passes hold the device alone (autotune.tuner.lease): the others are paused meanwhile, so a
 measurement is as clean as a sequential study's. How many run at once is bounded by cores (`auto_slots`)
 and by memory: each launch reserves what the memory model estimates for its candidate (`Admission`).
+A trial's worker is one the pool started while earlier trials ran (autotune.worker.prestart): its start-up,
+seconds of imports and the CUDA context, is off the trial's clock.
 
 Ctrl-C or SIGTERM reaches the main thread, which kills every worker's process group; each slot then records
 its trial as interrupted, as a sequential study does. A failure that stops the study (SystemicFailureError)
@@ -25,9 +27,13 @@ import time
 from autotune.interrupt import interruptible
 from autotune.tuner.lease import Lease
 from autotune.worker.launcher import KILL_GRACE_S
+from autotune.worker.prestart import WarmPool
 
 CORES_PER_SLOT = 3  # a compiling trial keeps several cores busy (Inductor's compile workers)
 MAX_SLOTS = 6
+# Workers kept started ahead of their trials: trials end every half minute or so side by side, and a worker
+# starts up in 10-30 s on a busy machine, so two are ready for the next launches.
+PRESTARTED = 2
 MEMORY_HEADROOM = 0.9  # the share of the device's memory that trials side by side may reserve
 ESTIMATE_MARGIN = 1.25  # a reservation is the memory model's estimate and this much more
 
@@ -98,6 +104,8 @@ class Pipeline:
         env = tuner.environment
         capacity = env.get("total_memory_bytes")
         self.admission = Admission(int(capacity * MEMORY_HEADROOM) if capacity else None)
+        self.pool = WarmPool(min(PRESTARTED, slots), env.get("device", "cpu"),
+                             tuner.settings.study_dir / "trials" / "prestarted", self.lease)
         self.in_flight = 0
         self.error: BaseException | None = None
 
@@ -106,8 +114,19 @@ class Pipeline:
         first error of a slot."""
         tuner = self.tuner
         tuner.launcher.lease, tuner.admission = self.lease, self.admission
-        while not tuner.reference_path().exists() and not tuner.coordination.done():
-            tuner.step()  # the baseline first, alone
+        try:
+            self.pool.start(tuner.launcher.worker_env())  # they start up while the baseline runs
+            while not tuner.reference_path().exists() and not tuner.coordination.done():
+                tuner.step()  # the baseline first, alone
+            tuner.launcher.pool = self.pool
+            self.run_slots()
+        finally:
+            tuner.launcher.pool = None
+            self.pool.close()
+        while not tuner.coordination.done():  # retries enqueued by the last trials
+            tuner.step()
+
+    def run_slots(self) -> None:
         threads = [threading.Thread(target=self.slot, name=f"trial-slot-{i}", daemon=True)
                    for i in range(self.slots)]
         for thread in threads:
@@ -122,8 +141,6 @@ class Pipeline:
             raise
         if self.error is not None:
             raise self.error
-        while not tuner.coordination.done():  # retries enqueued by the last trials
-            tuner.step()
 
     def slot(self) -> None:
         """One thread's trials, until the budget is taken or the study stops."""

@@ -72,14 +72,31 @@ def time_shares(trials) -> TimeShares | None:
     def total(name: str) -> float:
         return sum(a.get(name) or 0.0 for a in ran)
 
-    startup = sum(max(0.0, a["process_s"] - (a.get("wall_s") or a["process_s"])) for a in ran)
-    rest = sum(max(0.0, (a.get("wall_s") or 0.0) - sum(a.get(n) or 0.0 for n in ("load_s", "warmup_s", "measured_s")))
+    startup = sum(startup_on_the_clock(a) for a in ran)
+    rest = sum(max(0.0, (a.get("wall_s") or 0.0) - sum(a.get(n) or 0.0 for n in ("startup_s", "load_s", "warmup_s",
+                                                                                   "measured_s")))
                for a in ran)
     shares = TimeShares(wall_s=wall, trials=len(ran), measured_s=total("measured_s"), warmup_s=total("warmup_s"),
                         load_s=total("load_s"), startup_s=startup, worker_rest_s=rest)
     if sum(getattr(shares, part) for part in PARTS) <= wall:
         return shares
     return overlapped_shares(shares, [a["windows"] for a in ran if isinstance(a.get("windows"), dict)])
+
+
+def startup_on_the_clock(attrs: dict) -> float:
+    """The start-up a trial's worker paid on the trial's clock: spawn and interpreter (process_s - wall_s), then
+    imports and the device's context (startup_s). A worker started ahead of its trial did them before its job came.
+
+    Args:
+        attrs: the trial's recorded figures (its user attrs, or its result's fields).
+
+    Returns:
+        Seconds (0.0 where the figures are missing).
+    """
+    if not isinstance(attrs.get("process_s"), (int, float)):
+        return 0.0
+    before = max(0.0, attrs["process_s"] - (attrs.get("wall_s") or attrs["process_s"]))
+    return before + (attrs.get("startup_s") or 0.0)
 
 
 def overlapped_shares(shares: TimeShares, windows: list[dict]) -> TimeShares:

@@ -1,4 +1,6 @@
-"""Entry point of a worker process: `python -m autotune.worker JOB.json RESULT.json`.
+"""Entry point of a worker process: `python -m autotune.worker JOB.json RESULT.json`, or, started ahead of its
+trial, `python -m autotune.worker --prestarted DEVICE LOG`, which starts up and then reads its one job's paths on
+stdin (autotune.worker.prestart).
 
 Runs build -> warm -> measure -> compare for one Job and writes a Measurement to RESULT.json. Whatever
 goes wrong becomes a Measurement with a status and a traceback; nothing is raised across the process
@@ -20,6 +22,7 @@ from autotune.config.measurement import Measurement
 from autotune.files import write_atomic
 from autotune.worker.job import Job
 from autotune.worker.launcher import FAULT_LOG, PARENT_VARIABLE
+from autotune.worker.prestart import PRESTART_ARGUMENT, wait_for_job
 
 
 def exit_with_parent(interval: float = 0.5) -> None:
@@ -56,17 +59,28 @@ def exit_with_parent(interval: float = 0.5) -> None:
 
 
 def main(argv: list[str]) -> int:
-    job_path, result_path = argv
+    if argv and argv[0] == PRESTART_ARGUMENT:
+        exit_with_parent()
+        faulthandler.enable()  # the pool's log, until the job names its own
+        job_path, result_path, started = wait_for_job(*argv[1:3])
+    else:
+        job_path, result_path = argv
+        started = None
     # a native crash (a signal 11 in a compiled kernel, say) leaves no result: the Python stacks it happened in
     # go to the job folder's fault log, which the launcher records (the file stays open until the process
     # ends: faulthandler writes to it at the crash)
     faulthandler.enable(file=open(Path(job_path).parent / FAULT_LOG, "w", encoding="utf-8"))
-    exit_with_parent()
-    started = time.perf_counter()
+    if started is None:
+        exit_with_parent()
+        started = time.perf_counter()
+    startup_s = None
     try:
         job = Job.from_json(Path(job_path).read_text(encoding="utf-8"))
+        from autotune.runtime import environment
         from autotune.worker.trial import run  # torch is imported here, after the parent watch is set
 
+        environment.describe(job.device)  # the device's context: start-up, as in a worker started ahead
+        startup_s = time.perf_counter() - started
         measurement = run(job)
     except BaseException as exc:  # noqa: BLE001 - everything becomes a Measurement
         try:
@@ -77,7 +91,8 @@ def main(argv: list[str]) -> int:
             status, kind = "error", "error"
         measurement = Measurement.failed(status, kind, f"{type(exc).__name__}: {exc}"[:2000],
                                          traceback=traceback.format_exc()[-8000:])
-    measurement = replace(measurement, pid=os.getpid(), wall_s=time.perf_counter() - started)
+    measurement = replace(measurement, pid=os.getpid(), wall_s=time.perf_counter() - started,
+                          startup_s=startup_s)
     write_atomic(result_path, measurement.to_json())
     return 0
 

@@ -1,6 +1,7 @@
-"""Launch one trial in a freshly spawned worker process, with a timeout.
+"""Launch one trial in a worker process of its own, with a timeout.
 
-The child runs `python -m autotune.worker JOB RESULT` in its own process group. The parent waits for it;
+The child runs `python -m autotune.worker JOB RESULT` in its own process group, or is a worker started ahead of
+the trial that reads its job on stdin (trials side by side: autotune.worker.prestart). The parent waits for it;
 on timeout (or when the parent itself is interrupted) the whole group is killed. What comes back is
 always a Measurement: the child's own, or one that says it timed out or crashed, with the exit code and
 the tail of its output.
@@ -12,8 +13,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from autotune.interrupt import interruptible
@@ -30,6 +32,8 @@ PHASE_POLL_S = 0.5
 # The worker's faulthandler writes here (the job folder): a native crash's Python stacks, innermost frame
 # first, so the launcher keeps its head; the end of worker.log would lose a deep stack's innermost frames.
 FAULT_LOG = "fault.log"
+# The worker's pid, in its job folder: the process that runs the job, whether started for it or ahead of it.
+PID_FILE = "PID"
 
 
 def tail(path: Path, limit: int = 4000) -> str:
@@ -122,58 +126,107 @@ def lease_pipes(lease) -> tuple[tuple[int, ...], dict, tuple[int, int] | None]:
     return (request_w, grant_r), {LEASE_VARIABLE: f"{request_w},{grant_r}"}, (request_r, grant_w)
 
 
+@dataclass
+class Started:
+    """A worker process as the launcher holds it: the process, the thread answering its lease (None without a
+    lease), and what it had done before its job came (a pre-started worker: autotune.worker.prestart)."""
+
+    proc: subprocess.Popen
+    served: threading.Thread | None = None
+    spawned_at: float = field(default_factory=time.perf_counter)
+    held_back_before: float = 0.0  # seconds the lease held it back before its job came (not the job's time)
+
+
+def spawn(arguments: list[str], stdout, env: dict | None, lease=None, stdin=subprocess.DEVNULL) -> Started:
+    """Start `python -m autotune.worker ARGUMENTS` in its own process group, registered with `lease` (paused at
+    once while another worker measures) where there is one.
+
+    Args:
+        arguments: the worker's command line after the module name.
+        stdout: the file its output (stdout and stderr) goes to.
+        env: variables added to this process's environment for it.
+        lease: autotune.tuner.lease.Lease, or None.
+        stdin: its standard input (subprocess.PIPE for a pre-started worker, which reads its job there).
+
+    Returns:
+        The Started worker.
+    """
+    inherited, lease_env, ours = lease_pipes(lease)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "autotune.worker", *arguments], stdout=stdout,
+                                stderr=subprocess.STDOUT, stdin=stdin, start_new_session=True,
+                                env=worker_environment({**(env or {}), **lease_env}), pass_fds=inherited)
+    finally:
+        for fd in inherited:
+            os.close(fd)
+    served = None
+    if lease is not None:
+        lease.register(proc.pid)
+        served = lease.serve(proc.pid, *ours)
+    return Started(proc, served)
+
+
 def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = None, on_phase=None,
-           lease=None) -> Measurement:
+           lease=None, pool=None) -> Measurement:
     """Run `job` in a fresh process and return its Measurement. Never raises for a worker's failure;
-    KeyboardInterrupt / SystemExit in the parent kill the worker and propagate. `on_phase(phase)` (optional)
-    hears the worker's phases (autotune.worker.phase) as they change. With `lease` (autotune.tuner.lease.Lease)
-    the worker measures only while it holds it, and its timeout stops while it is held back."""
+    KeyboardInterrupt / SystemExit in the parent kill the worker and propagate.
+
+    Args:
+        job: the trial to run.
+        job_dir: its folder (job.json, worker.log, PHASES, the worker's pid in PID).
+        timeout_s: seconds it may take, not counting those the lease holds it back.
+        env: variables for the worker's environment.
+        on_phase: called with each phase the worker reports (autotune.worker.phase), as it changes.
+        lease: autotune.tuner.lease.Lease: the worker measures only while it holds it.
+        pool: autotune.worker.prestart.WarmPool: the job goes to one of its started workers where one started
+            with the same `env` is waiting (a process of its own all the same, which ends with the job).
+
+    Returns:
+        The worker's Measurement, or one that says why it has none (timeout, crash).
+    """
     job_dir = Path(job_dir).resolve()
     job_dir.mkdir(parents=True, exist_ok=True)
     job_path, result_path, log_path = job_dir / "job.json", Path(job.result_path), job_dir / "worker.log"
     result_path.unlink(missing_ok=True)
     write_phase(job_dir, "start", fresh=True)
     job.write(job_path)
-    inherited, lease_env, ours = lease_pipes(lease)
     started = time.perf_counter()
-    with open(log_path, "wb") as log:
-        try:
-            proc = subprocess.Popen([sys.executable, "-m", "autotune.worker", str(job_path), str(result_path)],
-                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, env=worker_environment({**(env or {}), **lease_env}),
-                                    pass_fds=inherited)
-        finally:
-            for fd in inherited:
-                os.close(fd)
-        served = None
+    worker = pool.hand_over(env or {}, job_path, result_path, log_path) if pool is not None else None
+    if worker is None:
+        with open(log_path, "wb") as log:
+            worker = spawn([str(job_path), str(result_path)], log, env, lease)
+    proc = worker.proc
+    (job_dir / PID_FILE).write_text(str(proc.pid), encoding="utf-8")
+
+    def held_back() -> float:
+        return lease.held_back(proc.pid) - worker.held_back_before
+
+    try:
+        exit_code = wait_for(proc, timeout_s, job_dir, on_phase, held_back=held_back if lease is not None else None)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        return Measurement.failed("timeout", "timeout", f"the worker did not finish within {timeout_s:g} s "
+                                  "and was killed (raise --trial-timeout if this configuration needs longer)",
+                                  traceback=tail(log_path), pid=proc.pid, exit_code=proc.returncode,
+                                  wall_s=time.perf_counter() - started)
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
         if lease is not None:
-            lease.register(proc.pid)
-            served = lease.serve(proc.pid, *ours)
-        try:
-            exit_code = wait_for(proc, timeout_s, job_dir, on_phase,
-                                 held_back=(lambda: lease.held_back(proc.pid)) if lease is not None else None)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            return Measurement.failed("timeout", "timeout", f"the worker did not finish within {timeout_s:g} s "
-                                      "and was killed (raise --trial-timeout if this configuration needs longer)",
-                                      traceback=tail(log_path), pid=proc.pid, exit_code=proc.returncode,
-                                      wall_s=time.perf_counter() - started)
-        except BaseException:
-            kill_group(proc)
-            raise
-        finally:
-            if lease is not None:
-                lease.unregister(proc.pid)
-                served.join(timeout=KILL_GRACE_S)
-    return outcome(job_dir, result_path, log_path, proc, exit_code, started)
+            lease.unregister(proc.pid)
+            worker.served.join(timeout=KILL_GRACE_S)
+    prestarted_s = started - worker.spawned_at if worker.spawned_at < started else None
+    return outcome(job_dir, result_path, log_path, proc, exit_code, started, prestarted_s)
 
 
 def outcome(job_dir: Path, result_path: Path, log_path: Path, proc: subprocess.Popen, exit_code: int,
-            started: float) -> Measurement:
+            started: float, prestarted_s: float | None = None) -> Measurement:
     """The worker's own Measurement with the launcher's figures, or one that says it died without one."""
     if result_path.exists():
         measurement = Measurement.from_json(result_path.read_text(encoding="utf-8"))
-        measurement = replace(measurement, exit_code=exit_code, process_s=time.perf_counter() - started)
+        measurement = replace(measurement, exit_code=exit_code, process_s=time.perf_counter() - started,
+                              prestarted_s=prestarted_s)
         write_atomic(result_path, measurement.to_json())  # the job's own record, with the launcher's figures
         return measurement
     how = f"killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"

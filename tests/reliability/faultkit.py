@@ -89,9 +89,18 @@ def worker_processes(workdir: Path) -> list[psutil.Process]:
 
 
 def running_trial_worker(workdir: Path, number: int) -> psutil.Process:
-    """Wait until trial `number`'s worker runs, and return it."""
-    job = str(workdir / "studies" / "r" / "trials" / f"{number:05d}" / "job.json")
-    return wait_for(lambda: next((p for p in worker_processes(workdir) if job in p.info["cmdline"]), None))
+    """Wait until trial `number`'s worker runs, and return it (the launcher writes its pid in the job folder: a
+    worker started ahead of its trial has no job path on its command line)."""
+    pid_file = workdir / "studies" / "r" / "trials" / f"{number:05d}" / "PID"
+
+    def running():
+        try:
+            pid = int(pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return next((p for p in worker_processes(workdir) if p.pid == pid), None)
+
+    return wait_for(running)
 
 
 def attrs(trial) -> dict:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
+
+import psutil
 
 import pytest
 from optuna.trial import TrialState
@@ -53,7 +56,8 @@ def test_trials_overlap_yet_measure_one_at_a_time(tmp_path, bundled_model, monke
         monkeypatch.setenv(key, value)
     settings = SearchSettings(model=str(bundled_model), workload=Workload(prompts=("def f(x):\n",), max_new_tokens=8),
                               study_name="p", trials=6, space=str(ROOT / "tests/data/small_space.yaml"),
-                              device="cpu", root=str(tmp_path / "studies"), repeats=2, warmup=1, overlap=2)
+                              device="cpu", root=str(tmp_path / "studies"), repeats=2, warmup=1, overlap=2,
+                              early_stop=0)  # a 2-core machine's noise is no reason to stop a trial here
     tuner = Tuner(settings)
     study = tuner.run()
     trials = study.get_trials(deepcopy=False)
@@ -65,14 +69,20 @@ def test_trials_overlap_yet_measure_one_at_a_time(tmp_path, bundled_model, monke
     assert turns[0::2] == [(pid, "acquired") for pid, _ in turns[0::2]]
     assert turns[1::2] == [(pid, "released") for pid, _ in turns[0::2]]
     assert all(e.others_stopped for e in events if e.what == "acquired")
-    # trials did run side by side: at some moment two workers were alive
-    alive, most = 0, 0
-    for e in events:
-        alive += {"started": 1, "ended": -1}.get(e.what, 0)
-        most = max(most, alive)
-    assert most == 2
-    # the trials' own timed passes lie within their turns of the lease, and never overlap
+    # trials did run side by side: one started before another had ended
     launched = [t for t in trials if t.user_attrs["duplicate_of"] is None]
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials[1:])
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans
+    # each trial in a process of its own; every one after the baseline in a worker started ahead of it
+    results = [json.loads((tuner.launcher.trial_dir(t.number) / "result.json").read_text()) for t in launched]
+    assert len({r["pid"] for r in results}) == len(results)
+    assert results[0]["prestarted_s"] is None and all(r["prestarted_s"] > 0 for r in results[1:])
+    assert all(t.user_attrs["prestarted_s"] == r["prestarted_s"] for t, r in zip(launched, results))
+    # and no worker is left, waiting or not
+    started = {e.pid for e in events if e.what == "started"}
+    assert len(started) > len(results)  # workers were waiting when the study ended
+    assert not [pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    # the trials' own timed passes lie within their turns of the lease, and never overlap
     windows = sorted(t.user_attrs["windows"]["measured"] for t in launched)
     held = [(a.at, r.at) for a, r in zip(*(iter([e for e in events if e.what in ("acquired", "released")]),) * 2)]
     assert len(held) == len(windows) >= 3

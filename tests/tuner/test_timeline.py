@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import optuna
 import pytest
 
-from autotune.tuner.timeline import time_shares
+from autotune.tuner.timeline import startup_on_the_clock, time_shares
 
 START = datetime(2026, 12, 4, 12, 0, 0)
 
@@ -33,6 +33,18 @@ def test_the_shares_add_up_to_the_wall_time_of_the_trials():
     assert shares.line() == ("wall time of the trials 1.7 min over 2 worker processes: the device measuring 18%, "
                              "warming up and compiling 38%, otherwise idle 44% (loading 11%, process start-up 15%, "
                              "scoring and the rest of the workers 11%, outside the workers 7%)")
+
+
+def test_start_up_counts_the_imports_inside_the_worker_and_what_a_started_worker_had_left():
+    spawned = dict(process_s=48.0, wall_s=40.0, startup_s=6.0, load_s=5.0, warmup_s=20.0, measured_s=5.0)
+    ahead = dict(process_s=41.0, wall_s=40.5, startup_s=0.1, load_s=5.0, warmup_s=20.0, measured_s=5.0,
+                 prestarted_s=30.0)
+    assert startup_on_the_clock(spawned) == pytest.approx(14.0)  # spawn and interpreter 8, imports and CUDA 6
+    assert startup_on_the_clock(ahead) == pytest.approx(0.6)  # started up while earlier trials ran
+    assert startup_on_the_clock({}) == 0.0
+    shares = time_shares([trial(0, 50, **spawned), trial(50, 100, **ahead)])
+    assert shares.startup_s == pytest.approx(14.6)
+    assert shares.worker_rest_s == pytest.approx(4.0 + 10.4)  # wall_s less start-up, load, warm-up, measured
 
 
 def test_a_study_without_process_figures_has_no_shares():
