@@ -159,22 +159,34 @@ class Tuner:
             if self.covering is not None:
                 self.covering.enqueue_next(self.study)
             trial = self.study.ask()
+            # its first heartbeat at once: a RUNNING trial without one is never seen stale, so an orchestrator
+            # killed before the heartbeat thread's first beat would leave it RUNNING for good
+            self.first_heartbeat(trial)
         measurement = self.run_trial(trial)
         with self.lock:
             return self.guards.judge(self.study, trial, measurement)
 
+    def first_heartbeat(self, trial: optuna.Trial) -> None:
+        storage = self.handle.storage
+        if getattr(storage, "get_heartbeat_interval", lambda: None)():
+            try:
+                storage.record_heartbeat(self.handle.trial_id(trial.number))
+            except Exception as exc:  # an outage: the heartbeat thread retries, the trial runs on
+                if not storage_unavailable(exc):
+                    raise
+
     def run_trial(self, trial: optuna.Trial) -> Measurement:
         """Run one asked trial to a told Measurement: prescreened, reused, or measured by a worker."""
-        with self.lock:
-            role = trials.role(trial)
-            if role == "search":
-                trial.set_user_attr("role", role)
-            self.coordination.on_trial_start(trial)
-            candidate, outside = self.prescreen.suggest(trial, fixed_params(self.handle.frozen(trial.number)))
-        self.report("start", number=trial.number, total=self.settings.trials, role=role, candidate=candidate)
-        estimate = self.prescreen.estimate(candidate)
-        duplicate_of = None
         with Heartbeat(self.handle.storage, self.handle.trial_id(trial.number)):
+            with self.lock:
+                role = trials.role(trial)
+                if role == "search":
+                    trial.set_user_attr("role", role)
+                self.coordination.on_trial_start(trial)
+                candidate, outside = self.prescreen.suggest(trial, fixed_params(self.handle.frozen(trial.number)))
+            self.report("start", number=trial.number, total=self.settings.trials, role=role, candidate=candidate)
+            estimate = self.prescreen.estimate(candidate)
+            duplicate_of = None
             measurement = self.prescreen.verdict(candidate, role, outside, estimate)
             if measurement is None:
                 duplicate_of, measurement = self.reuse_or_launch(trial, role, candidate, estimate)
