@@ -40,7 +40,7 @@ from autotune.tuner.pipeline import Pipeline, auto_slots, reservation
 from autotune.tuner.prescreen import Prescreen
 from autotune.tuner.records import Records
 from autotune.tuner.reuse import earlier_measurement
-from autotune.tuner.storage import Heartbeat, storage_unavailable
+from autotune.tuner.storage import Heartbeat, first_heartbeat, storage_unavailable
 from autotune.tuner.study import open_study, study_attrs
 
 
@@ -120,8 +120,7 @@ class Tuner:
         self.launcher = TrialLauncher(s, self.model, self.environment["device"], self.coordination.reference_path,
                                       self.best_value, self.report)
         self.guards = Guards(s, self.coordination.reference_path, self.launcher.trial_dir)
-        self.covering = Covering(self.space, s.trials, s.seed, self.assistant, self.prescreen.fits) if s.cover \
-            else None
+        self.covering = Covering(self.space, s.trials, s.seed, self.assistant, self.prescreen.fits) if s.cover else None
         return self.study
 
     # ---- the loop --------------------------------------------------------------------------------
@@ -159,21 +158,10 @@ class Tuner:
             if self.covering is not None:
                 self.covering.enqueue_next(self.study)
             trial = self.study.ask()
-            # its first heartbeat at once: a RUNNING trial without one is never seen stale, so an orchestrator
-            # killed before the heartbeat thread's first beat would leave it RUNNING for good
-            self.first_heartbeat(trial)
+            first_heartbeat(self.handle.storage, self.handle.trial_id(trial.number))
         measurement = self.run_trial(trial)
         with self.lock:
             return self.guards.judge(self.study, trial, measurement)
-
-    def first_heartbeat(self, trial: optuna.Trial) -> None:
-        storage = self.handle.storage
-        if getattr(storage, "get_heartbeat_interval", lambda: None)():
-            try:
-                storage.record_heartbeat(self.handle.trial_id(trial.number))
-            except Exception as exc:  # an outage: the heartbeat thread retries, the trial runs on
-                if not storage_unavailable(exc):
-                    raise
 
     def run_trial(self, trial: optuna.Trial) -> Measurement:
         """Run one asked trial to a told Measurement: prescreened, reused, or measured by a worker."""

@@ -129,6 +129,19 @@ def journal_storage(path: str) -> optuna.storages.JournalStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
+def first_heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+    """Record a trial's first heartbeat now, right after it is asked for (a storage without heartbeats: nothing).
+    Optuna sees a RUNNING trial stale only once it has a heartbeat, so one whose orchestrator died before the
+    heartbeat thread's first beat would stay RUNNING for good. An outage is left to the thread's next beat."""
+    if not getattr(storage, "get_heartbeat_interval", lambda: None)():
+        return
+    try:
+        storage.record_heartbeat(trial_id)
+    except Exception as exc:
+        if not storage_unavailable(exc):
+            raise
+
+
 class Heartbeat:
     """Records a heartbeat for one trial every `interval` seconds until stopped (a context manager)."""
 
