@@ -40,7 +40,7 @@ from autotune.tuner.pipeline import Pipeline, auto_slots, reservation
 from autotune.tuner.prescreen import Prescreen
 from autotune.tuner.records import Records
 from autotune.tuner.reuse import earlier_measurement
-from autotune.tuner.storage import Heartbeat, first_heartbeat, storage_unavailable
+from autotune.tuner.storage import Heartbeat, storage_unavailable
 from autotune.tuner.study import open_study, study_attrs
 
 
@@ -158,7 +158,6 @@ class Tuner:
             if self.covering is not None:
                 self.covering.enqueue_next(self.study)
             trial = self.study.ask()
-            first_heartbeat(self.handle.storage, self.handle.trial_id(trial.number))
         measurement = self.run_trial(trial)
         with self.lock:
             return self.guards.judge(self.study, trial, measurement)

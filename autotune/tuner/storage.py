@@ -129,19 +129,6 @@ def journal_storage(path: str) -> optuna.storages.JournalStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
-def first_heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
-    """Record a trial's first heartbeat now, right after it is asked for (a storage without heartbeats: nothing).
-    Optuna sees a RUNNING trial stale only once it has a heartbeat, so one whose orchestrator died before the
-    heartbeat thread's first beat would stay RUNNING for good. An outage is left to the thread's next beat."""
-    if not getattr(storage, "get_heartbeat_interval", lambda: None)():
-        return
-    try:
-        storage.record_heartbeat(trial_id)
-    except Exception as exc:
-        if not storage_unavailable(exc):
-            raise
-
-
 class Heartbeat:
     """Records a heartbeat for one trial every `interval` seconds until stopped (a context manager)."""
 
@@ -152,17 +139,21 @@ class Heartbeat:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.beat, daemon=True, name=f"heartbeat-{trial_id}")
 
+    def record(self) -> None:
+        try:
+            self.storage.record_heartbeat(self.trial_id)
+        except Exception:  # a storage outage must not kill the orchestrator; the next beat retries
+            pass
+
     def beat(self) -> None:
-        while True:
-            try:
-                self.storage.record_heartbeat(self.trial_id)
-            except Exception:  # a storage outage must not kill the orchestrator; the next beat retries
-                pass
-            if self.stop.wait(self.interval):
-                return
+        while not self.stop.wait(self.interval):
+            self.record()
 
     def __enter__(self) -> "Heartbeat":
+        # the first beat before the trial goes on: Optuna sees a RUNNING trial stale only once it has a heartbeat,
+        # so one whose orchestrator died before a first beat of the thread would stay RUNNING for good
         if self.interval:
+            self.record()
             self.thread.start()
         return self
 

@@ -79,9 +79,9 @@ def main(argv: list[str]) -> int:
         from autotune.runtime import environment
         from autotune.worker.trial import run  # torch is imported here, after the parent watch is set
 
-        environment.describe(job.device)  # the device's context: start-up, as in a worker started ahead
+        env = environment.describe(job.device)  # the device's context: start-up, as in a worker started ahead
         startup_s = time.perf_counter() - started
-        measurement = run(job)
+        measurement = run(job, env)
     except BaseException as exc:  # noqa: BLE001 - everything becomes a Measurement
         try:
             from autotune.worker.classify import classify

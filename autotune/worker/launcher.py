@@ -192,6 +192,7 @@ def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = N
     job.write(job_path)
     started = time.perf_counter()
     worker = pool.hand_over(env or {}, job_path, result_path, log_path) if pool is not None else None
+    prestarted_s = started - worker.spawned_at if worker is not None else None
     if worker is None:
         with open(log_path, "wb") as log:
             worker = spawn([str(job_path), str(result_path)], log, env, lease)
@@ -216,7 +217,6 @@ def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = N
         if lease is not None:
             lease.unregister(proc.pid)
             worker.served.join(timeout=KILL_GRACE_S)
-    prestarted_s = started - worker.spawned_at if worker.spawned_at < started else None
     return outcome(job_dir, result_path, log_path, proc, exit_code, started, prestarted_s)
 
 

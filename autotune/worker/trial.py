@@ -28,18 +28,19 @@ from autotune.worker.phase import write_phase
 from autotune.worker.recompiles import COMPILE_COUNTER
 
 
-def run(job: Job) -> Measurement:
+def run(job: Job, env: dict | None = None) -> Measurement:
     """Run `job` and return its Measurement (exceptions are the caller's to classify).
 
     Args:
         job: the trial: model, candidate, workload, device, role and where the reference and result go.
+        env: this process's environment.describe(job.device), where the caller has it already.
 
     Returns:
         The Measurement: `ok` with figures and equivalence scores, `stopped` (early stopping), or a failure
         the worker decided itself (`over_budget`, `contended`).
     """
     job_dir = Path(job.result_path).parent
-    env = environment.describe(job.device)
+    env = env or environment.describe(job.device)
     inject(job.fault)
     try:
         cap_device_memory(job.budget_bytes, job.device)  # before anything is allocated on the device
