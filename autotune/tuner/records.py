@@ -20,6 +20,7 @@ from autotune.config.measurement import METRIC_FIELDS, Measurement
 from autotune.config.objective import DEFAULT_METRIC, metric_of
 from autotune.files import write_atomic
 from autotune.tuner.handle import StudyHandle
+from autotune.tuner.trials import NOT_RETRIED
 
 
 def result_path(study_dir: str | Path, number: int) -> Path:
@@ -100,7 +101,8 @@ class Records:
     def tell(self, trial: optuna.Trial, candidate: Candidate, m: Measurement, duplicate_of: int | None) -> None:
         """Tell Optuna: COMPLETE with constraints for measured and infeasible trials; PRUNED for a trial
         stopped early (its pass's tok/s as intermediate value); FAIL (and a retry
-        with identical params, at most `max_retry` times) for transient failures."""
+        with identical params, at most `max_retry` times) for transient failures; a failure of NOT_RETRIED
+        kinds is final at once."""
         for key, value in trial_attrs(candidate, m, duplicate_of).items():
             trial.set_user_attr(key, value)
         if m.ok or m.infeasible:
@@ -114,7 +116,7 @@ class Records:
             self.study.tell(trial, state=TrialState.PRUNED)
             return
         self.study.tell(trial, state=TrialState.FAIL)
-        if duplicate_of is None:
+        if duplicate_of is None and m.failure_kind not in NOT_RETRIED:
             self.handle.retry(trial.number, self.max_retry)
 
     def reconcile(self) -> list[int]:

@@ -11,15 +11,16 @@ from optuna.trial import TrialState
 from autotune.config.candidate import Candidate
 from autotune.config.measurement import Measurement
 from autotune.tuner.records import Records
-from autotune.tuner.trials import FINISHED
+from autotune.tuner.trials import FINISHED, NOT_RETRIED
 
 
 def earlier_measurement(study: optuna.Study, records: Records, candidate: Candidate, max_retry: int,
                         may_reuse: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True
                         ) -> tuple[int | None, Measurement | None]:
     """A finished trial of the same effective configuration whose result is reused: a COMPLETE one (or one
-    stopped early: PRUNED), or the last FAIL of a configuration that has used up its retries. Its result
-    file, or, where another host measured it, the figures recorded in the trial.
+    stopped early: PRUNED), or the last FAIL of a configuration that has used up its retries or failed for good
+    (autotune.tuner.trials.NOT_RETRIED). Its result file, or, where another host measured it, the figures
+    recorded in the trial.
 
     Args:
         study: the study.
@@ -36,7 +37,8 @@ def earlier_measurement(study: optuna.Study, records: Records, candidate: Candid
             if t.user_attrs.get("candidate_key") == key and t.user_attrs.get("duplicate_of") is None and may_reuse(t)]
     complete = [t for t in same if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     failed = [t for t in same if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "interrupted"]
-    for t in complete[:1] or (failed[-1:] if len(failed) > max_retry else []):
+    final = len(failed) > max_retry or bool(failed) and failed[-1].user_attrs.get("failure_kind") in NOT_RETRIED
+    for t in complete[:1] or (failed[-1:] if final else []):
         record = records.load(t.number) or (t.user_attrs if "status" in t.user_attrs else None)
         if record is not None:
             return t.number, Measurement.from_dict(record)

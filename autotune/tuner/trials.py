@@ -17,6 +17,9 @@ from autotune.tuner.handle import fixed_params
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 # statuses of an accident of the run (FAIL, retried), not of the configuration
 TRANSIENT = ("error", "timeout", "crash")
+# failure kinds of FAIL trials that are facts of the configuration at the study's settings, not accidents: a
+# worker killed at --trial-timeout while still compiling compiles as long again on a retry at that timeout
+NOT_RETRIED = ("warmup_timeout",)
 
 
 def role(trial) -> str:

@@ -206,10 +206,7 @@ def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = N
         exit_code = wait_for(proc, timeout_s, job_dir, on_phase, held_back=held_back if lease is not None else None)
     except subprocess.TimeoutExpired:
         kill_group(proc)
-        return Measurement.failed("timeout", "timeout", f"the worker did not finish within {timeout_s:g} s "
-                                  "and was killed (raise --trial-timeout if this configuration needs longer)",
-                                  traceback=tail(log_path), pid=proc.pid, exit_code=proc.returncode,
-                                  wall_s=time.perf_counter() - started)
+        return timed_out(job_dir, log_path, proc, timeout_s, started)
     except BaseException:
         kill_group(proc)
         raise
@@ -218,6 +215,23 @@ def launch(job: Job, job_dir: str | Path, timeout_s: float, env: dict | None = N
             lease.unregister(proc.pid)
             worker.served.join(timeout=KILL_GRACE_S)
     return outcome(job_dir, result_path, log_path, proc, exit_code, started, prestarted_s)
+
+
+def timed_out(job_dir: Path, log_path: Path, proc: subprocess.Popen, timeout_s: float,
+              started: float) -> Measurement:
+    """The Measurement of a worker killed at its timeout. One killed while warming up was compiling or
+    running its warm-up passes: `warmup_timeout`, a fact of the configuration at this timeout, which a retry at
+    the same timeout spends again. One killed in any other phase hung (`timeout`, an accident: retried)."""
+    phases = read_phases(job_dir)
+    if phases and phases[-1] == "warmup":
+        kind, message = "warmup_timeout", (f"the worker was still warming up (compiling) after {timeout_s:g} s "
+                                           "and was killed (raise --trial-timeout: this configuration needs longer "
+                                           "to compile here)")
+    else:
+        kind, message = "timeout", (f"the worker did not finish within {timeout_s:g} s and was killed (raise "
+                                    "--trial-timeout if this configuration needs longer)")
+    return Measurement.failed("timeout", kind, message, traceback=tail(log_path), pid=proc.pid,
+                              exit_code=proc.returncode, wall_s=time.perf_counter() - started)
 
 
 def outcome(job_dir: Path, result_path: Path, log_path: Path, proc: subprocess.Popen, exit_code: int,

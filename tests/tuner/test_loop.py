@@ -339,3 +339,34 @@ def test_a_retry_runs_in_the_run_that_enqueued_it_in_the_failed_trials_place(set
     study.enqueue_trial(retry.params, user_attrs=dict(retry.user_attrs))  # as Optuna enqueues a retry
     waiting = trial_rows(study, by_speed=False)[-1]
     assert waiting["status"] == "waiting" and waiting["decode_tokens_per_s"] is None
+
+
+def test_a_trial_killed_while_compiling_is_not_retried_and_its_configuration_not_launched_again(settings,
+                                                                                                monkeypatch):
+    """A worker killed at --trial-timeout during its warm-up (`warmup_timeout`) would compile as long again
+    on a retry at that timeout: the failure is final, and the same configuration drawn again reuses it."""
+    from autotune.config.measurement import Measurement
+    from autotune.tuner import launching
+
+    launched = []
+
+    def launch(job, *args, **kwargs):
+        launched.append(job.trial_number)
+        if job.trial_number == 1:
+            return Measurement.failed("timeout", "warmup_timeout", "still warming up after 240 s")
+        return real_launch(job, *args, **kwargs)
+
+    real_launch = launching.launch
+    monkeypatch.setattr(launching, "launch", launch)
+    tuner = Tuner(SearchSettings(**{**settings.__dict__, "trials": 3}))
+    tuner.prepare()
+    tuner.enqueue_seeds()
+    static = tuner.space.params_of(Candidate(cache_implementation="static"))
+    tuner.study.enqueue_trial(static)
+    tuner.study.enqueue_trial(static)
+    trials = tuner.run().trials
+    assert len(trials) == 3 and launched == [0, 1]
+    failed, again = trials[1], trials[2]
+    assert failed.state == TrialState.FAIL and failed.user_attrs["failure_kind"] == "warmup_timeout"
+    assert again.user_attrs["duplicate_of"] == 1 and again.state == TrialState.FAIL
+    assert not any("retry_history" in t.system_attrs for t in trials)

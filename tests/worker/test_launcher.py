@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import psutil
 import pytest
 
@@ -62,6 +64,15 @@ def test_hang_is_killed_within_timeout(tmp_path, bundled_model):
     assert (m.status, m.failure_kind) == ("timeout", "timeout")
     assert not psutil.pid_exists(m.pid) or psutil.Process(m.pid).status() == psutil.STATUS_ZOMBIE
     assert children_now() <= before
+
+
+def test_a_worker_killed_while_warming_up_timed_out_compiling_not_hanging(tmp_path, bundled_model):
+    # every decoding step 0.5 s late: the warm-up pass of 200 tokens outlasts the timeout
+    slow = replace(job(tmp_path, bundled_model, "slowgen"), warmup=1, result_path=str(tmp_path / "w" / "result.json"),
+                   workload=Workload(prompts=("def f():\n",), max_new_tokens=200))  # the worker's phases beside it
+    m = launch(slow, tmp_path / "w", timeout_s=45, env=FAULT_ENV)
+    assert (m.status, m.failure_kind) == ("timeout", "warmup_timeout"), m.message
+    assert "still warming up" in m.message and "--trial-timeout" in m.message
 
 
 def test_faults_need_the_test_switch(tmp_path, bundled_model):
