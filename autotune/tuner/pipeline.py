@@ -115,7 +115,8 @@ class Pipeline:
         tuner = self.tuner
         tuner.launcher.lease, tuner.admission = self.lease, self.admission
         try:
-            self.pool.start(tuner.launcher.worker_env())  # they start up while the baseline runs
+            # they start up while the baseline runs, one per slot: every slot launches once the baseline ends
+            self.pool.start(tuner.launcher.worker_env(), count=self.slots)
             while not tuner.reference_path().exists() and not tuner.coordination.done():
                 tuner.step()  # the baseline first, alone
             tuner.launcher.pool = self.pool

@@ -19,6 +19,7 @@ import json
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from autotune.worker.launcher import KILL_GRACE_S, Started, kill_group, spawn
@@ -40,6 +41,10 @@ class WarmPool:
         self.size, self.device, self.lease = size, device, lease
         self.directory = Path(directory).resolve()
         self.lock = threading.Lock()
+        # Every worker is forked by this one thread, which lives until the pool closes: a worker dies with the
+        # thread that forked it (PR_SET_PDEATHSIG follows the parent thread, not the process), and a slot's
+        # thread that ends while a worker it started runs another slot's trial would kill that trial.
+        self.spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prestart-spawner")
         self.waiting: list[tuple[dict, Started, Path]] = []
         self.count = 0
         self.closed = False
@@ -68,11 +73,17 @@ class WarmPool:
             self.fill(env)
             return ready
 
-    def start(self, env: dict) -> None:
-        """Start workers with `env` now, ahead of the first launch."""
+    def start(self, env: dict, count: int | None = None) -> None:
+        """Start workers with `env` now, ahead of the first launch.
+
+        Args:
+            env: the variables the launches will give a worker.
+            count: how many to start now, where more than `size` (the first launches come at once: one per
+                slot); hand-overs start the next ones only while fewer than `size` wait.
+        """
         with self.lock:
             if not self.closed:
-                self.fill(env)
+                self.fill(env, max(self.size, count or 0))
 
     def give(self, worker: Started, job_path: Path, result_path: Path, log_path: Path) -> bool:
         """Write the job to the worker's stdin; False where it is gone meanwhile."""
@@ -86,15 +97,15 @@ class WarmPool:
             worker.held_back_before = self.lease.held_back(worker.proc.pid)
         return True
 
-    def fill(self, env: dict) -> None:
-        """Start workers with `env` until `size` wait (called with the lock held)."""
+    def fill(self, env: dict, target: int | None = None) -> None:
+        """Start workers with `env` until `target` (`size` unless given) wait (called with the lock held)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        while len(self.waiting) < self.size:
+        while len(self.waiting) < (target or self.size):
             self.count += 1
             prestart_log = self.directory / f"prestarted-{self.count:05d}.log"
             with open(prestart_log, "wb") as log:
-                worker = spawn([PRESTART_ARGUMENT, self.device, str(prestart_log)], log, env, self.lease,
-                               stdin=subprocess.PIPE)
+                worker = self.spawner.submit(spawn, [PRESTART_ARGUMENT, self.device, str(prestart_log)], log, env,
+                                             self.lease, stdin=subprocess.PIPE).result()
             self.waiting.append((env, worker, prestart_log))
 
     def discard(self, worker: Started, prestart_log: Path) -> None:
@@ -117,6 +128,7 @@ class WarmPool:
             waiting, self.waiting = self.waiting, []
         for _, worker, prestart_log in waiting:
             self.discard(worker, prestart_log)
+        self.spawner.shutdown(wait=True)  # its end would kill a worker still running a job: none is by now
 
     def waiting_pids(self) -> list[int]:
         """The pids of the workers waiting now (for tests and progress)."""

@@ -3,6 +3,7 @@ and none is left waiting once the pool closes."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import psutil
@@ -92,3 +93,37 @@ def test_a_waiting_worker_leaves_when_its_pool_is_gone(tmp_path):
     worker.proc.stdin.close()  # as when the orchestrator's end of the pipe closes
     assert worker.proc.wait(timeout=120) == 0
     pool.close()
+
+
+def test_the_first_launches_find_one_worker_each_and_later_ones_keep_size_waiting(tmp_path, bundled_model):
+    pool = WarmPool(1, "cpu", tmp_path / "prestarted")
+    try:
+        pool.start(ENV, count=3)  # one per slot, for the launches that come at once after the baseline
+        first = pool.waiting_pids()
+        assert len(first) == 3
+        m = launch(job(tmp_path, bundled_model), tmp_path / "w", timeout_s=300, env=ENV, pool=pool)
+        assert m.ok, m.traceback
+        assert m.pid == first[0] and pool.waiting_pids() == first[1:]  # none more started: size is 1
+    finally:
+        pool.close()
+    assert all(wait_until(lambda pid=pid: gone(pid)) for pid in first)
+
+
+def test_a_started_worker_outlives_the_thread_that_asked_for_it(tmp_path):
+    # a worker dies with the thread that forked it (PR_SET_PDEATHSIG); a trial slot's thread asks for the next
+    # worker and may end, at the budget, while that worker runs another slot's trial
+    pool = WarmPool(1, "cpu", tmp_path / "prestarted")
+    try:
+        def ask_and_end():
+            pool.start(ENV)
+            time.sleep(2)  # the worker has set its parent-death signal by now
+
+        asking = threading.Thread(target=ask_and_end)
+        asking.start()
+        asking.join()
+        [waiting] = pool.waiting_pids()
+        time.sleep(1)
+        assert not gone(waiting)
+    finally:
+        pool.close()
+    assert wait_until(lambda: gone(waiting))
