@@ -52,7 +52,7 @@ def summary(study: optuna.Study) -> dict:
         "baseline_decode_tokens_per_s": round(trials[0].value, 1) if trials and trials[0].value else None,
         "confirmation": study.user_attrs.get(STABILITY_ATTR),
         "contended": [t.number for t in trials if t.user_attrs.get("failure_kind") == "contended"],
-        "timed_out": [t.number for t in trials if t.user_attrs.get("failure_kind") == "timeout"],
+        "timed_out": [t.number for t in trials if t.user_attrs.get("failure_kind") in ("timeout", "warmup_timeout")],
     }
 
 

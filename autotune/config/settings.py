@@ -81,8 +81,8 @@ _OPTIONS = (
     Option("seed", ("--seed",), "Seed of the TPE sampler.", 0, "int"),
     Option("trial_timeout", ("--trial-timeout",), "Seconds before a trial's worker is killed.", 900, "float"),
     Option("overlap", ("--overlap",), "Trials run side by side: they start, load and compile at once, and measure one "
-           "at a time with the others paused. 0: as many as the GPU's memory (at --vram each) and cores allow, 1 on a "
-           "CPU; 1: one trial at a time.", 0, "int"),
+           "at a time with the others paused (the best's confirmations too). 0: as many as the GPU's memory (at --vram "
+           "each) and cores allow, 1 on a CPU; 1: one trial at a time.", 0, "int"),
     Option("repeats", ("--repeats",), "Measured passes over the prompts (median).", 3, "int"),
     Option("warmup", ("--warmup",), "Unmeasured passes first (compilation happens here).", 1, "int"),
     Option("out", ("-o", "--out"), "Preset path (default: <root>/<study>.preset.json); a path ending in '/' (or "

@@ -27,6 +27,7 @@ class TrialLauncher:
         self.reference_path, self.best_value, self.report = reference_path, best_value, report
         self.lease = None  # trials side by side measure under the pipeline's lease (autotune.tuner.lease)
         self.pool = None  # and take workers it started ahead of them (autotune.worker.prestart)
+        self.side_by_side = 1  # how many run at once under the lease: the confirmations too (autotune.tuner.confirm)
 
     def trial_dir(self, number: int) -> Path:
         return self.settings.study_dir / "trials" / f"{number:05d}"

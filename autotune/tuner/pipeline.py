@@ -4,6 +4,7 @@
     -> `slots` threads, each: ask (the sampler counts running trials with the constant liar) -> admit by
        memory -> launch with the measurement lease, in a worker started ahead -> record -> judge
     -> what is left (retries of the last failures), one at a time
+    -> the best's confirmations, `slots` at a time under the same lease (autotune.tuner.confirm)
 
 Only the timed passes hold the device alone (autotune.tuner.lease): the others are paused meanwhile, so a
 measurement is as clean as a sequential study's. How many run at once is bounded by cores (`auto_slots`)
@@ -114,6 +115,7 @@ class Pipeline:
         first error of a slot."""
         tuner = self.tuner
         tuner.launcher.lease, tuner.admission = self.lease, self.admission
+        tuner.launcher.side_by_side = self.slots
         try:
             # they start up while the baseline runs, one per slot: every slot launches once the baseline ends
             self.pool.start(tuner.launcher.worker_env(), count=self.slots)

@@ -57,7 +57,7 @@ def test_trials_overlap_yet_measure_one_at_a_time(tmp_path, bundled_model, monke
     settings = SearchSettings(model=str(bundled_model), workload=Workload(prompts=("def f(x):\n",), max_new_tokens=8),
                               study_name="p", trials=6, space=str(ROOT / "tests/data/small_space.yaml"),
                               device="cpu", root=str(tmp_path / "studies"), repeats=2, warmup=1, overlap=2,
-                              early_stop=0)  # a 2-core machine's noise is no reason to stop a trial here
+                              early_stop=0, confirm=2)  # a 2-core machine's noise is no reason to stop a trial here
     tuner = Tuner(settings)
     study = tuner.run()
     trials = study.get_trials(deepcopy=False)
@@ -88,3 +88,19 @@ def test_trials_overlap_yet_measure_one_at_a_time(tmp_path, bundled_model, monke
     assert len(held) == len(windows) >= 3
     assert all(any(start <= w0 and w1 <= end for start, end in held) for w0, w1 in windows)
     assert all(earlier[1] <= later[0] for earlier, later in zip(windows, windows[1:])), (windows, held)
+
+    # the best's confirmations: side by side as well, measuring in turn under the same lease, each in a process
+    # of its own that it started (the pool is gone)
+    tuner.confirm_and_export(tmp_path / "p.preset.json")
+    record = study.user_attrs["stability"]
+    assert len(record["runs"]) == 2 and all(v is not None for v in record["runs"])
+    confirmed = [json.loads(p.read_text()) for p in sorted((tuner.settings.study_dir / "trials").glob("confirm-*/result.json"))]
+    assert len(confirmed) == 2 and confirmed[0]["pid"] != confirmed[1]["pid"]
+    starts = sorted(r["windows"]["warmup"][0] for r in confirmed)
+    ends = sorted(r["windows"]["measured"][1] for r in confirmed)
+    assert starts[1] < ends[0]  # the second had started before the first had measured
+    measured = sorted(r["windows"]["measured"] for r in confirmed)
+    assert measured[0][1] <= measured[1][0]
+    turns = [(e.pid, e.what) for e in tuner.launcher.lease.events if e.what in ("acquired", "released")]
+    assert turns[1::2] == [(pid, "released") for pid, _ in turns[0::2]]
+    assert all(e.others_stopped for e in tuner.launcher.lease.events if e.what == "acquired")
