@@ -61,7 +61,7 @@ class TrialLauncher:
         job = Job(model=self.model, candidate=candidate, workload=s.workload, device=self.device,
                   role="baseline" if role == "baseline" else "candidate", reference_path=str(reference.resolve()),
                   result_path=str(job_dir.resolve() / "result.json"), repeats=s.repeats, warmup=s.warmup,
-                  trial_number=number, fault=None if job_name else fault_for(s.faults, number, candidate),
+                  trial_number=number, fault=fault_for(s.faults, number, candidate, confirmation=bool(job_name)),
                   budget_bytes=s.vram, stop_below=None if job_name or role == "baseline" else self.stop_below(),
                   stop_metric=s.objective_metric)
         env = self.worker_env()

@@ -3,8 +3,9 @@
 A Job may name a fault; it takes effect only when the worker's environment has
 `AUTOTUNE_ALLOW_FAULTS=1`, which the test suite sets and no user configuration reaches. The CLI reads
 which trials get which fault from `AUTOTUNE_TEST_FAULTS`: comma-separated `SELECTOR:FAULT` items where
-SELECTOR is a trial number (`3:hang`) or a knob value (`pad_to_multiple_of=8:kill`, every trial of that
-configuration).
+SELECTOR is a trial number (`3:hang`), a knob value (`pad_to_multiple_of=8:kill`, every trial of that
+configuration) or `confirm` (`confirm:slowgen`, every confirmation run of the best; no other selector reaches
+those).
 """
 
 from __future__ import annotations
@@ -91,9 +92,12 @@ def parse_spec(spec: str) -> list[tuple[str, str]]:
     return items
 
 
-def fault_for(spec: list[tuple[str, str]], number: int, candidate) -> str | None:
+def fault_for(spec: list[tuple[str, str]], number: int, candidate, confirmation: bool = False) -> str | None:
     for selector, fault in spec:
-        if "=" in selector:
+        if confirmation or selector == "confirm":
+            if confirmation and selector == "confirm":
+                return fault
+        elif "=" in selector:
             knob, _, value = selector.partition("=")
             if str(getattr(candidate, knob, None)) == value:
                 return fault

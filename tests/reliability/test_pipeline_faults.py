@@ -59,3 +59,26 @@ def test_ctrl_c_ends_every_process_of_the_pipeline(workdir):
     for number in (1, 2):
         assert trials[number].state == TrialState.FAIL and attrs(trials[number])["failure_kind"] == "interrupted"
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_ctrl_c_during_the_confirmations_ends_them_and_keeps_the_preset(workdir):
+    # the best's confirmations run side by side, each decoding step 0.5 s late, so both are alive when Ctrl-C comes
+    proc = start_search(workdir, 2, "--overlap", "2", "--confirm", "2", "--max-new-tokens", "40",
+                        faults="confirm:slowgen")
+    trials_dir = workdir / "studies" / "r" / "trials"
+
+    def confirmations() -> list[psutil.Process]:
+        pids = [int(p.read_text()) for p in trials_dir.glob("confirm-*/PID") if p.read_text().strip()]
+        return [p for p in worker_processes(workdir) if p.pid in pids]
+
+    running = wait_for(lambda: (found := confirmations()) and len(found) == 2 and found, timeout=300, interval=0.1)
+    wait_for(lambda: any("measure" in p.read_text() for p in trials_dir.glob("confirm-*/PHASES")), timeout=120,
+             interval=0.1)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, output
+    assert all(gone(p) for p in running) and not [p for p in worker_processes(workdir) if not gone(p)]
+    assert (workdir / "studies" / "r.preset.json").exists()  # written before the confirmations
+    study = load(workdir)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert len(study.user_attrs.get("stability", {}).get("runs", [])) < 2
