@@ -9,6 +9,7 @@ from typing import Callable
 from autotune.config.candidate import Candidate
 from autotune.config.measurement import Measurement
 from autotune.config.settings import SearchSettings
+from autotune.files import write_atomic
 from autotune.worker.faults import fault_for
 from autotune.worker.job import Job
 from autotune.worker.launcher import launch
@@ -28,6 +29,9 @@ class TrialLauncher:
         self.lease = None  # trials side by side measure under the pipeline's lease (autotune.tuner.lease)
         self.pool = None  # and take workers it started ahead of them (autotune.worker.prestart)
         self.side_by_side = 1  # how many run at once under the lease: the confirmations too (autotune.tuner.confirm)
+        # trials side by side with the baseline: a trial launched before its reference exists waits for it to score
+        # (a baseline that fails stops the study, and the trials waiting with it)
+        self.reference_expected = False
 
     def trial_dir(self, number: int) -> Path:
         return self.settings.study_dir / "trials" / f"{number:05d}"
@@ -45,6 +49,24 @@ class TrialLauncher:
             return None
         return self.settings.early_stop * best
 
+    def stop_below_path(self) -> Path:
+        return self.settings.study_dir / "trials" / "stop-below"
+
+    def publish_stop_below(self) -> str | None:
+        """Write the early-stopping threshold as it is now, for trials side by side to read when they reach their
+        measurement (autotune.worker.trial.stop_below).
+
+        Returns:
+            The file's path, or None where trials do not run side by side or early stopping is off.
+        """
+        if self.lease is None or not self.settings.early_stop:
+            return None
+        threshold = self.stop_below()
+        path = self.stop_below_path()
+        if threshold is not None:
+            write_atomic(path, repr(threshold))
+        return str(path.resolve())
+
     def run(self, number: int, role: str, candidate: Candidate, job_name: str | None = None) -> Measurement:
         """Measure `candidate` as trial `number` in a fresh worker. A confirmation run (`job_name`: its own
         folder) runs to the end, unreported phase by phase; so does the baseline, which makes the reference.
@@ -54,7 +76,8 @@ class TrialLauncher:
         """
         s = self.settings
         reference = self.reference_path()
-        if role != "baseline" and not reference.exists():
+        scored_later = role != "baseline" and self.reference_expected and not reference.exists()
+        if role != "baseline" and not reference.exists() and not scored_later:
             return Measurement.failed("error", "no_baseline", f"the baseline reference {reference} is missing; "
                                       "start the study over with --new-study")
         job_dir = s.study_dir / "trials" / job_name if job_name else self.trial_dir(number)
@@ -63,7 +86,9 @@ class TrialLauncher:
                   result_path=str(job_dir.resolve() / "result.json"), repeats=s.repeats, warmup=s.warmup,
                   trial_number=number, fault=fault_for(s.faults, number, candidate, confirmation=bool(job_name)),
                   budget_bytes=s.vram, stop_below=None if job_name or role == "baseline" else self.stop_below(),
-                  stop_metric=s.objective_metric)
+                  stop_metric=s.objective_metric,
+                  stop_below_path=None if job_name or role == "baseline" else self.publish_stop_below(),
+                  reference_wait_s=s.trial_timeout if scored_later else 0.0)
         env = self.worker_env()
 
         def on_phase(phase: str) -> None:

@@ -194,6 +194,7 @@ class Tuner:
             lambda earlier: self.coordination.may_reuse(earlier, role))
         if measurement is not None:
             return duplicate_of, measurement
+        estimate = None if role == "baseline" else estimate  # the whole budget: float32 scoring is beyond the estimate
         admitted = self.admission.reserve(reservation(estimate, self.settings.vram)) if self.admission else nullcontext()
         try:
             self.coordination.before_launch(trial.number, role)

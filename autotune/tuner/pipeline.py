@@ -1,8 +1,9 @@
 """Trials side by side: while one trial measures, the next ones start, load and compile in their own processes.
 
-    baseline, alone (every other trial is compared with its reference)
-    -> `slots` threads, each: ask (the sampler counts running trials with the constant liar) -> admit by
+    `slots` threads, each: ask (the sampler counts running trials with the constant liar) -> admit by
        memory -> launch with the measurement lease, in a worker started ahead -> record -> judge
+       (the baseline is the first trial asked; the first wave loads and compiles beside it, and waits for its
+       reference only to be scored; a baseline that fails stops the study, and the others with it)
     -> what is left (retries of the last failures), one at a time
     -> the best's confirmations, `slots` at a time under the same lease (autotune.tuner.confirm)
 
@@ -117,14 +118,15 @@ class Pipeline:
         tuner.launcher.lease, tuner.admission = self.lease, self.admission
         tuner.launcher.side_by_side = self.slots
         try:
-            # they start up while the baseline runs, one per slot: every slot launches once the baseline ends
+            # one worker per slot, so that the first wave finds them started
             self.pool.start(tuner.launcher.worker_env(), count=self.slots)
-            while not tuner.reference_path().exists() and not tuner.coordination.done():
-                tuner.step()  # the baseline first, alone
+            # the first trials start beside the baseline and wait for its reference only to be scored
+            tuner.launcher.reference_expected = not tuner.reference_path().exists()
+            tuner.launcher.stop_below_path().unlink(missing_ok=True)  # an earlier run's threshold: published anew
             tuner.launcher.pool = self.pool
             self.run_slots()
         finally:
-            tuner.launcher.pool = None
+            tuner.launcher.pool, tuner.launcher.reference_expected = None, False
             self.pool.close()
         while not tuner.coordination.done():  # retries enqueued by the last trials
             tuner.step()

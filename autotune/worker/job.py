@@ -29,6 +29,11 @@ class Job:
     # timed pass (None: never).
     stop_below: float | None = None
     stop_metric: str = DEFAULT_METRIC
+    # Trials side by side: a file the orchestrator rewrites with the current threshold as the best improves, read
+    # when the trial reaches its measurement (a better best may have come while it compiled); and how long the
+    # trial waits for the baseline's reference before scoring, where the baseline runs beside it (0: not at all).
+    stop_below_path: str | None = None
+    reference_wait_s: float = 0.0
     # Test-only fault injection (see autotune.worker.faults); never set from a user's configuration.
     fault: str | None = None
     extra: dict = field(default_factory=dict)

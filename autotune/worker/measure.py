@@ -19,6 +19,7 @@ import resource
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from transformers.generation.streamers import BaseStreamer
@@ -159,7 +160,8 @@ def hopeless(summary: dict, stop_below: float | None, metric: str = DEFAULT_METR
 
 
 def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1, on_phase=None,
-            stop_below: float | None = None, stop_metric: str = DEFAULT_METRIC, hold=None) -> dict:
+            stop_below: float | Callable[[], float | None] | None = None, stop_metric: str = DEFAULT_METRIC,
+            hold=None) -> dict:
     """Warm up (compiling whatever compiles), then time `repeats` passes. Returns the figures and the
     continuations of the first measured pass. `on_phase("warmup" | "measure")` is told as each begins; `hold()`
     (a context manager) is held around the timed passes: the measurement lease and the contention watch.
@@ -168,7 +170,9 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
     run and the figures carry `stopped_early`. A warm-up pass is judged only by its median step (decode tok/s),
     and only against half of `stop_below` (WARMUP_STOP_SHARE): on a GPU even an eager model's first pass runs
     slower than the next ones (CUDA kernels load, the allocator grows), but not at a quarter of its pace. A
-    trial stopped there never takes the measurement lease, so its slow passes hold up no other trial."""
+    trial stopped there never takes the measurement lease, so its slow passes hold up no other trial.
+    `stop_below` may be a function, asked after the warm-up and again once the lease is held: trials side by side
+    learn of a better best found while they compiled or waited."""
     on_phase = on_phase or (lambda phase: None)
     on_phase("warmup")
     started, warmup_at, warm = time.perf_counter(), time.time(), []
@@ -177,15 +181,17 @@ def measure(built: Built, workload: Workload, repeats: int = 3, warmup: int = 1,
     warmup_s = time.perf_counter() - started
     phases = {"load_and_warmup": memory_peaks(built.device)}  # before the reset below: compilation is here
     windows = {"warmup": [warmup_at, warmup_at + warmup_s]}
+    threshold = stop_below if callable(stop_below) else (lambda fixed=stop_below: fixed)
     steady = steady_speed(warm, workload.batch_size) if stop_metric == DEFAULT_METRIC else None
-    if stop_below is not None and steady is not None and steady < stop_below * WARMUP_STOP_SHARE:
+    below = threshold()
+    if below is not None and steady is not None and steady < below * WARMUP_STOP_SHARE:
         summary = {**summarize_pass(warm), "decode_tokens_per_s": steady, "e2e_s": 0.0}
-        figures = stopped_figures(summary, "warm-up", stop_below, phases, built.device, stop_metric)
+        figures = stopped_figures(summary, "warm-up", below, phases, built.device, stop_metric)
         return {**figures, "warmup_s": warmup_s, "windows": windows}
     with (hold or contextlib.nullcontext)():
         on_phase("measure")
         measured_at = time.time()
-        figures = timed_passes(built, workload, repeats, stop_below, stop_metric, phases)
+        figures = timed_passes(built, workload, repeats, threshold(), stop_metric, phases)
         windows["measured"] = [measured_at, time.time()]
     return {**figures, "warmup_s": warmup_s, "windows": windows}
 

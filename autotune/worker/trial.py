@@ -9,6 +9,7 @@ trial: warm-up, measured passes and the scoring through the candidate's forward.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from autotune.worker.lease import measurement_lease
 from autotune.worker.measure import measure, memory_peaks
 from autotune.worker.phase import write_phase
 from autotune.worker.recompiles import COMPILE_COUNTER
+
+REFERENCE_POLL_S = 0.2
 
 
 def run(job: Job, env: dict | None = None) -> Measurement:
@@ -80,9 +83,33 @@ def timed_passes(job: Job, built: Built, job_dir: Path) -> tuple[dict, str | Non
             yield
 
     figures = measure(built, job.workload, repeats=job.repeats, warmup=job.warmup,
-                      on_phase=lambda phase: write_phase(job_dir, phase), stop_below=job.stop_below,
+                      on_phase=lambda phase: write_phase(job_dir, phase), stop_below=lambda: stop_below(job),
                       stop_metric=job.stop_metric, hold=hold)
     return figures, (watches[0].reason if watches else None)
+
+
+def stop_below(job: Job) -> float | None:
+    """The threshold under which the trial stops early, now: the one it was launched with, or the orchestrator's
+    current one where that is higher (the best improved while this trial loaded and compiled)."""
+    current = None
+    if job.stop_below_path:
+        try:
+            current = float(Path(job.stop_below_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # not written yet, or none: the launch's threshold holds
+            current = None
+    values = [v for v in (job.stop_below, current) if v is not None]
+    return max(values) if values else None
+
+
+def reference_when_ready(job: Job) -> Path:
+    """The baseline's reference, waited for up to `job.reference_wait_s` where the baseline runs beside this trial
+    (a trial of the first wave of a pipelined study reaches its scoring before the baseline has written it). A
+    baseline that fails stops the study, which ends this worker."""
+    path = Path(job.reference_path)
+    deadline = time.monotonic() + job.reference_wait_s
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(REFERENCE_POLL_S)
+    return path
 
 
 def stopped(figures: dict, facts: dict) -> Measurement:
@@ -102,7 +129,7 @@ def compare(job: Job, built: Built, continuations: list, figures: dict, job_dir:
     with built.scoring_context():
         write_phase(job_dir, "compare")
         if job.role != "baseline":
-            reference = equivalence.load_reference(job.reference_path)
+            reference = equivalence.load_reference(reference_when_ready(job))
         else:
             prompts = job.workload.prompts[:len(continuations)]
             reference = equivalence.build_reference(built.model, built.tokenizer, prompts, continuations, job.device)

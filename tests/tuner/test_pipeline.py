@@ -1,4 +1,4 @@
-"""Trials side by side: they overlap, yet never two measure at once; memory bounds how many run."""
+"""Trials side by side: they overlap, the baseline too, yet never two measure at once; memory bounds how many run."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from autotune.config.settings import SearchSettings
 from autotune.config.workload import Workload
+from autotune.errors import SystemicFailureError
 from autotune.tuner.loop import Tuner
 from autotune.tuner.pipeline import Admission, auto_slots, reservation
 from support import ONE_THREAD, ROOT
@@ -73,10 +74,13 @@ def test_trials_overlap_yet_measure_one_at_a_time(tmp_path, bundled_model, monke
     launched = [t for t in trials if t.user_attrs["duplicate_of"] is None]
     spans = sorted((t.datetime_start, t.datetime_complete) for t in trials[1:])
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans
-    # each trial in a process of its own; every one after the baseline in a worker started ahead of it
+    # the baseline is the first trial, and the next one started beside it, yet was scored against its reference
+    assert trials[0].user_attrs["role"] == "baseline" and trials[1].datetime_start < trials[0].datetime_complete
+    assert trials[1].user_attrs["top1_agreement"] is not None
+    # each trial in a process of its own, a worker started ahead of it (the baseline's too)
     results = [json.loads((tuner.launcher.trial_dir(t.number) / "result.json").read_text()) for t in launched]
     assert len({r["pid"] for r in results}) == len(results)
-    assert results[0]["prestarted_s"] is None and all(r["prestarted_s"] > 0 for r in results[1:])
+    assert all(r["prestarted_s"] > 0 for r in results)
     assert all(t.user_attrs["prestarted_s"] == r["prestarted_s"] for t, r in zip(launched, results))
     # and no worker is left, waiting or not
     started = {e.pid for e in events if e.what == "started"}
@@ -96,11 +100,30 @@ def test_trials_overlap_yet_measure_one_at_a_time(tmp_path, bundled_model, monke
     assert len(record["runs"]) == 2 and all(v is not None for v in record["runs"])
     confirmed = [json.loads(p.read_text()) for p in sorted((tuner.settings.study_dir / "trials").glob("confirm-*/result.json"))]
     assert len(confirmed) == 2 and confirmed[0]["pid"] != confirmed[1]["pid"]
-    starts = sorted(r["windows"]["warmup"][0] for r in confirmed)
-    ends = sorted(r["windows"]["measured"][1] for r in confirmed)
-    assert starts[1] < ends[0]  # the second had started before the first had measured
+    pids = {r["pid"] for r in confirmed}
+    ran = [e.what for e in tuner.launcher.lease.events if e.pid in pids and e.what in ("started", "ended")]
+    assert ran == ["started", "started", "ended", "ended"], ran  # both had started before either ended
     measured = sorted(r["windows"]["measured"] for r in confirmed)
     assert measured[0][1] <= measured[1][0]
     turns = [(e.pid, e.what) for e in tuner.launcher.lease.events if e.what in ("acquired", "released")]
     assert turns[1::2] == [(pid, "released") for pid, _ in turns[0::2]]
     assert all(e.others_stopped for e in tuner.launcher.lease.events if e.what == "acquired")
+
+
+@pytest.mark.slow
+def test_a_failed_baseline_stops_the_trials_started_beside_it(tmp_path, bundled_model, monkeypatch):
+    for key, value in {**ONE_THREAD, "AUTOTUNE_ALLOW_FAULTS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    settings = SearchSettings(model=str(bundled_model), workload=Workload(prompts=("def f(x):\n",), max_new_tokens=8),
+                              study_name="p", trials=6, space=str(ROOT / "tests/data/small_space.yaml"),
+                              device="cpu", root=str(tmp_path / "studies"), overlap=2, faults=(("0", "error"),))
+    tuner = Tuner(settings)
+    with pytest.raises(SystemicFailureError, match="baseline"):
+        tuner.run()
+    trials = tuner.study.get_trials(deepcopy=False)
+    assert trials[0].user_attrs["failure_kind"] == "error"
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    beside = [t for t in trials[1:] if t.user_attrs.get("role") != "baseline" and t.state != TrialState.WAITING]
+    assert all(t.user_attrs["failure_kind"] == "interrupted" for t in beside), [t.user_attrs for t in beside]
+    started = {e.pid for e in tuner.launcher.lease.events if e.what == "started"}
+    assert not [pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]

@@ -61,6 +61,14 @@ def test_a_hopeless_pass_stops_the_measurement(bundled_model):
     fast_enough = measure(built, workload, repeats=2, warmup=1, stop_below=1e-9)
     assert fast_enough.get("stopped_early") is None and len(fast_enough["runs"]) == 2
 
+    # a threshold that is a function is asked once the warm-up is over: a better best found meanwhile counts
+    asked = []
+    later = measure(built, workload, repeats=3, warmup=1, stop_below=lambda: asked.append(1) or 1e9)
+    assert later["stopped_early"]["after"] == "warm-up" and asked == [1]
+    asked.clear()
+    kept = measure(built, workload, repeats=2, warmup=1, stop_below=lambda: asked.append(1) or None)
+    assert kept.get("stopped_early") is None and len(kept["runs"]) == 2 and asked == [1, 1]  # and at the lease
+
 
 def test_prefill_is_measured_on_the_prompt_tokens_padding_aside(bundled_model):
     # two prompts of different lengths in one batch: the shorter one is padded, and the padding is not read
