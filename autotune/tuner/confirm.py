@@ -57,7 +57,6 @@ def confirm_best(study: optuna.Study, n: int, launcher: TrialLauncher, report: C
     candidate = Candidate.from_json(best.user_attrs["candidate"])
     values = list(earlier["runs"]) if same else []
     report("confirm", number=best.number, runs=n - len(values))
-    record = stability(best, values, n, launcher.settings.objective_metric)
     for m in confirmation_runs(launcher, best.number, candidate, range(len(values), n)):
         values.append(getattr(m, launcher.settings.objective_metric) if m.ok else None)
         record = stability(best, values, n, launcher.settings.objective_metric)

@@ -52,16 +52,18 @@ class TrialLauncher:
     def stop_below_path(self) -> Path:
         return self.settings.study_dir / "trials" / "stop-below"
 
-    def publish_stop_below(self) -> str | None:
+    def publish_stop_below(self, threshold: float | None) -> str | None:
         """Write the early-stopping threshold as it is now, for trials side by side to read when they reach their
         measurement (autotune.worker.trial.stop_below).
+
+        Args:
+            threshold: `stop_below()` as it is now (None: no best yet, nothing is written).
 
         Returns:
             The file's path, or None where trials do not run side by side or early stopping is off.
         """
         if self.lease is None or not self.settings.early_stop:
             return None
-        threshold = self.stop_below()
         path = self.stop_below_path()
         if threshold is not None:
             write_atomic(path, repr(threshold))
@@ -76,18 +78,18 @@ class TrialLauncher:
         """
         s = self.settings
         reference = self.reference_path()
-        scored_later = role != "baseline" and self.reference_expected and not reference.exists()
-        if role != "baseline" and not reference.exists() and not scored_later:
+        scored_later = role != "baseline" and not reference.exists()  # the baseline runs beside it, or is gone
+        if scored_later and not self.reference_expected:
             return Measurement.failed("error", "no_baseline", f"the baseline reference {reference} is missing; "
                                       "start the study over with --new-study")
         job_dir = s.study_dir / "trials" / job_name if job_name else self.trial_dir(number)
+        stop_below = None if job_name or role == "baseline" else self.stop_below()
         job = Job(model=self.model, candidate=candidate, workload=s.workload, device=self.device,
                   role="baseline" if role == "baseline" else "candidate", reference_path=str(reference.resolve()),
                   result_path=str(job_dir.resolve() / "result.json"), repeats=s.repeats, warmup=s.warmup,
                   trial_number=number, fault=fault_for(s.faults, number, candidate, confirmation=bool(job_name)),
-                  budget_bytes=s.vram, stop_below=None if job_name or role == "baseline" else self.stop_below(),
-                  stop_metric=s.objective_metric,
-                  stop_below_path=None if job_name or role == "baseline" else self.publish_stop_below(),
+                  budget_bytes=s.vram, stop_below=stop_below, stop_metric=s.objective_metric,
+                  stop_below_path=None if job_name or role == "baseline" else self.publish_stop_below(stop_below),
                   reference_wait_s=s.trial_timeout if scored_later else 0.0)
         env = self.worker_env()
 

@@ -94,10 +94,11 @@ def parse_spec(spec: str) -> list[tuple[str, str]]:
 
 def fault_for(spec: list[tuple[str, str]], number: int, candidate, confirmation: bool = False) -> str | None:
     for selector, fault in spec:
-        if confirmation or selector == "confirm":
-            if confirmation and selector == "confirm":
-                return fault
-        elif "=" in selector:
+        if (selector == "confirm") != confirmation:  # confirmation runs answer to `confirm` alone, and only they do
+            continue
+        if confirmation:
+            return fault
+        if "=" in selector:
             knob, _, value = selector.partition("=")
             if str(getattr(candidate, knob, None)) == value:
                 return fault

@@ -18,17 +18,18 @@ def launcher(tmp_path, best, early_stop=0.5) -> TrialLauncher:
 def test_the_threshold_is_published_as_the_best_improves_where_trials_run_side_by_side(tmp_path):
     best = [None]
     sequential = launcher(tmp_path, best)
-    assert sequential.publish_stop_below() is None  # one trial at a time: its launch's threshold is current
+    # one trial at a time: the threshold of its launch is current
+    assert sequential.publish_stop_below(sequential.stop_below()) is None
     side_by_side = launcher(tmp_path, best)
     side_by_side.lease = object()
-    path = Path(side_by_side.publish_stop_below())
+    path = Path(side_by_side.publish_stop_below(side_by_side.stop_below()))
     assert not path.exists()  # no best yet (the baseline runs): nothing to stop under
     best[0] = 100.0
-    side_by_side.publish_stop_below()
+    side_by_side.publish_stop_below(side_by_side.stop_below())
     assert float(path.read_text()) == 50.0
     best[0] = 300.0
-    side_by_side.publish_stop_below()
+    side_by_side.publish_stop_below(side_by_side.stop_below())
     assert float(path.read_text()) == 150.0
     off = launcher(tmp_path, best, early_stop=0)
     off.lease = object()
-    assert off.publish_stop_below() is None
+    assert off.publish_stop_below(off.stop_below()) is None
